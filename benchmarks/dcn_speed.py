@@ -1,0 +1,183 @@
+"""Deformable convolution: torchvision vs our implementations, one layer and the whole AirNet.
+
+Everything runs in one process on the same inputs, so ratios are meaningful on a noisy
+machine. Reports the median of --repeats runs and the peak memory of each case (CPU:
+resident-set growth sampled every 2 ms; CUDA: torch's peak allocation).
+
+    python benchmarks/dcn_speed.py                  # CPU, the machine's threads
+    python benchmarks/dcn_speed.py --device cuda    # on a GPU
+    python benchmarks/dcn_speed.py --quick          # layers only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import threading
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from airnet_restore.models import AirNet, DCNLayer
+from airnet_restore.ops.deform_conv import deform_conv3x3
+
+
+class PeakMemory:
+    """Peak memory growth during a block: CUDA allocator peak, or sampled RSS on CPU."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.peak_mb = 0.0
+
+    @staticmethod
+    def _rss_mb() -> float:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    def __enter__(self) -> "PeakMemory":
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.base = torch.cuda.memory_allocated()
+        else:
+            self.base = self._rss_mb()
+            self.peak = self.base
+            self.stop = False
+            self.thread = threading.Thread(target=self._sample, daemon=True)
+            self.thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self.stop:
+            self.peak = max(self.peak, self._rss_mb())
+            time.sleep(0.002)
+
+    def __exit__(self, *exc) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            self.peak_mb = (torch.cuda.max_memory_allocated() - self.base) / 2**20
+        else:
+            self.stop = True
+            self.thread.join()
+            self.peak_mb = self.peak - self.base
+
+
+def timed(fn, device: torch.device, repeats: int, warmup: bool = True) -> tuple[float, float, object]:
+    """(median seconds over ``repeats``, peak memory MB over those runs, last result), after an optional warm-up."""
+    if warmup:
+        fn()
+    times = []
+    with PeakMemory(device) as mem:
+        for _ in range(repeats):
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            result = fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times), mem.peak_mb, result
+
+
+class PlainConvStandIn(DCNLayer):
+    """The bound to approach: the same layer with the deformable conv replaced by a plain conv."""
+
+    def forward(self, x: torch.Tensor, inter: torch.Tensor) -> torch.Tensor:
+        self.conv_offset_mask(torch.cat([x, inter], dim=1))
+        return F.conv2d(x, self.weight, padding=1)
+
+
+def stand_in(model: AirNet) -> AirNet:
+    for module in model.modules():
+        if isinstance(module, DCNLayer):
+            module.__class__ = PlainConvStandIn
+    return model
+
+
+def layer_cases(device: torch.device, impls: list[str], sizes: list[int], repeats: int) -> list[dict]:
+    rows = []
+    g = torch.Generator().manual_seed(0)
+    for s in sizes:
+        x = torch.randn(1, 64, s, s, generator=g).to(device)
+        offset = (torch.randn(1, 18, s, s, generator=g) * 2).to(device)
+        mask = torch.rand(1, 9, s, s, generator=g).to(device)
+        weight = (torch.randn(64, 64, 3, 3, generator=g) / 24).to(device)
+        conv = torch.nn.Conv2d(64, 64, 3, padding=1).to(device).to(memory_format=torch.channels_last)
+        x_cl = x.contiguous(memory_format=torch.channels_last)
+        cases = {impl: (lambda impl=impl: deform_conv3x3(x, offset, mask, weight, impl)) for impl in impls}
+        cases["conv3x3 (channels_last)"] = lambda: conv(x_cl)
+        with torch.no_grad():
+            for name, fn in cases.items():
+                sec, mb, _ = timed(fn, device, repeats)
+                rows.append({"case": f"one layer {s}x{s}", "impl": name, "seconds": sec, "peak_mb": mb})
+    return rows
+
+
+def model_cases(device: torch.device, impls: list[str], sizes: list[tuple[int, int]], repeats: int) -> list[dict]:
+    rows = []
+    torch.manual_seed(0)
+    model = AirNet().eval().to(device)
+    with torch.no_grad():  # random offsets, so the DCN really deforms
+        for name, p in model.named_parameters():
+            if "conv_offset_mask" in name:
+                p.normal_(0.0, 0.01)
+    plain = stand_in(AirNet().eval()).to(device).to(memory_format=torch.channels_last)
+    for h, w in sizes:
+        x = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(1)).to(device)
+        with torch.no_grad():
+            reference = None
+            for impl in impls:
+                # The fused CPU kernel returns channels-last maps; the convolutions around it
+                # are fastest in that layout too. torchvision runs in its best (default) layout.
+                layout = torch.channels_last if impl == "numba" else torch.contiguous_format
+                model.set_dcn_impl(impl).to(memory_format=layout)
+                xi = x.contiguous(memory_format=layout)
+                model(xi[..., :32, :32])  # compiles the numba kernel, warms caches
+                sec, mb, out = timed(lambda: model(xi), device, repeats, warmup=False)
+                reference = out if reference is None else reference
+                err = (out - reference).abs().max().item()
+                name = f"{impl} (channels_last)" if layout == torch.channels_last else impl
+                rows.append({"case": f"AirNet forward {h}x{w}", "impl": name, "seconds": sec, "peak_mb": mb, "max_abs_diff": err})
+            x_cl = x.contiguous(memory_format=torch.channels_last)
+            plain(x_cl[..., :32, :32])
+            sec, mb, _ = timed(lambda: plain(x_cl), device, repeats, warmup=False)
+            rows.append({"case": f"AirNet forward {h}x{w}", "impl": "plain-conv stand-in (channels_last)", "seconds": sec, "peak_mb": mb})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--model-repeats", type=int, default=1)
+    parser.add_argument("--quick", action="store_true", help="single layers only")
+    parser.add_argument("--json", type=Path, help="also write the rows as JSON")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    fast = ["numba", "grid_sample"] if device.type == "cpu" else ["grid_sample"]
+    impls = ["torchvision", *fast]
+    print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{torch.get_num_threads()} threads'}), "
+          f"torch {torch.__version__}")
+    rows = layer_cases(device, impls, [256, 512], args.repeats)
+    if not args.quick:
+        rows += model_cases(device, impls, [(256, 256), (321, 481)], args.model_repeats)
+    base = {r["case"]: r["seconds"] for r in rows if r["impl"] == "torchvision"}
+    bound = {r["case"]: r["seconds"] for r in rows if r["impl"].startswith(("plain", "conv3x3"))}
+    print("| case | implementation | median s | speed-up vs torchvision | time / plain conv | peak MB | max abs diff |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        r["speedup"] = base[r["case"]] / r["seconds"]
+        r["vs_plain_conv"] = r["seconds"] / bound[r["case"]]
+        diff = f"{r['max_abs_diff']:.1e}" if "max_abs_diff" in r else ""
+        print(f"| {r['case']} | {r['impl']} | {r['seconds']:.4f} | {r['speedup']:.2f}x | {r['vs_plain_conv']:.2f}x | {r['peak_mb']:.0f} | {diff} |")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+from airnet_restore.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,5 @@
+"""The one exception type for errors a user can cause (bad file, config, checkpoint, folder)."""
+
+
+class AirNetError(Exception):
+    """A problem the user can fix; the message says what is wrong and what to do."""

@@ -1,0 +1,38 @@
+"""DCN layer: a modulated deformable convolution whose offsets and mask come from the degradation map."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from airnet_restore.ops.deform_conv import Impl, deform_conv3x3
+
+
+class DCNLayer(nn.Module):
+    """DCNv2 3x3 conv (no bias) with offsets and mask predicted from ``cat[x, inter]``.
+
+    Official name ``DCN_layer``. ``conv_offset_mask`` outputs 27 channels: 0-17 are the
+    offsets (passed unchanged, interleaved row/column per tap), 18-26 the mask logits.
+    It is zero-initialised, so at start the layer equals 0.5 x an ordinary convolution.
+    """
+
+    def __init__(self, channels: int, inter_channels: int, dcn_impl: Impl = "auto") -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(channels, channels, 3, 3))
+        self.conv_offset_mask = nn.Conv2d(channels + inter_channels, 27, 3, padding=1, bias=True)
+        self.dcn_impl: Impl = dcn_impl
+        bound = 1.0 / math.sqrt(channels * 9)
+        nn.init.uniform_(self.weight, -bound, bound)
+        nn.init.zeros_(self.conv_offset_mask.weight)
+        nn.init.zeros_(self.conv_offset_mask.bias)
+
+    def forward(self, x: torch.Tensor, inter: torch.Tensor) -> torch.Tensor:
+        om = self.conv_offset_mask(torch.cat([x, inter], dim=1))
+        offset, mask = om[:, :18], torch.sigmoid(om[:, 18:])
+        # DCN always in fp32: no half-precision deformable kernel exists on CPU, and
+        # torchvision casts it on CUDA anyway.
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            out = deform_conv3x3(x.float(), offset.float(), mask.float(), self.weight.float(), self.dcn_impl)
+        return out.to(x.dtype)

@@ -1,0 +1,129 @@
+"""Run the model over an image of any size: whole, or in overlapping tiles blended without seams.
+
+The whole image stays in CPU memory; only tiles go to the device. AirNet's restorer is
+conditioned on a local full-resolution map (not a global vector), so tiling is sound.
+Each tile overlaps its neighbours by ``overlap`` pixels: the outer quarter of an overlap
+is context only, the middle half is a smooth (sine) cross-fade. Image borders are never
+faded, so one tile covering everything equals the untiled result.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from airnet_restore.errors import AirNetError
+
+MIN_TILE = 32
+# Peak bytes per pixel of an inference forward, per feature channel (measured on CPU
+# with the numba DCN: see benchmarks/README.md); used to size tiles from free memory.
+BYTES_PER_PIXEL_PER_CHANNEL = 48
+
+
+def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+    """Evenly spaced tile origins covering [0, length) with at least ``overlap`` between neighbours."""
+    if length <= tile:
+        return [0]
+    n = math.ceil((length - overlap) / (tile - overlap))
+    return [round(i * (length - tile) / (n - 1)) for i in range(n)]
+
+
+def axis_weight(start: int, size: int, length: int, overlap: int) -> np.ndarray:
+    """1-D blending weight of one tile: 1 inside, a sine ramp over the middle of each interior overlap."""
+    d = np.arange(size, dtype=np.float64)
+    w = np.ones(size)
+    context, ramp = overlap / 4.0, max(overlap / 2.0, 1.0)
+    for dist, interior in ((d, start > 0), (size - 1 - d, start + size < length)):
+        if interior:
+            u = np.clip((dist + 0.5 - context) / ramp, 0.0, 1.0)
+            w = w * np.maximum(np.sin(u * math.pi / 2) ** 2, 1e-4)
+    return w.astype(np.float32)
+
+
+def is_out_of_memory(e: BaseException) -> bool:
+    return isinstance(e, torch.OutOfMemoryError) or (isinstance(e, RuntimeError) and "out of memory" in str(e))
+
+
+def auto_tile_size(height: int, width: int, channels: int, device: torch.device) -> int | None:
+    """The largest square tile whose forward fits in free memory, or None if the whole image fits."""
+    if device.type == "cuda":
+        budget = 0.8 * torch.cuda.mem_get_info(device)[0]
+    else:
+        budget = 0.5 * available_ram()
+    per_pixel = BYTES_PER_PIXEL_PER_CHANNEL * channels
+    if height * width * per_pixel <= budget:
+        return None
+    return max(MIN_TILE, int(math.sqrt(budget / per_pixel)) // 8 * 8)
+
+
+def available_ram() -> float:
+    """Bytes of memory available to this process (Linux /proc/meminfo; 4 GiB if unknown)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024.0
+    except OSError:
+        pass
+    return 4.0 * 2**30
+
+
+def run_tiled(
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    image: torch.Tensor,
+    device: torch.device,
+    tile: int | None,
+    overlap: int,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Apply ``forward`` to ``image`` (1,3,H,W on CPU) whole (``tile`` None) or tiled; returns CPU float32.
+
+    A tile that runs out of device memory is split into smaller tiles and retried.
+    """
+    _, _, h, w = image.shape
+    if tile is not None and tile < MIN_TILE:
+        raise AirNetError(f"tile size {tile} is too small; use at least {MIN_TILE}")
+    if tile is None or (h <= tile and w <= tile):
+        try:
+            return forward(image.to(device)).float().cpu()
+        except BaseException as e:
+            if not is_out_of_memory(e):
+                raise
+            _free(device)
+            tile = _smaller(max(h, w), overlap)
+    if overlap < 0 or 2 * overlap >= tile:
+        raise AirNetError(f"tile overlap {overlap} must be >= 0 and less than half the tile size {tile}")
+    ys, xs = tile_starts(h, tile, overlap), tile_starts(w, tile, overlap)
+    out = torch.zeros(1, 3, h, w)
+    weight = torch.zeros(1, 1, h, w)
+    for y0, x0 in tqdm([(y, x) for y in ys for x in xs], desc="tiles", unit="tile", leave=False, disable=not progress):
+        th, tw = min(tile, h), min(tile, w)
+        patch = image[:, :, y0 : y0 + th, x0 : x0 + tw]
+        try:
+            result = forward(patch.to(device)).float().cpu()
+        except BaseException as e:
+            if not is_out_of_memory(e):
+                raise
+            _free(device)
+            result = run_tiled(forward, patch, device, _smaller(tile, overlap), overlap, progress=False)
+        wy = torch.from_numpy(axis_weight(y0, th, h, overlap)).view(1, 1, th, 1)
+        wx = torch.from_numpy(axis_weight(x0, tw, w, overlap)).view(1, 1, 1, tw)
+        out[:, :, y0 : y0 + th, x0 : x0 + tw] += result * (wy * wx)
+        weight[:, :, y0 : y0 + th, x0 : x0 + tw] += wy * wx
+    return out / weight
+
+
+def _smaller(tile: int, overlap: int) -> int:
+    new = tile // 2
+    if new < MIN_TILE or 2 * overlap >= new:
+        raise AirNetError(f"out of device memory even with {tile}-pixel tiles; use --device cpu or a smaller --tile-overlap")
+    return new
+
+
+def _free(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()

@@ -1,0 +1,115 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from airnet_restore.ops.deform_conv import deform_conv3x3
+
+IMPLS = ["torchvision", "grid_sample", "numba"]
+
+
+def bilinear_reference(x, offset, mask, weight):
+    """Independent DCNv2 by explicit loops over pixels and taps (float64, small inputs only)."""
+    b, c, h, w = x.shape
+    out = torch.zeros(b, weight.shape[0], h, w, dtype=torch.float64)
+    x = x.double()
+
+    def pixel(bi, yy, xx):
+        if 0 <= yy < h and 0 <= xx < w:
+            return x[bi, :, yy, xx]
+        return torch.zeros(c, dtype=torch.float64)
+
+    for bi in range(b):
+        for r in range(h):
+            for q in range(w):
+                cols = []
+                for k in range(9):
+                    py = r - 1 + k // 3 + float(offset[bi, 2 * k, r, q])
+                    px = q - 1 + k % 3 + float(offset[bi, 2 * k + 1, r, q])
+                    if py <= -1 or py >= h or px <= -1 or px >= w:
+                        v = torch.zeros(c, dtype=torch.float64)
+                    else:
+                        y0, x0 = int(torch.floor(torch.tensor(py))), int(torch.floor(torch.tensor(px)))
+                        ly, lx = py - y0, px - x0
+                        v = ((1 - ly) * (1 - lx) * pixel(bi, y0, x0) + (1 - ly) * lx * pixel(bi, y0, x0 + 1)
+                             + ly * (1 - lx) * pixel(bi, y0 + 1, x0) + ly * lx * pixel(bi, y0 + 1, x0 + 1))
+                    cols.append(v * float(mask[bi, k, r, q]))
+                col = torch.stack(cols, dim=1)  # (C, 9)
+                out[bi, :, r, q] = (weight.double().reshape(weight.shape[0], c, 9) * col).sum(dim=(1, 2))
+    return out
+
+
+def random_case(b=2, c=8, h=9, w=11, o=6, scale=2.0, seed=0, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(b, c, h, w, generator=g, dtype=dtype)
+    offset = torch.randn(b, 18, h, w, generator=g, dtype=dtype) * scale
+    mask = torch.rand(b, 9, h, w, generator=g, dtype=dtype)
+    weight = torch.randn(o, c, 3, 3, generator=g, dtype=dtype) / 8
+    return x, offset, mask, weight
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_zero_offset_half_mask_is_half_a_convolution(impl):
+    x, _, _, weight = random_case()
+    offset = torch.zeros(2, 18, 9, 11)
+    mask = torch.full((2, 9, 9, 11), 0.5)
+    out = deform_conv3x3(x, offset, mask, weight, impl)
+    torch.testing.assert_close(out, 0.5 * F.conv2d(x, weight, padding=1), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_matches_independent_bilinear_reference(impl):
+    # Offsets of scale 3 on a 6x7 map push many samples beyond the border.
+    x, offset, mask, weight = random_case(b=1, c=4, h=6, w=7, o=3, scale=3.0, seed=1)
+    out = deform_conv3x3(x, offset, mask, weight, impl)
+    ref = bilinear_reference(x, offset, mask, weight)
+    torch.testing.assert_close(out.double(), ref, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("impl", ["grid_sample", "numba"])
+@pytest.mark.parametrize("shape", [(1, 16, 17, 23), (2, 64, 32, 31), (1, 5, 2, 3)])
+def test_matches_torchvision_forward(impl, shape):
+    b, c, h, w = shape
+    x, offset, mask, weight = random_case(b, c, h, w, o=c, scale=4.0, seed=2)
+    weight = weight * (8 / (3 * c**0.5))  # the model's init scale: outputs of order 1
+    ref = deform_conv3x3(x, offset, mask, weight, "torchvision")
+    out = deform_conv3x3(x, offset, mask, weight, impl)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_numba_float64_is_exact():
+    x, offset, mask, weight = random_case(dtype=torch.float64, scale=3.0, seed=3)
+    ref = deform_conv3x3(x, offset, mask, weight, "torchvision")
+    out = deform_conv3x3(x, offset, mask, weight, "numba")
+    assert out.dtype == torch.float64
+    torch.testing.assert_close(out, ref, atol=1e-12, rtol=1e-12)
+
+
+def test_grid_sample_gradients_match_torchvision():
+    tensors = random_case(b=2, c=6, h=8, w=9, o=5, scale=2.5, seed=4, dtype=torch.float64)
+    grads = {}
+    for impl in ("torchvision", "grid_sample"):
+        leaves = [t.clone().requires_grad_(True) for t in tensors]
+        out = deform_conv3x3(*leaves, impl=impl)
+        (out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)).sum().backward()
+        grads[impl] = [t.grad for t in leaves]
+    for name, a, b in zip(("input", "offset", "mask", "weight"), grads["torchvision"], grads["grid_sample"]):
+        torch.testing.assert_close(b, a, atol=1e-8, rtol=1e-7, msg=f"gradient of {name} differs")
+
+
+def test_auto_selects_differentiable_path_when_training():
+    x, offset, mask, weight = random_case(seed=5)
+    weight.requires_grad_(True)
+    out = deform_conv3x3(x, offset, mask, weight, "auto")
+    out.sum().backward()
+    assert weight.grad is not None and weight.grad.abs().sum() > 0
+
+
+def test_numba_refuses_to_run_where_a_gradient_is_needed():
+    x, offset, mask, weight = random_case()
+    with pytest.raises(RuntimeError, match="no backward"):
+        deform_conv3x3(x.requires_grad_(True), offset, mask, weight, "numba")
+
+
+def test_unknown_impl_is_rejected():
+    with pytest.raises(ValueError, match="unknown deformable"):
+        deform_conv3x3(*random_case(), impl="cuda-magic")

@@ -1,0 +1,35 @@
+import subprocess
+import sys
+from collections import OrderedDict
+
+import torch
+
+from airnet_restore.cli import main
+from tests.conftest import make_tiny
+
+
+def test_info_lists_the_paper_variant_with_its_counts(capsys):
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert "airnet: restorer 6,290,441 + encoder 1,319,936 x 2 = 8,930,313 parameters" in out
+
+
+def test_convert_writes_safetensors(tmp_path, capsys):
+    src = tmp_path / "All.pth"
+    torch.save(OrderedDict(make_tiny().state_dict()), src)
+    assert main(["convert", str(src), str(tmp_path / "out.safetensors")]) == 0
+    assert (tmp_path / "out.safetensors").is_file()
+
+
+def test_convert_of_a_bad_file_is_one_clear_line_and_exit_2(tmp_path, capsys):
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"garbage")
+    assert main(["convert", str(bad), str(tmp_path / "o.safetensors")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("airnet convert: error:") and "\n" not in err
+    assert not (tmp_path / "o.safetensors").exists()
+
+
+def test_module_entry_point_runs():
+    result = subprocess.run([sys.executable, "-m", "airnet_restore", "info"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "8,930,313" in result.stdout

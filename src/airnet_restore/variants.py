@@ -25,6 +25,8 @@ class Variant:
         return path if path.is_file() else None
 
 
+DEFAULT_VARIANT = "airnet-lite"
+
 VARIANTS: dict[str, Variant] = {
     v.name: v
     for v in (
@@ -33,6 +35,13 @@ VARIANTS: dict[str, Variant] = {
             config=AirNetConfig(),
             description="the paper's architecture (CVPR 2022): 5 groups x 5 blocks at 64 channels, 8.93 M parameters. "
             "No weights are bundled: load the official All.pth with --weights PATH or train your own.",
+        ),
+        Variant(
+            name="airnet-lite",
+            config=AirNetConfig(n_feats=32, n_groups=3, n_blocks=3, enc_channels=(32, 64, 128), dim=128),
+            description="a narrower, shallower AirNet for CPUs (the default of `airnet restore`), "
+            "trained by this project on real photographs with synthetic noise, rain and haze.",
+            weights="airnet-lite.safetensors",
         ),
     )
 }

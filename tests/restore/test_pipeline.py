@@ -1,0 +1,167 @@
+import hashlib
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from airnet_restore.cli import main
+from airnet_restore.errors import AirNetError
+from airnet_restore.models import AirNet
+from airnet_restore.restore import restore, restore_files, restore_tensor
+from airnet_restore.weights import save_weights
+from tests.conftest import TINY, make_tiny
+from tests.restore.test_io import bad_files
+
+
+class Identity(AirNet):
+    """Returns its input: isolates the io path, so round trips must be exact."""
+
+    def forward(self, x, x_key=None):
+        return x.clone()
+
+
+@pytest.fixture
+def identity():
+    return Identity(TINY).eval()
+
+
+@pytest.fixture
+def tiny():
+    return make_tiny().eval()
+
+
+def sha(path):
+    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+
+@pytest.mark.parametrize("shape", [(37, 53, 3), (21, 16), (19, 23, 4), (8, 9, 1)])
+def test_numpy_in_numpy_out_keeps_shape_and_dtype(tiny, shape):
+    img = np.random.default_rng(0).integers(0, 255, shape, dtype=np.uint8)
+    out = restore(img, tiny)
+    assert out.shape == img.shape and out.dtype == np.uint8
+    if len(shape) == 3 and shape[2] == 4:
+        np.testing.assert_array_equal(out[:, :, 3], img[:, :, 3])
+
+
+def test_identity_model_round_trips_uint16_and_float_exactly(identity):
+    rng = np.random.default_rng(1)
+    img16 = rng.integers(0, 65536, (11, 13, 3), dtype=np.uint16)
+    np.testing.assert_array_equal(restore(img16, identity), img16)
+    imgf = rng.random((11, 13, 3), dtype=np.float32)
+    np.testing.assert_allclose(restore(imgf, identity), imgf, atol=1e-7)
+
+
+def test_pil_and_tensor_kinds(tiny):
+    pil = Image.fromarray(np.random.default_rng(2).integers(0, 255, (15, 22, 4), dtype=np.uint8), "RGBA")
+    out = restore(pil, tiny)
+    assert isinstance(out, Image.Image) and out.mode == "RGBA" and out.size == pil.size
+    t = torch.rand(2, 3, 17, 19, dtype=torch.float64)
+    out_t = restore(t, tiny)
+    assert out_t.shape == t.shape and out_t.dtype == torch.float64
+    with pytest.raises(AirNetError, match="cannot restore"):
+        restore([1, 2, 3], tiny)
+    with pytest.raises(AirNetError, match="unsupported PIL mode"):
+        restore(Image.new("CMYK", (4, 4)), tiny)
+
+
+def test_tiles_agree_with_whole_image(tiny):
+    x = torch.rand(3, 90, 70, generator=torch.Generator().manual_seed(3))
+    whole = restore_tensor(tiny, x, tile=None)
+    tiled = restore_tensor(tiny, x, tile=48, tile_overlap=20)
+    assert 10 * torch.log10(1 / ((whole - tiled) ** 2).mean()) > 50
+
+
+def test_precision_options_run_and_reject_unknown(tiny):
+    x = torch.rand(3, 20, 20)
+    assert restore_tensor(tiny, x, precision="bf16").shape == x.shape
+    with pytest.raises(AirNetError, match="precision"):
+        restore_tensor(tiny, x, precision="fp8")
+
+
+def make_tree(tmp_path):
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    rng = np.random.default_rng(4)
+    Image.fromarray(rng.integers(0, 255, (20, 24, 3), dtype=np.uint8)).save(src / "a.png")
+    Image.fromarray(rng.integers(0, 255, (17, 15, 4), dtype=np.uint8), "RGBA").save(src / "sub" / "b.png")
+    Image.fromarray(rng.integers(0, 255, (16, 16), dtype=np.uint8), "L").save(src / "sub" / "grey.jpg", quality=95)
+    (src / ".DS_Store").write_bytes(b"\x00\x01")
+    return src
+
+
+def test_batch_mirrors_the_tree_keeps_formats_and_never_touches_inputs(tmp_path, identity):
+    src = make_tree(tmp_path)
+    before = {p: sha(p) for p in src.rglob("*") if p.is_file()}
+    report = restore_files([src], tmp_path / "out", identity, suffix="_r", progress=False)
+    assert not report.failed and len(report.done) == 3
+    out = tmp_path / "out"
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) == ["a_r.png", "sub/b_r.png", "sub/grey_r.jpg"]
+    np.testing.assert_array_equal(np.asarray(Image.open(out / "a_r.png")), np.asarray(Image.open(src / "a.png")))
+    with Image.open(out / "sub" / "b_r.png") as im:
+        assert im.mode == "RGBA"
+        np.testing.assert_array_equal(np.asarray(im), np.asarray(Image.open(src / "sub" / "b.png")))
+    with Image.open(out / "sub" / "grey_r.jpg") as im:
+        assert im.mode == "L"
+    assert before == {p: sha(p) for p in src.rglob("*") if p.is_file()}
+
+
+def test_bad_files_are_reported_and_the_rest_is_written(tmp_path, tiny):
+    reasons = bad_files(tmp_path)
+    inputs = [tmp_path / name for name in reasons] + [tmp_path / "good.png"]
+    report = restore_files(inputs, tmp_path / "out", tiny, progress=False)
+    assert [d.name for _, d in report.done] == ["good.png"]
+    failed = dict(report.failed)
+    reasons["missing.png"] = "no such file"
+    for name, reason in reasons.items():
+        key = str(tmp_path / name)
+        assert reason in failed.get(key, ""), (name, failed)
+
+
+def test_refuses_to_overwrite_an_input_unless_asked(tmp_path, identity):
+    src = make_tree(tmp_path)
+    digest = sha(src / "a.png")
+    report = restore_files([src / "a.png"], src, identity, progress=False)
+    assert "would overwrite an input" in report.failed[0][1] and not report.done
+    assert sha(src / "a.png") == digest
+    report = restore_files([src / "a.png"], src, identity, overwrite=True, progress=False)
+    assert len(report.done) == 1
+
+
+def test_skip_existing_and_unknown_inputs(tmp_path, identity):
+    src = make_tree(tmp_path)
+    restore_files([src / "a.png"], tmp_path / "out", identity, progress=False)
+    report = restore_files([src / "a.png", str(tmp_path / "nothing*.png")], tmp_path / "out", identity, skip_existing=True, progress=False)
+    assert len(report.skipped) == 1 and report.failed[0][1] == "no such file, folder or matching glob"
+
+
+def test_interrupted_write_leaves_no_partial_file(tmp_path, identity, monkeypatch):
+    src = make_tree(tmp_path)
+
+    def boom(self, fp, *args, **kwargs):
+        open(fp, "wb").write(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Image.Image, "save", boom)
+    with pytest.raises(KeyboardInterrupt):
+        restore_files([src / "a.png"], tmp_path / "out", identity, progress=False)
+    assert not any(p.is_file() for p in (tmp_path / "out").rglob("*"))
+
+
+def test_cli_restores_a_folder_and_exits_non_zero_on_failures(tmp_path, capsys):
+    weights = save_weights(make_tiny(), tmp_path / "tiny.safetensors")
+    src = make_tree(tmp_path)
+    (src / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    code = main(["restore", str(src), "-o", str(tmp_path / "out"), "--weights", str(weights), "--ext", "tif", "-q", "--tile", "32", "--tile-overlap", "8"])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "3 restored, 1 failed, 0 skipped" in captured.out
+    assert "FAILED" in captured.err and "broken.png" in captured.err
+    assert (tmp_path / "out" / "sub" / "b.tif").is_file()
+
+
+def test_cli_without_weights_says_what_to_do(tmp_path, capsys):
+    code = main(["restore", str(tmp_path), "-o", str(tmp_path / "o"), "--weights", "airnet"])
+    assert code == 2
+    assert "ships without weights" in capsys.readouterr().err

@@ -1,0 +1,60 @@
+import numpy as np
+import pytest
+import torch
+
+from airnet_restore.errors import AirNetError
+from airnet_restore.restore.tiling import axis_weight, run_tiled, tile_starts
+from tests.conftest import make_tiny
+
+
+@pytest.mark.parametrize("length,tile,overlap", [(100, 48, 16), (300, 64, 24), (49, 48, 8), (48, 48, 8), (1000, 256, 32)])
+def test_tiles_cover_and_weights_are_positive(length, tile, overlap):
+    starts = tile_starts(length, tile, overlap)
+    assert starts[0] == 0 and starts[-1] + min(tile, length) == length
+    assert all(b - a <= tile - overlap for a, b in zip(starts, starts[1:]))
+    total = np.zeros(length)
+    for s in starts:
+        total[s : s + min(tile, length)] += axis_weight(s, min(tile, length), length, overlap)
+    assert total.min() > 0.5
+
+
+def test_a_single_tile_has_no_fade():
+    assert (axis_weight(0, 40, 40, 16) == 1).all()
+
+
+def psnr(a, b):
+    return 10 * torch.log10(1 / ((a - b) ** 2).mean())
+
+
+def test_tiled_equals_whole_image():
+    model = make_tiny().eval()
+    x = torch.rand(1, 3, 97, 83, generator=torch.Generator().manual_seed(0))
+    forward = lambda t: model(t)  # noqa: E731
+    with torch.no_grad():
+        whole = run_tiled(forward, x, torch.device("cpu"), None, 0)
+        tiled = run_tiled(forward, x, torch.device("cpu"), 48, 20)
+    assert whole.shape == tiled.shape == x.shape
+    assert psnr(whole, tiled) > 50
+    assert (whole - tiled).abs().max() < 0.02
+
+
+def test_out_of_memory_splits_the_tile_and_retries():
+    calls = []
+
+    def forward(t):
+        calls.append(tuple(t.shape[-2:]))
+        if t.shape[-1] > 40:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
+        return t * 2
+
+    x = torch.rand(1, 3, 64, 64)
+    out = run_tiled(forward, x, torch.device("cpu"), None, 8)
+    torch.testing.assert_close(out, x * 2)
+    assert calls[0] == (64, 64) and max(c[1] for c in calls[1:]) <= 40
+
+
+def test_bad_tile_settings():
+    with pytest.raises(AirNetError, match="too small"):
+        run_tiled(lambda t: t, torch.rand(1, 3, 64, 64), torch.device("cpu"), 8, 2)
+    with pytest.raises(AirNetError, match="overlap"):
+        run_tiled(lambda t: t, torch.rand(1, 3, 64, 64), torch.device("cpu"), 40, 20)

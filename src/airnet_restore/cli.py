@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from airnet_restore.data.layouts import LAYOUTS
 from airnet_restore.errors import AirNetError
 from airnet_restore.ops.deform_conv import IMPLS
 from airnet_restore.restore.io import DEFAULT_MAX_PIXELS
@@ -72,6 +73,14 @@ def _cmd_restore(args: argparse.Namespace) -> int:
     return 1 if report.failed else 0
 
 
+def _cmd_data_check(args: argparse.Namespace) -> int:
+    from airnet_restore.data.check import check_data
+
+    report = check_data(args.path, args.layout)
+    print("\n".join(report.lines()))
+    return 0 if report.usable else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="airnet", description="All-in-one image restoration (AirNet).")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -92,6 +101,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dcn", default="auto", choices=list(IMPLS), help="deformable-convolution implementation (default auto)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_restore)
+
+    p = sub.add_parser("data", help="dataset tools")
+    data_sub = p.add_subparsers(dest="data_command", required=True)
+    p = data_sub.add_parser("check", help="report counts, missing pairs, unreadable files, grey/colour and sizes")
+    p.add_argument("path", help="dataset root folder")
+    p.add_argument("--layout", default="clean", choices=list(LAYOUTS), help="folder layout (default clean)")
+    p.set_defaults(func=_cmd_data_check)
 
     p = sub.add_parser("info", help="list the registered model variants and their sizes")
     p.set_defaults(func=_cmd_info)

@@ -1,0 +1,68 @@
+"""Degradations: the paper's noise, synthetic rain and haze, and more; named in a registry.
+
+Every registered degradation maps a clean uint8 HxWx3 RGB image and a
+``numpy.random.Generator`` to a degraded uint8 image of the same shape. Configs name
+them as strings; ``a+b`` composes (applied left to right).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
+import numpy as np
+
+from airnet_restore.degradations.noise import gaussian_noise, official_test_noise, spatially_variant_noise
+from airnet_restore.degradations.other import compose, gaussian_blur, jpeg, low_light, motion_blur
+from airnet_restore.degradations.weather import add_haze, add_rain, depth_proxy, haze_with_depth
+from airnet_restore.errors import AirNetError
+
+DegradeFn = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Degradation:
+    name: str
+    id: int
+    fn: DegradeFn
+    description: str
+
+
+def _noise(sigma: float) -> DegradeFn:
+    return lambda clean, rng: gaussian_noise(clean, sigma, rng)
+
+
+REGISTRY: dict[str, Degradation] = {
+    d.name: d
+    for d in (
+        # ids 0-4 are the official ones (denoise_15, denoise_25, denoise_50, derain, dehaze)
+        Degradation("noise15", 0, _noise(15), "Gaussian noise sigma 15 (uint8, truncated)"),
+        Degradation("noise25", 1, _noise(25), "Gaussian noise sigma 25 (uint8, truncated)"),
+        Degradation("noise50", 2, _noise(50), "Gaussian noise sigma 50 (uint8, truncated)"),
+        Degradation("rain", 3, add_rain, "synthetic light rain streaks (Rain100L-like)"),
+        Degradation("haze", 4, add_haze, "synthetic haze, A in [0.8, 1], beta in [0.04, 0.2] (RESIDE-OTS-like)"),
+        Degradation("rain_heavy", 5, partial(add_rain, preset="heavy"), "synthetic heavy rain streaks"),
+        Degradation("noise_sv", 6, spatially_variant_noise, "spatially variant noise, quadrants sigma 0/15/25/50"),
+        Degradation("blur", 7, gaussian_blur, "Gaussian blur, sigma 0.8-3"),
+        Degradation("motion_blur", 8, motion_blur, "linear motion blur, 5-21 px"),
+        Degradation("jpeg", 9, jpeg, "JPEG compression, quality 10-50"),
+        Degradation("lowlight", 10, low_light, "under-exposure with faint noise"),
+    )
+}
+
+
+def get_degradation(name: str) -> DegradeFn:
+    """The function for a registered name, or a composition ``a+b+c``."""
+    parts = name.split("+")
+    unknown = [p for p in parts if p not in REGISTRY]
+    if unknown:
+        raise AirNetError(f"unknown degradation {', '.join(map(repr, unknown))}; registered: {', '.join(REGISTRY)}")
+    return REGISTRY[name].fn if len(parts) == 1 else compose(*(REGISTRY[p].fn for p in parts))
+
+
+__all__ = [
+    "REGISTRY", "Degradation", "DegradeFn", "add_haze", "add_rain", "compose", "depth_proxy", "gaussian_blur",
+    "gaussian_noise", "get_degradation", "haze_with_depth", "jpeg", "low_light", "motion_blur",
+    "official_test_noise", "spatially_variant_noise",
+]

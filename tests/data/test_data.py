@@ -1,0 +1,134 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader
+
+from airnet_restore.cli import main
+from airnet_restore.data import AIODataset, TypeSource, augment, read_layout
+from airnet_restore.data.check import check_data
+from airnet_restore.errors import AirNetError
+
+
+def save(path: Path, size=(40, 48), grey=False, seed=0):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    shape = (size[1], size[0]) if grey else (size[1], size[0], 3)
+    Image.fromarray(rng.integers(0, 255, shape, dtype=np.uint8)).save(path)
+    return path
+
+
+@pytest.fixture
+def official(tmp_path):
+    root = tmp_path
+    for i in (1, 2, 3):
+        save(root / "Derain" / "rainy" / f"rain-{i}.png", seed=i)
+        if i != 3:
+            save(root / "Derain" / "gt" / f"norain-{i}.png", seed=10 + i)
+    save(root / "Dehaze" / "synthetic" / "part1" / "0001_0.8_0.2.jpg")
+    save(root / "Dehaze" / "synthetic" / "part2" / "0002_1_0.04.jpg")
+    save(root / "Dehaze" / "original" / "0001.jpg")
+    save(root / "Dehaze" / "original" / "0002.jpg")
+    save(root / "Rain100L" / "input" / "1.png")
+    save(root / "Rain100L" / "target" / "1.png")
+    save(root / "SOTS" / "input" / "0001_0.8_0.2.jpg")
+    save(root / "SOTS" / "target" / "0001.png")
+    save(root / "Denoise" / "a.png", grey=True)
+    save(root / "Denoise" / "b.jpg")
+    (root / "Denoise" / ".DS_Store").write_bytes(b"\x00")
+    (root / "Denoise" / "notes.txt").write_text("not an image")
+    return root
+
+
+def test_official_layouts(official):
+    pairs, missing = read_layout(official / "Derain", "derain-train")
+    assert [p.degraded.name for p in pairs] == ["rain-1.png", "rain-2.png"] and pairs[0].clean.name == "norain-1.png"
+    assert [m.name for m in missing] == ["rain-3.png"]
+    pairs, missing = read_layout(official / "Dehaze", "dehaze-train")
+    assert [(p.degraded.name, p.clean.name) for p in pairs] == [("0001_0.8_0.2.jpg", "0001.jpg"), ("0002_1_0.04.jpg", "0002.jpg")]
+    pairs, _ = read_layout(official / "SOTS", "sots")
+    assert pairs[0].clean.name == "0001.png"
+    pairs, _ = read_layout(official / "Rain100L", "rain100l")
+    assert pairs[0].degraded.name == pairs[0].clean.name == "1.png"
+    files, _ = read_layout(official / "Denoise", "clean")
+    assert [f.name for f in files] == ["a.png", "b.jpg"]  # .DS_Store and notes.txt ignored
+
+
+def test_missing_folder_says_what_it_must_contain(tmp_path):
+    with pytest.raises(AirNetError, match=r"folder not found: .*input \(it must contain"):
+        read_layout(tmp_path, "rain100l")
+    with pytest.raises(AirNetError, match="unknown layout"):
+        read_layout(tmp_path, "imagenet")
+
+
+def test_paired_folders_match_by_stem(tmp_path):
+    save(tmp_path / "input" / "x.jpg")
+    save(tmp_path / "target" / "x.png")
+    pairs, missing = read_layout(tmp_path, "paired")
+    assert len(pairs) == 1 and not missing
+
+
+def test_data_check_reports_and_exit_codes(official, capsys):
+    report = check_data(official / "Denoise", "clean")
+    assert report.usable and report.grey == 1 and report.colour == 1 and report.min_size == (40, 48)
+    assert main(["data", "check", str(official / "Derain"), "--layout", "derain-train"]) == 1
+    out = capsys.readouterr().out
+    assert "1 without a partner" in out and "rain-3.png" in out and "NOT USABLE" in out
+    (official / "Denoise" / "c.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+    assert main(["data", "check", str(official / "Denoise")]) == 1
+    assert "1 unreadable" in capsys.readouterr().out
+    assert main(["data", "check", str(official / "nowhere")]) == 2
+
+
+def test_augment_flags_are_the_eight_dihedral_transforms():
+    a = np.arange(6).reshape(2, 3)
+    outs = [augment(f, a)[0] for f in range(8)]
+    assert len({o.tobytes() + bytes(o.shape) for o in outs}) == 8
+    np.testing.assert_array_equal(outs[0], a)
+    np.testing.assert_array_equal(outs[1], np.flipud(a))
+    np.testing.assert_array_equal(outs[3], np.flipud(np.rot90(a)))
+
+
+def make_sources(official):
+    cleans = tuple(sorted((official / "Denoise").glob("*.[pj][np]g")))
+    derain, _ = read_layout(official / "Derain", "derain-train")
+    return [
+        TypeSource("noise25", clean=cleans),
+        TypeSource("haze", clean=cleans),
+        TypeSource("rain", pairs=tuple(derain)),
+    ]
+
+
+def test_aio_batches_hold_one_sample_per_type_and_two_crops_of_one_image(official):
+    ds = AIODataset(make_sources(official), patch_size=16, iters_per_epoch=4, seed=3)
+    loader = DataLoader(ds, batch_size=3, shuffle=False, drop_last=True)
+    batches = list(loader)
+    assert len(batches) == 4
+    for ids, d1, d2, c1, c2 in batches:
+        assert sorted(ids.tolist()) == [0, 1, 2]
+        assert d1.shape == (3, 3, 16, 16) and d1.dtype == torch.float32
+        assert not torch.equal(d1, d2)  # different crops
+        assert not torch.equal(d1, c1)  # degraded
+    # the noise sample: residuals are noise of sigma 25 on the same clean image
+    _, d1, _, c1, _ = ds[0]
+    assert 0.06 < (d1 - c1).std() < 0.12
+
+
+def test_aio_is_reproducible_and_independent_of_workers(official):
+    ds = AIODataset(make_sources(official), patch_size=16, iters_per_epoch=2, seed=1)
+    single = [b[1] for b in DataLoader(ds, batch_size=3, num_workers=0)]
+    multi = [b[1] for b in DataLoader(ds, batch_size=3, num_workers=2)]
+    assert all(torch.equal(a, b) for a, b in zip(single, multi))
+    ds.set_epoch(1)
+    assert not torch.equal(ds[0][1], single[0][0])  # fresh noise next epoch
+    other_rank = AIODataset(make_sources(official), patch_size=16, iters_per_epoch=2, seed=1, rank=1, world_size=2)
+    assert not torch.equal(other_rank[0][1], single[0][0])
+
+
+def test_type_source_needs_exactly_one_kind_of_data(tmp_path):
+    with pytest.raises(AirNetError, match="either clean images or"):
+        TypeSource("rain")
+    with pytest.raises(AirNetError, match="unknown degradation"):
+        TypeSource("snow", clean=(tmp_path / "x.png",))

@@ -81,6 +81,53 @@ def _cmd_data_check(args: argparse.Namespace) -> int:
     return 0 if report.usable else 1
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from airnet_restore.train import Trainer, load_config
+
+    config = load_config(args.config, args.set)
+    run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / Path(args.config).stem
+    if args.resume is None and (run_dir / "checkpoints").is_dir():
+        raise AirNetError(f"run folder {run_dir} already holds checkpoints; pass --resume auto to continue or --run-dir for a new run")
+    trainer = Trainer(config, run_dir, resume=args.resume, device=args.device, progress=not args.quiet, name=args.name)
+    trainer.run()
+    if trainer.dist.is_main:
+        state = "stopped early (resume with --resume auto)" if trainer.stop_requested else "finished"
+        print(f"training {state} at epoch {trainer.epoch}, iteration {trainer.iteration}; run folder {run_dir}")
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from airnet_restore.evaluate import BASELINES, build_tasks, evaluate, model_method, parse_sets
+    from airnet_restore.metrics import get_protocol
+    from airnet_restore.variants import load_model
+
+    protocol = get_protocol(args.protocol, args.crop_border)
+    include = [s for s in (args.include or "").split(",") if s]
+    tasks = [t for name, path in parse_sets(args.set) for t in build_tasks(name, path, protocol, args.crop, include)]
+    methods = {}
+    if args.weights:
+        model = load_model(args.weights, device=args.device)
+        methods[Path(args.weights).stem] = (model_method(model, tile=args.tile, tile_overlap=args.tile_overlap), lambda t: True)
+    wanted = {"identity": "input (identity)", "cbm3d": "CBM3D (true sigma)", "dcp": "dark channel prior"}
+    for key in args.baselines.split(",") if args.baselines else []:
+        if key not in wanted:
+            raise AirNetError(f"unknown baseline {key!r}; choose from {', '.join(wanted)}")
+        methods[wanted[key]] = BASELINES[wanted[key]]
+    if not methods:
+        raise AirNetError("nothing to evaluate: give --weights and/or --baselines")
+    out = Path(args.out)
+    report = evaluate(tasks, methods, protocol, save_dir=out / "images" if args.save_images or args.grid else None,
+                      grid_images=args.grid, progress=not args.quiet)
+    print(report.markdown())
+    for path in report.write(out):
+        print(f"wrote {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="airnet", description="All-in-one image restoration (AirNet).")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -101,6 +148,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dcn", default="auto", choices=list(IMPLS), help="deformable-convolution implementation (default auto)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_restore)
+
+    p = sub.add_parser("eval", help="score a model (and classical baselines) on test sets with a named protocol")
+    p.add_argument("--set", action="append", required=True, metavar="NAME=PATH",
+                   help="bsd68, urban100, bsd68-sv (clean folders), rain100l, sots, paired (input/ + target/), "
+                        "or a degradation name (noise25, rain, haze, ...) applied to a clean folder; repeatable")
+    p.add_argument("--weights", help="registered variant, .safetensors or official .pth; omit to score baselines only")
+    p.add_argument("--baselines", default="identity,cbm3d,dcp", help="comma list of identity, cbm3d, dcp ('' for none)")
+    p.add_argument("--protocol", default="airnet", choices=["airnet", "basicsr"], help="metric protocol (default airnet)")
+    p.add_argument("--crop-border", type=int, default=0, help="pixels removed at each border (basicsr protocol)")
+    p.add_argument("--crop", type=int, help="evaluate a centre crop of this size (faster; not the paper's protocol)")
+    p.add_argument("--include", help="comma list of file names to keep from each set")
+    p.add_argument("--out", default="eval", help="folder for results.md/.csv/.json and per_image.csv (default eval)")
+    p.add_argument("--save-images", action="store_true", help="save every output (PNG, rounded to uint8)")
+    p.add_argument("--grid", type=int, default=0, metavar="N", help="save input|output|target grids for the first N images")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--tile", type=_tile, default="auto")
+    p.add_argument("--tile-overlap", type=int, default=32)
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("train", help="train AirNet from a YAML preset (torchrun-ready)")
+    p.add_argument("config", help="YAML config, e.g. configs/aio.yaml")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value, e.g. train.lr=2e-4")
+    p.add_argument("--run-dir", help="run folder (default runs/<config name>)")
+    p.add_argument("--resume", help="a training state file, or 'auto' for the latest in the run folder")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda (under torchrun each rank takes its LOCAL_RANK GPU)")
+    p.add_argument("--name", default="airnet", help="variant name written into the exported weights")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("data", help="dataset tools")
     data_sub = p.add_subparsers(dest="data_command", required=True)

@@ -125,3 +125,22 @@ def test_config_validation_and_round_trip():
         AirNetConfig(n_feats=0)
     with pytest.raises(AirNetError, match="unknown keys"):
         AirNetConfig.from_dict({"width": 3})
+
+
+def test_dcn_runs_in_float32_under_autocast(tiny_model, monkeypatch):
+    import airnet_restore.models.dcn as dcn_module
+
+    seen = []
+    real = dcn_module.deform_conv3x3
+
+    def spy(x, offset, mask, weight, impl):
+        seen.append({t.dtype for t in (x, offset, mask, weight)})
+        return real(x, offset, mask, weight, impl)
+
+    monkeypatch.setattr(dcn_module, "deform_conv3x3", spy)
+    tiny_model.train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        restored, logits, _ = tiny_model(torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16))
+    restored.float().mean().backward()
+    assert seen and all(s == {torch.float32} for s in seen)
+    assert tiny_model.R.body[0].body[0].dgm1.dcn.weight.grad is not None

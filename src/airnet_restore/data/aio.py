@@ -133,6 +133,10 @@ class AIODataset(Dataset):
             d2, c2 = augment(int(rng.integers(1, 8)), *random_crop(rng, p, degraded, clean))
         else:
             clean = load_rgb8(src.clean[item])
+            # Degrade a random region of 4 x patch around which both crops are taken: the same
+            # degraded "image" for the positive pair, at a fraction of the cost on large photos.
+            if min(clean.shape[:2]) > 4 * p:
+                (clean,) = random_crop(rng, 4 * p, clean)
             degraded = get_degradation(src.degradation or src.name)(clean, rng)
             # Synthetic data: one shared augmentation for both crops, as the paper's noise samples.
             flag = int(rng.integers(1, 8))

@@ -1,0 +1,366 @@
+"""``airnet train``: the paper's two phases, resumable bit for bit, observable, and torchrun-ready."""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import yaml
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from airnet_restore.data.aio import AIODataset, TypeSource, synthetic_pairs
+from airnet_restore.data.layouts import list_images, read_layout
+from airnet_restore.device import resolve_device
+from airnet_restore.errors import AirNetError
+from airnet_restore.metrics import get_protocol
+from airnet_restore.models.airnet import AirNet, AirNetConfig
+from airnet_restore.train.checkpoint import latest_state, load_state, save_state, state_path
+from airnet_restore.train.config import TrainConfig
+from airnet_restore.train.distributed import DistInfo, all_reduce_mean, gather_keys, init_from_env
+from airnet_restore.train.schedule import lr_at
+from airnet_restore.weights import save_weights
+
+LOG_EVERY = 10
+
+
+class TrainStep(nn.Module):
+    """One training forward: contrastive logits and keys, and (joint phase) the restoration of crop 1.
+
+    Wrapped by DistributedDataParallel; the keys leave it un-enqueued so they can be gathered first.
+    """
+
+    def __init__(self, model: AirNet) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor, joint: bool):
+        _, logits, labels, inter, keys = self.model.E.E.contrast(x1, x2)
+        restored = self.model.R(x1, inter) if joint else None
+        return restored, logits, labels, keys
+
+
+def build_sources(config: TrainConfig) -> list[TypeSource]:
+    """The degradation types of the config, with their files listed (a missing folder fails here)."""
+    sources = []
+    for t in config.data.types:
+        if t.clean is not None:
+            files = tuple(p for p in list_images(t.clean, what="clean training images") if p.name not in set(t.exclude))
+            if not files:
+                raise AirNetError(f"type {t.name!r}: every image of {t.clean} is excluded")
+            sources.append(TypeSource(t.name, clean=files, degradation=t.degradation))
+        else:
+            pairs, _ = read_layout(t.root, t.layout)
+            if not pairs:
+                raise AirNetError(f"type {t.name!r}: no complete pairs in {t.root} (layout {t.layout})")
+            sources.append(TypeSource(t.name, pairs=tuple(pairs)))
+    return sources
+
+
+def build_val_set(config: TrainConfig) -> dict[str, list[tuple[torch.Tensor, torch.Tensor]]]:
+    """Deterministic validation pairs per degradation, centre-cropped: {name: [(degraded, clean)]}."""
+    v = config.val
+    if v.clean is None:
+        return {}
+    files = list_images(v.clean, what="clean validation images")
+    if v.files:
+        missing = sorted(set(v.files) - {f.name for f in files})
+        if missing:
+            raise AirNetError(f"validation files not found in {v.clean}: {', '.join(missing)}")
+        files = [f for f in files if f.name in set(v.files)]
+
+    def prep(a: np.ndarray) -> torch.Tensor:
+        t = torch.from_numpy(a).permute(2, 0, 1).float() / 255.0
+        if v.crop:
+            h, w = t.shape[-2:]
+            top, left = max(0, (h - v.crop) // 2), max(0, (w - v.crop) // 2)
+            t = t[:, top : top + v.crop, left : left + v.crop]
+        return t
+
+    return {d: [(prep(x), prep(y)) for x, y in synthetic_pairs(files, d, seed=config.train.seed)] for d in v.degradations}
+
+
+class EMA:
+    """Exponential moving average of the restorer's weights (exported instead of the raw weights)."""
+
+    def __init__(self, module: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.shadow = {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, module: nn.Module) -> None:
+        for k, v in module.state_dict().items():
+            if v.is_floating_point():
+                self.shadow[k].mul_(self.decay).add_(v.detach(), alpha=1 - self.decay)
+            else:
+                self.shadow[k].copy_(v)
+
+
+class Trainer:
+    def __init__(
+        self,
+        config: TrainConfig,
+        run_dir: str | Path,
+        resume: str | None = None,
+        device: str = "auto",
+        progress: bool = True,
+        name: str = "airnet",
+    ) -> None:
+        self.config, self.progress, self.name = config, progress, name
+        self.run_dir = Path(run_dir)
+        requested = resolve_device(device)
+        self.dist: DistInfo = init_from_env(requested.type)
+        self.device = torch.device(requested.type, self.dist.local_rank) if requested.type == "cuda" else requested
+        t = config.train
+        self.sources = build_sources(config)
+        self.val_set = build_val_set(config) if self.dist.is_main else {}
+        n_types = len(self.sources)
+        m = config.model
+        queue = m.queue_per_type * n_types
+        if queue % (n_types * self.dist.world_size):
+            raise AirNetError(f"queue size {queue} is not divisible by the global batch {n_types * self.dist.world_size}")
+        self.model_config = AirNetConfig(m.n_feats, m.n_groups, m.n_blocks, m.enc_channels, m.dim, queue, m.m, m.T)
+        torch.manual_seed(t.seed)  # identical initial weights and queue on every rank
+        self.model = AirNet(self.model_config, dcn_impl=t.dcn_impl).to(self.device)
+        if t.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        if self.dist.enabled and self.device.type == "cuda":
+            # BatchNorm choice under DDP: SyncBatchNorm on GPUs, so encoder statistics are global.
+            # gloo on CPU has no SyncBatchNorm: each rank normalises its own batch (documented).
+            self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+        step = TrainStep(self.model)
+        self.step_module: nn.Module = step
+        if self.dist.enabled:
+            self.step_module = nn.parallel.DistributedDataParallel(
+                step,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=True,  # the restorer is idle during the warm-up phase
+            )
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=t.lr)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=t.amp == "fp16")
+        self.ema = EMA(self.model.R, t.ema) if t.ema else None
+        self.dataset = AIODataset(self.sources, config.data.patch_size, t.iters_per_epoch, t.seed, self.dist.rank, self.dist.world_size)
+        self.epoch, self.iteration, self.global_step = 0, 0, 0
+        self.best = -math.inf
+        self.stop_requested = False
+        self.writer = None
+        if resume:
+            self._resume(resume)
+
+    # ---------------------------------------------------------------- state
+    def state(self) -> dict[str, Any]:
+        rng = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "ema": self.ema.shadow if self.ema else None,
+            "epoch": self.epoch,
+            "iteration": self.iteration,
+            "global_step": self.global_step,
+            "best": self.best,
+            "rng": rng,
+            "config": self.config.model_dump(mode="json"),
+        }
+
+    def _resume(self, resume: str) -> None:
+        path = latest_state(self.run_dir) if resume == "auto" else Path(resume)
+        if path is None:
+            return  # nothing to resume: a fresh run
+        state = load_state(path)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        if self.ema and state["ema"] is not None:
+            self.ema.shadow = state["ema"]
+        self.epoch, self.iteration, self.global_step = state["epoch"], state["iteration"], state["global_step"]
+        self.best = state["best"]
+        torch.set_rng_state(state["rng"]["torch"])
+        if "cuda" in state["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        self.log({"event": "resumed", "from": str(path), "epoch": self.epoch, "iteration": self.iteration})
+
+    def save_checkpoint(self) -> Path | None:
+        if not self.dist.is_main:
+            return None
+        path = save_state(state_path(self.run_dir, self.epoch, self.iteration), self.state())
+        self.export("last")
+        return path
+
+    def export(self, which: str) -> Path:
+        """Inference weights as safetensors, ready for ``airnet restore`` (EMA weights if enabled)."""
+        model = self.model
+        if self.ema:
+            model = AirNet(self.model_config)
+            model.load_state_dict(self.model.state_dict())
+            model.R.load_state_dict(self.ema.shadow)
+        meta = {
+            "variant": self.name,
+            "training": {"config": self.config.model_dump(mode="json"), "epoch": self.epoch,
+                         "iteration": self.iteration, "steps": self.global_step, "best_val_psnr": self.best},
+            "licence": self.config.licence,
+            "description": self.config.description,
+        }
+        return save_weights(model, self.run_dir / f"{which}.safetensors", metadata=meta)
+
+    # ---------------------------------------------------------------- logging
+    def log(self, record: dict[str, Any]) -> None:
+        if not self.dist.is_main:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.run_dir / "log.jsonl", "a") as f:
+            f.write(json.dumps({"time": time.time(), **record}) + "\n")
+
+    def _scalar(self, tag: str, value: float) -> None:
+        if self.writer is not None:
+            self.writer.add_scalar(tag, value, self.global_step)
+
+    def _open_run_dir(self) -> None:
+        if not self.dist.is_main:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "config.yaml").write_text(yaml.safe_dump(self.config.model_dump(mode="json"), sort_keys=False))
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.run_dir / "tensorboard"))
+        except ImportError:
+            self.writer = None  # TensorBoard is optional: pip install airnet-restore[train]
+
+    # ---------------------------------------------------------------- training
+    def _loader(self) -> DataLoader:
+        self.dataset.set_epoch(self.epoch)
+        n = len(self.sources)
+        start = self.iteration * n
+        return DataLoader(
+            self.dataset,
+            batch_size=n,
+            sampler=range(start, len(self.dataset)),
+            drop_last=True,
+            num_workers=self.config.data.workers,
+        )
+
+    def _autocast(self):
+        amp = self.config.train.amp
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp, torch.float32)
+        return torch.autocast(self.device.type, dtype=dtype, enabled=amp != "none")
+
+    def train_step(self, batch) -> dict[str, float]:
+        t = self.config.train
+        joint = self.epoch >= t.epochs_encoder
+        _, d1, d2, c1, _ = batch
+        fmt = torch.channels_last if t.channels_last else torch.contiguous_format
+        d1, d2, c1 = (x.to(self.device).contiguous(memory_format=fmt) for x in (d1, d2, c1))
+        self.model.train()
+        with self._autocast():
+            restored, logits, labels, keys = self.step_module(d1, d2, joint)
+            contrast = F.cross_entropy(logits.float(), labels)
+            l1 = F.l1_loss(restored.float(), c1) if joint else torch.zeros((), device=self.device)
+            loss = l1 + t.contrastive_weight * contrast if joint else contrast
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.model.E.E.enqueue(gather_keys(keys.detach(), self.dist))
+        if self.ema and joint:
+            self.ema.update(self.model.R)
+        acc = (logits.argmax(dim=1) == labels).float().mean()
+        stats = torch.stack([loss.detach(), l1.detach(), contrast.detach(), acc])
+        return dict(zip(("loss", "l1", "contrast", "acc"), all_reduce_mean(stats, self.dist).tolist()))
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        if not self.val_set:
+            return {}
+        model = self.model
+        if self.ema:
+            model = AirNet(self.model_config).to(self.device)
+            model.load_state_dict(self.model.state_dict())
+            model.R.load_state_dict(self.ema.shadow)
+        model.eval()
+        protocol = get_protocol(self.config.val.protocol)
+        results: dict[str, float] = {}
+        for name, pairs in self.val_set.items():
+            scores = [protocol.score(model(x[None].to(self.device)).float().cpu(), y[None]) for x, y in pairs]
+            results[f"{name}/psnr"] = float(np.mean([p.item() for p, _ in scores]))
+            results[f"{name}/ssim"] = float(np.mean([s.item() for _, s in scores]))
+            if self.writer is not None:
+                x, y = pairs[0]
+                out = model(x[None].to(self.device)).float().cpu().clamp(0, 1)[0]
+                grid = torch.cat([x, out, y], dim=2)  # input | output | clean
+                self.writer.add_image(f"val/{name}", grid, self.global_step)
+        results["mean/psnr"] = float(np.mean([v for k, v in results.items() if k.endswith("/psnr")]))
+        return results
+
+    def _signal(self, signum, frame) -> None:  # noqa: ARG002
+        self.stop_requested = True
+
+    def run(self) -> Path:
+        """Train to the configured number of epochs (or until stopped); returns the run folder."""
+        t = self.config.train
+        self._open_run_dir()
+        old = {s: signal.signal(s, self._signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        start = time.monotonic()
+        last_ckpt = start
+        try:
+            while self.epoch < t.epochs and not self.stop_requested:
+                for p in self.optimizer.param_groups:
+                    p["lr"] = lr_at(self.epoch, t)
+                bar = tqdm(self._loader(), total=t.iters_per_epoch, initial=self.iteration,
+                           desc=f"epoch {self.epoch + 1}/{t.epochs}", disable=not (self.progress and self.dist.is_main))
+                for batch in bar:
+                    stats = self.train_step(batch)
+                    self.iteration += 1
+                    self.global_step += 1
+                    lr = self.optimizer.param_groups[0]["lr"]
+                    bar.set_postfix(loss=f"{stats['loss']:.4f}", lr=f"{lr:.2e}")
+                    if self.global_step % LOG_EVERY == 0 or self.global_step == 1:
+                        self.log({"step": self.global_step, "epoch": self.epoch, "lr": lr, **stats})
+                        for k, v in stats.items():
+                            self._scalar(f"train/{k}", v)
+                        self._scalar("train/lr", lr)
+                    now = time.monotonic()
+                    if t.max_minutes and now - start >= 60 * t.max_minutes:
+                        self.stop_requested = True
+                    if t.checkpoint_minutes and now - last_ckpt >= 60 * t.checkpoint_minutes:
+                        self.save_checkpoint()
+                        last_ckpt = now
+                    if self.stop_requested:
+                        break
+                if self.stop_requested and self.iteration < t.iters_per_epoch:
+                    break
+                self.epoch, self.iteration = self.epoch + 1, 0
+                if self.dist.is_main and (self.epoch % self.config.val.every == 0 or self.epoch == t.epochs):
+                    self._after_validation(self.validate())
+                if self.epoch % t.checkpoint_every == 0 or self.epoch == t.epochs:
+                    self.save_checkpoint()
+                    last_ckpt = time.monotonic()
+            if self.stop_requested:
+                path = self.save_checkpoint()
+                self.log({"event": "stopped", "epoch": self.epoch, "iteration": self.iteration, "state": str(path)})
+        finally:
+            for s, handler in old.items():
+                signal.signal(s, handler)
+            if self.writer is not None:
+                self.writer.close()
+        return self.run_dir
+
+    def _after_validation(self, results: dict[str, float]) -> None:
+        if not results:
+            return
+        self.log({"event": "validation", "epoch": self.epoch, "step": self.global_step, **results})
+        for k, v in results.items():
+            self._scalar(f"val/{k}", v)
+        if results["mean/psnr"] > self.best:
+            self.best = results["mean/psnr"]
+            self.export("best")

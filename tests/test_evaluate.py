@@ -1,0 +1,68 @@
+import csv
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from airnet_restore.cli import main
+from airnet_restore.errors import AirNetError
+from airnet_restore.evaluate import build_tasks
+from airnet_restore.metrics import get_protocol
+from airnet_restore.weights import save_weights
+from tests.conftest import make_tiny
+
+
+@pytest.fixture
+def sets(tmp_path):
+    y, x = np.mgrid[0:40, 0:50]
+    img = (np.stack([x * 4, y * 5, (x + y) * 2], axis=2) % 256).astype(np.uint8)
+    for folder in ("clean", "rain/input", "rain/target"):
+        (tmp_path / folder).mkdir(parents=True)
+    for i in range(2):
+        Image.fromarray(np.roll(img, 7 * i, axis=1)).save(tmp_path / "clean" / f"{i}.png")
+        Image.fromarray(np.roll(img, 7 * i, axis=1)).save(tmp_path / "rain" / "target" / f"{i}.png")
+        Image.fromarray(np.clip(np.roll(img, 7 * i, axis=1).astype(int) + 40, 0, 255).astype(np.uint8)).save(tmp_path / "rain" / "input" / f"{i}.png")
+    return tmp_path
+
+
+def test_noise_sets_follow_the_official_protocol(sets):
+    tasks = build_tasks("bsd68", sets / "clean", get_protocol("airnet"))
+    assert [t.label for t in tasks] == ["bsd68 s15", "bsd68 s25", "bsd68 s50"]
+    assert tasks[0].clean[0].shape == (32, 48, 3)  # cropped to multiples of 16 before the noise
+    again = build_tasks("bsd68", sets / "clean", get_protocol("airnet"))
+    assert all(np.array_equal(a, b) for t1, t2 in zip(tasks, again) for a, b in zip(t1.degraded, t2.degraded))
+
+
+def test_missing_dataset_says_which_folder(tmp_path):
+    with pytest.raises(AirNetError, match=r"folder not found: .*input \(it must contain"):
+        build_tasks("rain100l", tmp_path / "Rain100L", get_protocol("airnet"))
+    with pytest.raises(AirNetError, match="unknown test set"):
+        build_tasks("imagenet", tmp_path, get_protocol("airnet"))
+
+
+def test_end_to_end_eval_writes_tables(sets, tmp_path, capsys):
+    weights = save_weights(make_tiny(), tmp_path / "tiny.safetensors")
+    out = tmp_path / "out"
+    code = main([
+        "eval", "--weights", str(weights), "--set", f"bsd68={sets / 'clean'}", "--set", f"rain100l={sets / 'rain'}",
+        "--set", f"haze={sets / 'clean'}", "--out", str(out), "--grid", "1", "-q",
+    ])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "| method | bsd68 s15 | bsd68 s25 | bsd68 s50 | rain100l | haze | average |" in printed
+    assert "protocol `airnet`" in printed
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    methods = {r["method"] for r in rows}
+    assert methods == {"tiny", "input (identity)", "CBM3D (true sigma)", "dark channel prior"}
+    assert {(r["method"], r["task"]) for r in rows if r["method"] == "CBM3D (true sigma)"} == {
+        ("CBM3D (true sigma)", f"bsd68 s{s}") for s in (15, 25, 50)}
+    assert {r["task"] for r in rows if r["method"] == "dark channel prior"} == {"haze"}
+    per_image = list(csv.DictReader(open(out / "per_image.csv")))
+    assert len([r for r in per_image if r["method"] == "tiny"]) == 5 * 2
+    data = json.loads((out / "results.json").read_text())
+    assert data["average"]["CBM3D (true sigma)"] is None and data["average"]["tiny"] is not None
+    cbm3d = float(next(r["psnr"] for r in rows if r["method"] == "CBM3D (true sigma)" and r["task"] == "bsd68 s25"))
+    noisy = float(next(r["psnr"] for r in rows if r["method"] == "input (identity)" and r["task"] == "bsd68 s25"))
+    assert cbm3d > noisy + 3  # the classical denoiser really denoises
+    assert (out / "images" / "tiny" / "rain100l" / "grid_0.png").is_file()

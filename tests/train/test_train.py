@@ -1,0 +1,148 @@
+import json
+import os
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+from PIL import Image
+
+from airnet_restore.cli import main
+from airnet_restore.errors import AirNetError
+from airnet_restore.train import Trainer, load_config, lr_at
+from airnet_restore.train.config import TrainSection
+from airnet_restore.weights import build_model
+
+REPO = Path(__file__).resolve().parents[2]
+SMOKE = REPO / "configs" / "smoke.yaml"
+
+
+@pytest.fixture
+def photos(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    y, x = np.mgrid[0:48, 0:56]
+    for i in range(4):
+        img = np.stack([x * 3 + 20 * i, y * 4, (x + y) * 2], axis=2) % 256
+        Image.fromarray(img.astype(np.uint8)).save(folder / f"p{i}.png")
+    return folder
+
+
+def smoke_config(photos, *extra):
+    overrides = [f"data.types.{i}.clean={photos}" for i in range(3)] + [f"val.clean={photos}", "val.files=[p0.png]", "val.crop=32"]
+    return load_config(SMOKE, [*overrides, *extra])
+
+
+def r_params(trainer):
+    return {k: v.clone() for k, v in trainer.model.R.state_dict().items()}
+
+
+def test_warm_up_leaves_the_restorer_alone_and_the_joint_phase_learns(photos, tmp_path):
+    config = smoke_config(photos, "train.epochs=1", "train.epochs_encoder=1", "train.iters_per_epoch=4")
+    trainer = Trainer(config, tmp_path / "run", progress=False)
+    before = r_params(trainer)
+    enc_before = trainer.model.E.E.encoder_q.E_pre.backbone[0].weight.clone()
+    trainer.run()
+    assert all(torch.equal(before[k], v) for k, v in trainer.model.R.state_dict().items())
+    assert not torch.equal(enc_before, trainer.model.E.E.encoder_q.E_pre.backbone[0].weight)
+
+    config = smoke_config(photos, "train.epochs=6", "train.epochs_encoder=0", "train.iters_per_epoch=8", "train.lr_joint=2e-3",
+                          "train.lr=2e-3", "val.every=100", "data.types=[{name: noise25, clean: " + str(photos) + "}]")
+    trainer = Trainer(config, tmp_path / "run2", progress=False)
+    trainer.run()
+    steps = [json.loads(line) for line in (tmp_path / "run2" / "log.jsonl").read_text().splitlines()]
+    l1 = [s["l1"] for s in steps if "l1" in s]
+    assert len(l1) >= 4
+    assert l1[-1] < 0.5 * l1[0], l1  # first logged step vs the last
+    assert not all(torch.equal(before[k], v) for k, v in trainer.model.R.state_dict().items())
+
+
+def test_interrupt_and_resume_is_bit_identical(photos, tmp_path):
+    extra = ("train.epochs=3", "train.epochs_encoder=1", "train.iters_per_epoch=3", "val.every=2", "train.ema=0.9")
+    straight = Trainer(smoke_config(photos, *extra), tmp_path / "a", progress=False)
+    straight.run()
+
+    first = Trainer(smoke_config(photos, *extra), tmp_path / "b", progress=False)
+    original_step = first.train_step
+
+    def step_then_stop(batch):
+        out = original_step(batch)
+        if first.global_step == 4:  # mid-epoch 2
+            first.stop_requested = True
+        return out
+
+    first.train_step = step_then_stop
+    first.run()
+    assert (first.epoch, first.iteration) == (1, 2)
+    resumed = Trainer(smoke_config(photos, *extra), tmp_path / "b", resume="auto", progress=False)
+    assert (resumed.epoch, resumed.iteration) == (1, 2)
+    resumed.run()
+    a, b = straight.model.state_dict(), resumed.model.state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert all(torch.equal(v, resumed.ema.shadow[k]) for k, v in straight.ema.shadow.items())
+    # exported weights are ready for airnet restore
+    model, meta = build_model(tmp_path / "b" / "last.safetensors")
+    assert json.loads(meta["training"])["steps"] == 9
+
+
+def test_lr_schedule_matches_the_paper_table():
+    t = TrainSection()
+    table = {0: 1e-3, 60: 1e-3, 61: 1e-4, 101: 1e-4, 102: 1e-4, 225: 1e-4, 226: 5e-5, 350: 5e-5, 351: 2.5e-5,
+             475: 2.5e-5, 476: 1.25e-5, 601: 6.25e-6, 726: 3.125e-6, 851: 1.5625e-6, 976: 7.8125e-7, 999: 7.8125e-7}
+    for epoch, lr in table.items():
+        assert lr_at(epoch, t) == pytest.approx(lr), epoch
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("train.lr=-1", "config key 'train.lr'"),
+        ("train.amp=fp64", "config key 'train.amp'"),
+        ("data.types.0.name=snow", "unknown degradation 'snow'"),
+        ("train.learning_rate=1", "config key 'train.learning_rate': Extra inputs are not permitted"),
+    ],
+)
+def test_bad_config_is_a_clear_error_and_leaves_no_run_folder(tmp_path, capsys, override, message):
+    run = tmp_path / "run"
+    assert main(["train", str(SMOKE), "--set", override, "--run-dir", str(run)]) == 2
+    assert message in capsys.readouterr().err
+    assert not run.exists()
+
+
+def test_missing_data_folder_leaves_no_run_folder(tmp_path, capsys):
+    run = tmp_path / "run"
+    code = main(["train", str(SMOKE), "--set", f"data.types.0.clean={tmp_path}/nowhere", "--run-dir", str(run)])
+    assert code == 2 and "folder not found" in capsys.readouterr().err
+    assert not run.exists()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank: int, port: int, photos: str, out: str) -> None:
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    config = smoke_config(Path(photos), "train.epochs=2", "train.epochs_encoder=1", "train.iters_per_epoch=2", "val.every=1")
+    trainer = Trainer(config, Path(out) / f"run{rank}", device="cpu", progress=False)
+    trainer.run()
+    torch.save(trainer.model.state_dict(), Path(out) / f"rank{rank}.pt")
+    torch.distributed.destroy_process_group()
+
+
+def test_two_process_gloo_ddp_keeps_replicas_and_queues_identical(photos, tmp_path):
+    mp.start_processes(_ddp_worker, args=(_free_port(), str(photos), str(tmp_path)), nprocs=2, start_method="spawn")
+    s0, s1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    for k in s0:
+        if "running_" in k or "num_batches" in k:
+            continue  # per-rank BatchNorm statistics on CPU (no SyncBatchNorm with gloo)
+        assert torch.equal(s0[k], s1[k]), k
+    # 4 steps x 3 types x 2 ranks = 24 keys entered the queue of 24 on every rank
+    assert int(s0["E.E.queue_ptr"]) == int(s1["E.E.queue_ptr"]) == 0
+    assert (tmp_path / "run0" / "last.safetensors").is_file() and not (tmp_path / "run1").exists()

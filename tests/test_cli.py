@@ -5,6 +5,7 @@ from collections import OrderedDict
 import torch
 
 from airnet_restore.cli import main
+from airnet_restore.weights import load_state_dict
 from tests.conftest import make_tiny
 
 
@@ -17,8 +18,10 @@ def test_info_lists_the_paper_variant_with_its_counts(capsys):
 def test_convert_writes_safetensors(tmp_path, capsys):
     src = tmp_path / "All.pth"
     torch.save(OrderedDict(make_tiny().state_dict()), src)
-    assert main(["convert", str(src), str(tmp_path / "out.safetensors")]) == 0
-    assert (tmp_path / "out.safetensors").is_file()
+    assert main(["convert", str(src), str(tmp_path / "out.safetensors"), "--half", "--meta", "licence=CC0"]) == 0
+    sd, meta = load_state_dict(tmp_path / "out.safetensors")
+    assert meta["licence"] == "CC0" and meta["source"] == "All.pth"
+    assert sd["R.head.0.weight"].dtype == torch.float16
 
 
 def test_convert_of_a_bad_file_is_one_clear_line_and_exit_2(tmp_path, capsys):

@@ -32,7 +32,10 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _cmd_convert(args: argparse.Namespace) -> int:
     from airnet_restore.weights import convert
 
-    out = convert(args.src, args.dst, full=args.full, half=args.half)
+    meta = dict(item.split("=", 1) for item in args.meta if "=" in item)
+    if len(meta) != len(args.meta):
+        raise AirNetError("--meta takes KEY=VALUE")
+    out = convert(args.src, args.dst, full=args.full, half=args.half, metadata=meta)
     print(f"wrote {out}")
     return 0
 
@@ -48,11 +51,14 @@ def _tile(value: str) -> int | str | None:
 
 def _cmd_restore(args: argparse.Namespace) -> int:
     from airnet_restore.restore import restore_files
-    from airnet_restore.variants import load_model
+    from airnet_restore.variants import load_model, sample_image
 
+    inputs = [*args.inputs, *([sample_image()] if args.sample else [])]
+    if not inputs:
+        raise AirNetError("no inputs: give image files, folders or globs, or --sample for the bundled sample")
     model = load_model(args.weights, device=args.device, dcn_impl=args.dcn)
     report = restore_files(
-        args.inputs,
+        inputs,
         args.output,
         model,
         suffix=args.suffix,
@@ -133,7 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("restore", help="restore images (files, folders, globs) into an output folder")
-    p.add_argument("inputs", nargs="+", help="image files, folders (recursive) or globs")
+    p.add_argument("inputs", nargs="*", help="image files, folders (recursive) or globs")
+    p.add_argument("--sample", action="store_true", help="also restore the bundled sample photo (noisy, CC0)")
     p.add_argument("-o", "--output", required=True, help="output folder; input folder trees are mirrored")
     p.add_argument("--weights", default=DEFAULT_VARIANT, help=f"registered variant, .safetensors or official .pth (default {DEFAULT_VARIANT})")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
@@ -193,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dst", help="output .safetensors file")
     p.add_argument("--full", action="store_true", help="keep the full training state (key encoder, queue)")
     p.add_argument("--half", action="store_true", help="store float tensors as float16")
+    p.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE", help="add or replace a metadata field (e.g. licence=CC0)")
     p.set_defaults(func=_cmd_convert)
     return parser
 

@@ -35,7 +35,7 @@ from airnet_restore.errors import AirNetError
 from airnet_restore.metrics import Protocol, average, crop_to_multiple, get_protocol
 from airnet_restore.models.airnet import AirNet
 from airnet_restore.restore.pipeline import restore_tensor
-from airnet_restore.weights import atomic_write
+from airnet_restore.atomic import atomic_write
 
 NOISE_SETS = ("bsd68", "urban100")
 PAIRED_SETS = {"rain100l": "rain100l", "paired": "paired", "sots": "sots"}

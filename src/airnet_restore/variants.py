@@ -47,6 +47,11 @@ VARIANTS: dict[str, Variant] = {
 }
 
 
+def sample_image() -> Path:
+    """The bundled sample: a noisy (sigma 25) crop of scikit-image's CC0 'coffee' photograph."""
+    return Path(str(resources.files("airnet_restore") / "assets" / "sample_noisy.png"))
+
+
 def list_variants() -> list[Variant]:
     """All registered variants, in registration order."""
     return list(VARIANTS.values())

@@ -11,7 +11,6 @@ import json
 import os
 import pickle
 import re
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,6 +21,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from safetensors import safe_open
 
+from airnet_restore.atomic import atomic_write
 from airnet_restore.errors import AirNetError
 from airnet_restore.models.airnet import AirNet, AirNetConfig
 
@@ -214,23 +214,20 @@ def save_weights(
     return atomic_write(Path(path), lambda tmp: save_file(sd, str(tmp), metadata=meta))
 
 
-def atomic_write(path: Path, write) -> Path:
-    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+def convert(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    *,
+    full: bool = False,
+    half: bool = False,
+    metadata: Mapping[str, Any] | None = None,
+) -> Path:
+    """Official ``.pth`` (or any supported file) to our safetensors; inference keys only unless ``full``.
 
-
-def convert(src: str | os.PathLike, dst: str | os.PathLike, *, full: bool = False, half: bool = False) -> Path:
-    """Official ``.pth`` (or any supported file) to our safetensors; inference keys only unless ``full``."""
-    model, metadata = build_model(src)
-    extra = {k: v for k, v in metadata.items() if k not in ("format", "config", "contents", "sha256")}
+    The source's metadata is kept, ``metadata`` adds to or replaces it.
+    """
+    model, source_meta = build_model(src)
+    extra = {k: v for k, v in source_meta.items() if k not in ("format", "config", "contents", "sha256")}
     extra.setdefault("source", Path(src).name)
+    extra.update(metadata or {})
     return save_weights(model, dst, full=full, half=half, metadata=extra)

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from airnet_restore.errors import AirNetError
-from airnet_restore.weights import atomic_write
+from airnet_restore.atomic import atomic_write
 
 FORMAT = "airnet-restore-train-state"
 PREFIX = "state-"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from airnet_restore.data.layouts import LAYOUTS
 from airnet_restore.errors import AirNetError
@@ -88,8 +89,6 @@ def _cmd_data_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from airnet_restore.train import Trainer, load_config
 
     config = load_config(args.config, args.set)
@@ -105,9 +104,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from airnet_restore.evaluate import BASELINES, build_tasks, evaluate, model_method, parse_sets
+    from airnet_restore.evaluate import baseline_methods, build_tasks, evaluate, model_method, parse_sets
     from airnet_restore.metrics import get_protocol
     from airnet_restore.variants import load_model
 
@@ -118,11 +115,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if args.weights:
         model = load_model(args.weights, device=args.device)
         methods[Path(args.weights).stem] = (model_method(model, tile=args.tile, tile_overlap=args.tile_overlap), lambda t: True)
-    wanted = {"identity": "input (identity)", "cbm3d": "CBM3D (true sigma)", "dcp": "dark channel prior"}
-    for key in args.baselines.split(",") if args.baselines else []:
-        if key not in wanted:
-            raise AirNetError(f"unknown baseline {key!r}; choose from {', '.join(wanted)}")
-        methods[wanted[key]] = BASELINES[wanted[key]]
+    methods.update(baseline_methods([k for k in args.baselines.split(",") if k]))
     if not methods:
         raise AirNetError("nothing to evaluate: give --weights and/or --baselines")
     out = Path(args.out)

@@ -131,11 +131,20 @@ def dcp_method(degraded: np.ndarray, task: Task) -> np.ndarray:  # noqa: ARG001
     return dehaze_dcp(degraded.astype(np.float64) / 255.0)
 
 
-BASELINES: dict[str, tuple[Method, Callable[[Task], bool]]] = {
-    "input (identity)": (identity, lambda t: True),
-    "CBM3D (true sigma)": (cbm3d_method, lambda t: t.kind == "noise" and t.sigma is not None),
-    "dark channel prior": (dcp_method, lambda t: t.kind == "haze"),
+# short name -> (table row name, method, which tasks it applies to)
+BASELINES: dict[str, tuple[str, Method, Callable[[Task], bool]]] = {
+    "identity": ("input (identity)", identity, lambda t: True),
+    "cbm3d": ("CBM3D (true sigma)", cbm3d_method, lambda t: t.kind == "noise" and t.sigma is not None),
+    "dcp": ("dark channel prior", dcp_method, lambda t: t.kind == "haze"),
 }
+
+
+def baseline_methods(keys: Sequence[str]) -> dict[str, tuple[Method, Callable[[Task], bool]]]:
+    """The named baselines as table rows; an unknown name is an ``AirNetError``."""
+    unknown = [k for k in keys if k not in BASELINES]
+    if unknown:
+        raise AirNetError(f"unknown baseline {', '.join(map(repr, unknown))}; choose from {', '.join(BASELINES)}")
+    return {BASELINES[k][0]: BASELINES[k][1:] for k in keys}
 
 
 @dataclass

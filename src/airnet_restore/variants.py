@@ -38,7 +38,7 @@ VARIANTS: dict[str, Variant] = {
         ),
         Variant(
             name="airnet-lite",
-            config=AirNetConfig(n_feats=32, n_groups=3, n_blocks=3, enc_channels=(32, 64, 128), dim=128),
+            config=AirNetConfig(n_feats=24, n_groups=3, n_blocks=3, enc_channels=(24, 64, 128), dim=128),
             description="a narrower, shallower AirNet for CPUs (the default of `airnet restore`), "
             "trained by this project on real photographs with synthetic noise, rain and haze.",
             weights="airnet-lite.safetensors",

@@ -34,11 +34,15 @@ def _match(degraded: list[Path], find) -> tuple[list[Pair], list[Path]]:
     return pairs, missing
 
 
-def list_images(folder: str | Path, recursive: bool = False, what: str = "images") -> list[Path]:
-    """Sorted image files of ``folder``; a missing or empty folder is a clear error."""
-    folder = Path(folder)
+def _require_dir(folder: Path, what: str) -> Path:
     if not folder.is_dir():
         raise AirNetError(f"folder not found: {folder} (it must contain {what})")
+    return folder
+
+
+def list_images(folder: str | Path, recursive: bool = False, what: str = "images") -> list[Path]:
+    """Sorted image files of ``folder``; a missing or empty folder is a clear error."""
+    folder = _require_dir(Path(folder), what)
     walk = folder.rglob("*") if recursive else folder.iterdir()
     files = sorted(p for p in walk if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
@@ -70,9 +74,7 @@ def derain_train(root: str | Path) -> tuple[list[Pair], list[Path]]:
     """Official derain training layout: ``rainy/rain-N.png`` with ``gt/norain-N.png``."""
     root = Path(root)
     rainy = list_images(root / "rainy", what="rain-N.png files (Rain100L training set)")
-    gt_dir = root / "gt"
-    if not gt_dir.is_dir():
-        raise AirNetError(f"folder not found: {gt_dir} (it must contain norain-N.png for every rainy/rain-N.png)")
+    gt_dir = _require_dir(root / "gt", "norain-N.png for every rainy/rain-N.png")
     return _match(rainy, lambda r: gt_dir / f"no{r.name}" if (gt_dir / f"no{r.name}").is_file() else None)
 
 
@@ -94,9 +96,7 @@ def dehaze_train(root: str | Path) -> tuple[list[Pair], list[Path]]:
     """Official dehaze training layout (RESIDE OTS): ``synthetic/partK/{id}_{A}_{beta}.jpg`` with ``original/{id}.jpg``."""
     root = Path(root)
     hazy = list_images(root / "synthetic", recursive=True, what="part1..part4/{id}_{A}_{beta}.jpg (RESIDE OTS)")
-    original = root / "original"
-    if not original.is_dir():
-        raise AirNetError(f"folder not found: {original} (it must contain {{id}}.jpg for every synthetic/partK/{{id}}_A_beta.jpg)")
+    original = _require_dir(root / "original", "{id}.jpg for every synthetic/partK/{id}_A_beta.jpg")
     return _match(hazy, lambda h: _hazy_target(h, original, (h.suffix, ".jpg", ".png")))
 
 
@@ -104,9 +104,7 @@ def sots(root: str | Path) -> tuple[list[Pair], list[Path]]:
     """SOTS-outdoor test layout: ``input/{id}_{A}_{beta}.jpg`` with ``target/{id}.png``."""
     root = Path(root)
     hazy = list_images(root / "input", what="hazy {id}_{A}_{beta}.jpg files (SOTS-outdoor)")
-    target = root / "target"
-    if not target.is_dir():
-        raise AirNetError(f"folder not found: {target} (it must contain {{id}}.png for every input/{{id}}_A_beta.jpg)")
+    target = _require_dir(root / "target", "{id}.png for every input/{id}_A_beta.jpg")
     return _match(hazy, lambda h: _hazy_target(h, target, (".png", ".jpg", h.suffix)))
 
 

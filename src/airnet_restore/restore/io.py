@@ -20,7 +20,9 @@ from airnet_restore.errors import AirNetError
 from airnet_restore.atomic import atomic_write
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
-DEFAULT_MAX_PIXELS = 200_000_000
+# Pillow refuses images over 2 x Image.MAX_IMAGE_PIXELS (about 179 MP) as decompression bombs;
+# our own limit sits just below, so one clear message covers both.
+DEFAULT_MAX_PIXELS = 178_000_000
 EXIF_ORIENTATION = 0x0112
 
 
@@ -105,7 +107,7 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
     orientation, icc, exif = 1, None, None
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our max_pixels decides
             with Image.open(path) as im:
                 w, h = im.size
                 if w * h > max_pixels:
@@ -126,8 +128,8 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
         raise
     except UnidentifiedImageError:
         raise AirNetError(f"{path}: not an image (or an unsupported format)") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise AirNetError(f"{path}: over Pillow's pixel limit (--max-pixels)") from None
+    except Image.DecompressionBombError:
+        raise AirNetError(f"{path}: over Pillow's decompression-bomb limit of {2 * Image.MAX_IMAGE_PIXELS:,} pixels") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise AirNetError(f"{path}: corrupt or truncated image ({e})") from None
     if pixels.dtype not in (np.uint8, np.uint16, np.float32):

@@ -32,7 +32,7 @@ from airnet_restore.data.aio import load_rgb8
 from airnet_restore.data.layouts import clean_folder, read_layout
 from airnet_restore.degradations import REGISTRY, get_degradation, official_test_noise, spatially_variant_noise
 from airnet_restore.errors import AirNetError
-from airnet_restore.metrics import Protocol, average, crop_to_multiple, get_protocol
+from airnet_restore.metrics import Protocol, average, crop_to_multiple
 from airnet_restore.models.airnet import AirNet
 from airnet_restore.restore.pipeline import restore_tensor
 from airnet_restore.atomic import atomic_write
@@ -221,7 +221,7 @@ def evaluate(
         for task in tasks:
             if not applies(task):
                 continue
-            ps, ss, rows = [], [], []
+            ps, ss = [], []
             for i, (name, degraded, clean) in enumerate(
                 tqdm(list(zip(task.names, task.degraded, task.clean)), desc=f"{method} | {task.label}", unit="img", disable=not progress, leave=False)
             ):

@@ -106,7 +106,7 @@ def test_aio_batches_hold_one_sample_per_type_and_two_crops_of_one_image(officia
     loader = DataLoader(ds, batch_size=3, shuffle=False, drop_last=True)
     batches = list(loader)
     assert len(batches) == 4
-    for ids, d1, d2, c1, c2 in batches:
+    for ids, d1, d2, c1, _ in batches:
         assert sorted(ids.tolist()) == [0, 1, 2]
         assert d1.shape == (3, 3, 16, 16) and d1.dtype == torch.float32
         assert not torch.equal(d1, d2)  # different crops

@@ -10,7 +10,6 @@ import torch.multiprocessing as mp
 from PIL import Image
 
 from airnet_restore.cli import main
-from airnet_restore.errors import AirNetError
 from airnet_restore.train import Trainer, load_config, lr_at
 from airnet_restore.train.config import TrainSection
 from airnet_restore.weights import build_model

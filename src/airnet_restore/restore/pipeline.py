@@ -16,7 +16,6 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from airnet_restore.device import resolve_device
 from airnet_restore.errors import AirNetError
 from airnet_restore.models.airnet import AirNet
 from airnet_restore.restore.io import (

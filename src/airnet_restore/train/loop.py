@@ -27,7 +27,7 @@ from airnet_restore.train.checkpoint import latest_state, load_state, save_state
 from airnet_restore.train.config import TrainConfig
 from airnet_restore.train.distributed import DistInfo, all_reduce_mean, gather_keys, init_from_env
 from airnet_restore.train.schedule import lr_at
-from airnet_restore.weights import save_weights
+from airnet_restore.weights import load_into, save_weights
 
 LOG_EVERY = 10
 
@@ -178,7 +178,7 @@ class Trainer:
         if path is None:
             return  # nothing to resume: a fresh run
         state = load_state(path)
-        self.model.load_state_dict(state["model"])
+        load_into(self.model, state["model"])  # a state of another architecture is a clear error
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
         if self.ema and state["ema"] is not None:

@@ -108,8 +108,10 @@ def test_batch_mirrors_the_tree_keeps_formats_and_never_touches_inputs(tmp_path,
 
 def test_bad_files_are_reported_and_the_rest_is_written(tmp_path, tiny):
     reasons = bad_files(tmp_path)
+    Image.new("RGB", (100, 100)).save(tmp_path / "huge.png")
+    reasons["huge.png"] = "over the limit of 5,000"
     inputs = [tmp_path / name for name in reasons] + [tmp_path / "good.png"]
-    report = restore_files(inputs, tmp_path / "out", tiny, progress=False)
+    report = restore_files(inputs, tmp_path / "out", tiny, max_pixels=5000, progress=False)
     assert [d.name for _, d in report.done] == ["good.png"]
     failed = dict(report.failed)
     reasons["missing.png"] = "no such file"

@@ -145,3 +145,12 @@ def test_two_process_gloo_ddp_keeps_replicas_and_queues_identical(photos, tmp_pa
     # 4 steps x 3 types x 2 ranks = 24 keys entered the queue of 24 on every rank
     assert int(s0["E.E.queue_ptr"]) == int(s1["E.E.queue_ptr"]) == 0
     assert (tmp_path / "run0" / "last.safetensors").is_file() and not (tmp_path / "run1").exists()
+
+
+def test_ema_switched_on_at_resume_starts_from_the_resumed_weights(photos, tmp_path):
+    extra = ("train.epochs=2", "train.epochs_encoder=0", "train.iters_per_epoch=2", "val.every=100", "train.checkpoint_every=1")
+    Trainer(smoke_config(photos, *extra, "train.epochs=1"), tmp_path / "run", progress=False).run()
+    resumed = Trainer(smoke_config(photos, *extra, "train.ema=0.5"), tmp_path / "run", resume="auto", progress=False)
+    assert resumed.epoch == 1
+    for k, v in resumed.model.R.state_dict().items():
+        assert torch.equal(resumed.ema.shadow[k], v), k

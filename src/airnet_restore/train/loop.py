@@ -181,8 +181,11 @@ class Trainer:
         load_into(self.model, state["model"])  # a state of another architecture is a clear error
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
-        if self.ema and state["ema"] is not None:
-            self.ema.shadow = state["ema"]
+        if self.ema:
+            if state["ema"] is not None:
+                self.ema.shadow = state["ema"]
+            else:  # EMA switched on at resume: start it from the resumed weights, not the initial ones
+                self.ema = EMA(self.model.R, self.config.train.ema)
         self.epoch, self.iteration, self.global_step = state["epoch"], state["iteration"], state["global_step"]
         self.best = state["best"]
         torch.set_rng_state(state["rng"]["torch"])

@@ -11,6 +11,7 @@ from airnet_restore.data.layouts import LAYOUTS
 from airnet_restore.errors import AirNetError
 from airnet_restore.ops.deform_conv import IMPLS
 from airnet_restore.restore.io import DEFAULT_MAX_PIXELS
+from airnet_restore.restore.tiling import DEFAULT_OVERLAP
 from airnet_restore.variants import DEFAULT_VARIANT
 
 
@@ -139,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
     p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"], help="deformable convolutions always run in fp32")
     p.add_argument("--tile", type=_tile, default="auto", help="tile size in pixels, 'auto' (from free memory, default) or 'none'")
-    p.add_argument("--tile-overlap", type=int, default=32, help="overlap between tiles in pixels (default 32)")
+    p.add_argument("--tile-overlap", type=int, default=DEFAULT_OVERLAP, help=f"overlap between tiles in pixels (default {DEFAULT_OVERLAP})")
     p.add_argument("--suffix", default="", help="added to output file names, e.g. _restored")
     p.add_argument("--ext", help="output format by extension (png, tif, jpg, ...); default: the input's")
     p.add_argument("--skip-existing", action="store_true", help="skip inputs whose output already exists")
@@ -164,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grid", type=int, default=0, metavar="N", help="save input|output|target grids for the first N images")
     p.add_argument("--device", default="auto")
     p.add_argument("--tile", type=_tile, default="auto")
-    p.add_argument("--tile-overlap", type=int, default=32)
+    p.add_argument("--tile-overlap", type=int, default=DEFAULT_OVERLAP)
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=_cmd_eval)
 

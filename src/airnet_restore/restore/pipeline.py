@@ -28,7 +28,7 @@ from airnet_restore.restore.io import (
     to_float,
     write_image,
 )
-from airnet_restore.restore.tiling import auto_tile_size, run_tiled
+from airnet_restore.restore.tiling import DEFAULT_OVERLAP, auto_tile_size, run_tiled
 from airnet_restore.variants import DEFAULT_VARIANT, load_model
 
 Precision = Literal["fp32", "fp16", "bf16"]
@@ -52,7 +52,7 @@ def restore_tensor(
     x: torch.Tensor,
     *,
     tile: Tile = "auto",
-    tile_overlap: int = 32,
+    tile_overlap: int = DEFAULT_OVERLAP,
     precision: Precision = "fp32",
     progress: bool = False,
 ) -> torch.Tensor:
@@ -83,7 +83,7 @@ def restore_tensor(
     outs = []
     for image in batch:
         image = image[None].detach().float().cpu().clamp(0, 1)
-        size = auto_tile_size(*image.shape[-2:], model.config.n_feats, device) if tile == "auto" else tile
+        size = auto_tile_size(*image.shape[-2:], model.config.n_feats, device, tile_overlap) if tile == "auto" else tile
         outs.append(run_tiled(forward, image, device, size, tile_overlap, progress).clamp(0, 1))
     out = torch.cat(outs).to(device=x.device, dtype=x.dtype)
     return out if x.dim() == 4 else out[0]

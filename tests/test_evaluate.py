@@ -52,13 +52,13 @@ def test_end_to_end_eval_writes_tables(sets, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "| method | bsd68 s15 | bsd68 s25 | bsd68 s50 | rain100l | haze | average |" in printed
     assert "protocol `airnet`" in printed
-    rows = list(csv.DictReader(open(out / "results.csv")))
+    rows = list(csv.DictReader((out / "results.csv").read_text().splitlines()))
     methods = {r["method"] for r in rows}
     assert methods == {"tiny", "input (identity)", "CBM3D (true sigma)", "dark channel prior"}
     assert {(r["method"], r["task"]) for r in rows if r["method"] == "CBM3D (true sigma)"} == {
         ("CBM3D (true sigma)", f"bsd68 s{s}") for s in (15, 25, 50)}
     assert {r["task"] for r in rows if r["method"] == "dark channel prior"} == {"haze"}
-    per_image = list(csv.DictReader(open(out / "per_image.csv")))
+    per_image = list(csv.DictReader((out / "per_image.csv").read_text().splitlines()))
     assert len([r for r in per_image if r["method"] == "tiny"]) == 5 * 2
     data = json.loads((out / "results.json").read_text())
     assert data["average"]["CBM3D (true sigma)"] is None and data["average"]["tiny"] is not None

@@ -39,7 +39,7 @@ def test_bundled_weights_restore_the_bundled_sample():
         clean = np.asarray(Image.open(COFFEE).convert("RGB"))
         top, left = (clean.shape[0] - 300) // 2, (clean.shape[1] - 400) // 2
         clean = clean[top : top + 300, left : left + 400]
-        t = lambda a: torch.from_numpy(a).permute(2, 0, 1)[None].double() / 255  # noqa: E731
+        t = lambda a: torch.from_numpy(a.copy()).permute(2, 0, 1)[None].double() / 255  # noqa: E731
         assert psnr(t(out), t(clean)) > psnr(t(noisy), t(clean)) + 4
     else:
         assert np.abs(out.astype(int) - noisy).mean() > 3

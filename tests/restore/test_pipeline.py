@@ -1,4 +1,5 @@
 import hashlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -32,7 +33,7 @@ def tiny():
 
 
 def sha(path):
-    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 @pytest.mark.parametrize("shape", [(37, 53, 3), (21, 16), (19, 23, 4), (8, 9, 1)])
@@ -141,7 +142,7 @@ def test_interrupted_write_leaves_no_partial_file(tmp_path, identity, monkeypatc
     src = make_tree(tmp_path)
 
     def boom(self, fp, *args, **kwargs):
-        open(fp, "wb").write(b"partial")
+        Path(fp).write_bytes(b"partial")
         raise KeyboardInterrupt
 
     monkeypatch.setattr(Image.Image, "save", boom)

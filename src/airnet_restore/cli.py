@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -92,11 +93,16 @@ def _cmd_data_check(args: argparse.Namespace) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     from airnet_restore.train import Trainer, load_config
 
-    config = load_config(args.config, args.set)
+    overrides = [*args.set, *([f"train.init={json.dumps(args.init)}"] if args.init else []),
+                 *(["train.init_partial=true"] if args.init_partial else [])]
+    config = load_config(args.config, overrides)
     run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / Path(args.config).stem
     if args.resume is None and (run_dir / "checkpoints").is_dir():
         raise AirNetError(f"run folder {run_dir} already holds checkpoints; pass --resume auto to continue or --run-dir for a new run")
     trainer = Trainer(config, run_dir, resume=args.resume, device=args.device, progress=not args.quiet, name=args.name)
+    if trainer.dist.is_main:
+        for line in trainer.init_report:
+            print(line)
     trainer.run()
     if trainer.dist.is_main:
         state = "stopped early (resume with --resume auto)" if trainer.stop_requested else "finished"
@@ -174,6 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value, e.g. train.lr=2e-4")
     p.add_argument("--run-dir", help="run folder (default runs/<config name>)")
     p.add_argument("--resume", help="a training state file, or 'auto' for the latest in the run folder")
+    p.add_argument("--init", metavar="WEIGHTS", help="start from weights (variant, .safetensors, .pth or training state) "
+                   "with a fresh optimiser and schedule; the architecture comes from them unless the config sets one")
+    p.add_argument("--init-partial", action="store_true", help="with --init: load what fits, start the rest fresh, report both")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda (under torchrun each rank takes its LOCAL_RANK GPU)")
     p.add_argument("--name", default="airnet", help="variant name written into the exported weights")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")

@@ -132,3 +132,16 @@ def test_type_source_needs_exactly_one_kind_of_data(tmp_path):
         TypeSource("rain")
     with pytest.raises(AirNetError, match="unknown degradation"):
         TypeSource("snow", clean=(tmp_path / "x.png",))
+
+
+def test_per_type_batches_hold_each_type_that_many_times_from_different_images(official):
+    ds = AIODataset(make_sources(official), patch_size=16, iters_per_epoch=2, seed=3, per_type=2)
+    assert ds.batch_size == 6 and len(ds) == 12
+    ids, d1, *_ = next(iter(DataLoader(ds, batch_size=ds.batch_size)))
+    assert sorted(ids.tolist()) == [0, 0, 1, 1, 2, 2]
+    assert not torch.equal(d1[0], d1[3])  # the two samples of a type differ
+    # one sample per type keeps the paper's batches exactly; indices run on into later epochs
+    one = AIODataset(make_sources(official), patch_size=16, iters_per_epoch=2, seed=3)
+    later = AIODataset(make_sources(official), patch_size=16, iters_per_epoch=2, seed=3)
+    later.set_epoch(1)
+    assert torch.equal(one[len(one) + 4][1], later[4][1])

@@ -79,9 +79,10 @@ def to_tensor(a: np.ndarray) -> torch.Tensor:
 
 
 class AIODataset(Dataset):
-    """Items (type id, degraded crop 1, degraded crop 2, clean crop 1, clean crop 2); use batch size = len(sources).
+    """Items (type id, degraded crop 1, degraded crop 2, clean crop 1, clean crop 2); use batch size ``batch_size``.
 
-    ``iters_per_epoch`` batches per epoch (the paper: 400). Call ``set_epoch`` before each epoch.
+    A batch holds ``per_type`` samples of every type (the paper: one), ``iters_per_epoch``
+    batches per epoch (the paper: 400). Indices run on across epochs from the one ``set_epoch`` gives.
     """
 
     def __init__(
@@ -92,6 +93,7 @@ class AIODataset(Dataset):
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        per_type: int = 1,
     ) -> None:
         if not sources:
             raise AirNetError("the AIO sampler needs at least one degradation type")
@@ -100,28 +102,38 @@ class AIODataset(Dataset):
         self.iters_per_epoch = iters_per_epoch
         self.seed = seed
         self.rank, self.world_size = rank, world_size
+        self.per_type = per_type
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def __len__(self) -> int:
-        return self.iters_per_epoch * len(self.sources)
+    @property
+    def batch_size(self) -> int:
+        return self.per_type * len(self.sources)
 
-    def _pick(self, type_index: int, global_batch: int) -> int:
-        """Each type walks its own reshuffled list, one item per batch, like the official cursors."""
+    def __len__(self) -> int:
+        return self.iters_per_epoch * self.batch_size
+
+    def _pick(self, type_index: int, draw: int) -> int:
+        """Each type walks its own reshuffled list, ``per_type`` items per batch, like the official cursors."""
         n = len(self.sources[type_index])
-        epoch_of_list, position = divmod(global_batch, n)
+        epoch_of_list, position = divmod(draw, n)
         order = np.random.default_rng([self.seed, type_index, epoch_of_list, 7]).permutation(n)
         return int(order[position])
 
     def __getitem__(self, index: int):
+        """Item ``index`` of epoch ``set_epoch``; indices past one epoch continue into the next ones."""
         n_types = len(self.sources)
-        batch, t = divmod(index, n_types)
-        global_batch = ((self.epoch * self.iters_per_epoch) + batch) * self.world_size + self.rank
-        rng = np.random.default_rng([self.seed, global_batch, t])
+        later, index = divmod(index, len(self))
+        epoch = self.epoch + later
+        batch, slot = divmod(index, self.batch_size)
+        repeat, t = divmod(slot, n_types)
+        global_batch = ((epoch * self.iters_per_epoch) + batch) * self.world_size + self.rank
+        # With one sample per type (the paper's batch) the keys are those of earlier versions.
+        rng = np.random.default_rng([self.seed, global_batch, slot])
         src = self.sources[t]
-        item = self._pick(t, global_batch)
+        item = self._pick(t, global_batch * self.per_type + repeat)
         p = self.patch_size
         if src.pairs:
             pair = src.pairs[item]

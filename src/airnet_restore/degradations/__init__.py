@@ -13,6 +13,7 @@ from functools import partial
 
 import numpy as np
 
+from airnet_restore.degradations.general import haze_any, identity, noise_any, rain_any
 from airnet_restore.degradations.noise import gaussian_noise, official_test_noise, spatially_variant_noise
 from airnet_restore.degradations.other import compose, gaussian_blur, jpeg, low_light, motion_blur
 from airnet_restore.degradations.weather import add_haze, add_rain, depth_proxy, haze_with_depth
@@ -48,6 +49,11 @@ REGISTRY: dict[str, Degradation] = {
         Degradation("motion_blur", 8, motion_blur, "linear motion blur, 5-21 px"),
         Degradation("jpeg", 9, jpeg, "JPEG compression, quality 10-50"),
         Degradation("lowlight", 10, low_light, "under-exposure with faint noise"),
+        # the general training family (degradations/general.py)
+        Degradation("clean", 11, identity, "the clean image unchanged (teaches leaving good photos alone)"),
+        Degradation("noise_any", 12, noise_any, "noise sigma 0-55: Gaussian, Poisson-Gaussian or channel-correlated; JPEG 1 in 4"),
+        Degradation("rain_any", 13, rain_any, "randomised rain: 1-3 streak layers, any length/width/angle/density, optional veil"),
+        Degradation("haze_any", 14, haze_any, "randomised haze: several depth proxies, beta 0.1-2.0, coloured airlight, uneven density"),
     )
 }
 
@@ -63,6 +69,7 @@ def get_degradation(name: str) -> DegradeFn:
 
 __all__ = [
     "REGISTRY", "Degradation", "DegradeFn", "add_haze", "add_rain", "compose", "depth_proxy", "gaussian_blur",
-    "gaussian_noise", "get_degradation", "haze_with_depth", "jpeg", "low_light", "motion_blur",
+    "gaussian_noise", "get_degradation", "haze_any", "haze_with_depth", "identity", "jpeg", "low_light", "motion_blur",
+    "noise_any", "rain_any",
     "official_test_noise", "spatially_variant_noise",
 ]

@@ -57,6 +57,7 @@ class TypeSection(Strict):
 class DataSection(Strict):
     types: list[TypeSection] = Field(min_length=1)
     patch_size: int = Field(128, ge=16)
+    per_type: int = Field(1, ge=1, description="samples of each type per batch (the paper: 1)")
     workers: int = Field(0, ge=0)
 
 
@@ -88,6 +89,10 @@ class TrainSection(Strict):
     checkpoint_minutes: float | None = Field(None, gt=0, description="also checkpoint every this many minutes")
     dcn_impl: Literal["auto", "torchvision", "grid_sample"] = "auto"
     max_minutes: float | None = Field(None, gt=0, description="stop (with a checkpoint) after this long")
+    init: str | None = Field(None, description="start from these weights: a variant name, .safetensors, .pth or training state")
+    init_partial: bool = Field(False, description="with init: load what fits, initialise the rest fresh, and report both")
+    init_warmup: bool = Field(False, description="with init: still run the encoder warm-up (skipped by default)")
+    freeze: list[Literal["encoder"]] = Field(default_factory=list, description="parts left untouched by training")
 
 
 class TrainConfig(Strict):

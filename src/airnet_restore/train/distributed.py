@@ -49,3 +49,13 @@ def all_reduce_mean(value: torch.Tensor, info: DistInfo) -> torch.Tensor:
         dist.all_reduce(value)
         value /= info.world_size
     return value
+
+
+def agree_stop(flag: bool, info: DistInfo) -> bool:
+    """True on every rank when any rank wants to stop (time budget, SIGTERM), so all stop at the same step."""
+    if not info.enabled:
+        return flag
+    device = "cuda" if dist.get_backend() == "nccl" else "cpu"
+    value = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())

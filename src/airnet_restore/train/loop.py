@@ -25,9 +25,11 @@ from airnet_restore.metrics import get_protocol
 from airnet_restore.models.airnet import AirNet, AirNetConfig
 from airnet_restore.train.checkpoint import latest_state, load_state, save_state, state_path
 from airnet_restore.train.config import TrainConfig
-from airnet_restore.train.distributed import DistInfo, all_reduce_mean, gather_keys, init_from_env
+from airnet_restore.train.config import ModelSection
+from airnet_restore.train.distributed import DistInfo, agree_stop, all_reduce_mean, gather_keys, init_from_env
+from airnet_restore.train.init import apply_init, init_state_dict
 from airnet_restore.train.schedule import lr_at
-from airnet_restore.weights import load_into, save_weights
+from airnet_restore.weights import infer_config, load_into, save_weights
 
 LOG_EVERY = 10
 
@@ -91,9 +93,11 @@ def build_val_set(config: TrainConfig) -> dict[str, list[tuple[torch.Tensor, tor
 class EMA:
     """Exponential moving average of the restorer's weights (exported instead of the raw weights)."""
 
-    def __init__(self, module: nn.Module, decay: float) -> None:
+    def __init__(self, module: nn.Module, decay: float, shadow: dict[str, torch.Tensor] | None = None) -> None:
         self.decay = decay
-        self.shadow = {k: v.detach().clone() for k, v in module.state_dict().items()}
+        source = shadow if shadow is not None else module.state_dict()
+        device = next(module.parameters()).device  # a shadow read from a checkpoint sits on the CPU
+        self.shadow = {k: v.detach().to(device).clone() for k, v in source.items()}
 
     @torch.no_grad()
     def update(self, module: nn.Module) -> None:
@@ -114,46 +118,85 @@ class Trainer:
         progress: bool = True,
         name: str = "airnet",
     ) -> None:
-        self.config, self.progress, self.name = config, progress, name
+        self.progress, self.name = progress, name
         self.run_dir = Path(run_dir)
         requested = resolve_device(device)
         self.dist: DistInfo = init_from_env(requested.type)
         self.device = torch.device(requested.type, self.dist.local_rank) if requested.type == "cuda" else requested
+        self.init_report: list[str] = []
+        init_sd = None
+        if config.train.init:
+            init_sd, source = init_state_dict(config.train.init)
+            config = self._config_for_init(config, init_sd)
+            self.init_report.append(f"initialised from {source}")
+        self.config = config
         t = config.train
         self.sources = build_sources(config)
         self.val_set = build_val_set(config) if self.dist.is_main else {}
         n_types = len(self.sources)
         m = config.model
         queue = m.queue_per_type * n_types
-        if queue % (n_types * self.dist.world_size):
-            raise AirNetError(f"queue size {queue} is not divisible by the global batch {n_types * self.dist.world_size}")
+        global_batch = n_types * config.data.per_type * self.dist.world_size
+        if queue % global_batch:
+            raise AirNetError(f"queue size {queue} is not divisible by the global batch {global_batch}")
         self.model_config = AirNetConfig(m.n_feats, m.n_groups, m.n_blocks, m.enc_channels, m.dim, queue, m.m, m.T)
         torch.manual_seed(t.seed)  # identical initial weights and queue on every rank
-        self.model = AirNet(self.model_config, dcn_impl=t.dcn_impl).to(self.device)
+        self.model = AirNet(self.model_config, dcn_impl=t.dcn_impl)
+        if init_sd is not None:
+            self.init_report += apply_init(self.model, init_sd, partial=t.init_partial)
+        self.model.to(self.device)
+        if "encoder" in t.freeze:
+            self.model.E.E.encoder_q.requires_grad_(False)
         if t.channels_last:
             self.model.to(memory_format=torch.channels_last)
         if self.dist.enabled and self.device.type == "cuda":
             # BatchNorm choice under DDP: SyncBatchNorm on GPUs, so encoder statistics are global.
             # gloo on CPU has no SyncBatchNorm: each rank normalises its own batch (documented).
             self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
-        step = TrainStep(self.model)
-        self.step_module: nn.Module = step
-        if self.dist.enabled:
-            self.step_module = nn.parallel.DistributedDataParallel(
-                step,
-                device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                find_unused_parameters=True,  # the restorer is idle during the warm-up phase
-            )
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=t.lr)
+        self.step_module: nn.Module = TrainStep(self.model)
+        self.wrapped_joint: bool | None = None
+        self.optimizer = torch.optim.Adam([p for p in self.model.parameters() if p.requires_grad], lr=t.lr)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=t.amp == "fp16")
         self.ema = EMA(self.model.R, t.ema) if t.ema else None
-        self.dataset = AIODataset(self.sources, config.data.patch_size, t.iters_per_epoch, t.seed, self.dist.rank, self.dist.world_size)
+        self.dataset = AIODataset(self.sources, config.data.patch_size, t.iters_per_epoch, t.seed, self.dist.rank,
+                                  self.dist.world_size, per_type=config.data.per_type)
         self.epoch, self.iteration, self.global_step = 0, 0, 0
         self.best = -math.inf
         self.stop_requested = False
         self.writer = None
         if resume:
             self._resume(resume)
+        for line in self.init_report:
+            self.log({"event": "init", "detail": line})
+
+    @staticmethod
+    def _config_for_init(config: TrainConfig, sd: dict[str, torch.Tensor]) -> TrainConfig:
+        """The config a run from existing weights uses: their architecture where the config names
+        none, and no encoder warm-up unless asked for (the encoder is already trained)."""
+        from airnet_restore.variants import VARIANTS
+
+        update: dict[str, Any] = {}
+        if "model" not in config.model_fields_set:
+            spec = config.train.init
+            arch = VARIANTS[spec].config if spec in VARIANTS else infer_config(sd)
+            update["model"] = ModelSection(n_feats=arch.n_feats, n_groups=arch.n_groups, n_blocks=arch.n_blocks,
+                                           enc_channels=arch.enc_channels, dim=arch.dim,
+                                           queue_per_type=config.model.queue_per_type, m=arch.m, T=arch.T)
+        if not config.train.init_warmup:
+            update["train"] = config.train.model_copy(update={"epochs_encoder": 0})
+        return config.model_copy(update=update)
+
+    def _wrap(self, joint: bool) -> None:
+        """DistributedDataParallel around the step; unused parameters are searched for only during
+        the warm-up (the restorer is idle then), since the search costs a graph pass per step."""
+        if not self.dist.enabled or self.wrapped_joint == joint:
+            return
+        self.step_module = nn.parallel.DistributedDataParallel(
+            TrainStep(self.model),
+            device_ids=[self.device.index] if self.device.type == "cuda" else None,
+            find_unused_parameters=not joint,
+        )
+        self.wrapped_joint = joint
 
     # ---------------------------------------------------------------- state
     def state(self) -> dict[str, Any]:
@@ -176,21 +219,25 @@ class Trainer:
     def _resume(self, resume: str) -> None:
         path = latest_state(self.run_dir) if resume == "auto" else Path(resume)
         if path is None:
-            return  # nothing to resume: a fresh run
+            self.log({"event": "fresh start", "detail": f"no state found in {self.run_dir}"})
+            return
         state = load_state(path)
         load_into(self.model, state["model"])  # a state of another architecture is a clear error
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scaler.load_state_dict(state["scaler"])
+        self.optimizer.load_state_dict(state["optimizer"])  # Adam moves its state to the parameters' device
+        if state["scaler"] and self.scaler.is_enabled():  # empty when the state was saved without fp16
+            self.scaler.load_state_dict(state["scaler"])
         if self.ema:
-            if state["ema"] is not None:
-                self.ema.shadow = state["ema"]
-            else:  # EMA switched on at resume: start it from the resumed weights, not the initial ones
-                self.ema = EMA(self.model.R, self.config.train.ema)
+            # A shadow from the state (read onto the CPU) moves to the training device; EMA switched
+            # on at resume starts from the resumed weights, not the initial ones.
+            self.ema = EMA(self.model.R, self.config.train.ema, shadow=state["ema"])
         self.epoch, self.iteration, self.global_step = state["epoch"], state["iteration"], state["global_step"]
         self.best = state["best"]
         torch.set_rng_state(state["rng"]["torch"])
         if "cuda" in state["rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+            # Saved on a machine with maybe another number of GPUs: restore those present in both.
+            for i, rng in enumerate(state["rng"]["cuda"][: torch.cuda.device_count()]):
+                torch.cuda.set_rng_state(rng, i)
+        self.init_report = []  # the resumed state replaces the init weights
         self.log({"event": "resumed", "from": str(path), "epoch": self.epoch, "iteration": self.iteration})
 
     def save_checkpoint(self) -> Path | None:
@@ -241,30 +288,40 @@ class Trainer:
             self.writer = None  # TensorBoard is optional: pip install airnet-restore[train]
 
     # ---------------------------------------------------------------- training
-    def _loader(self) -> DataLoader:
-        self.dataset.set_epoch(self.epoch)
-        n = len(self.sources)
-        start = self.iteration * n
-        return DataLoader(
+    def _batches(self):
+        """One loader for the rest of the run, indexed across epochs, so workers live on between
+        epochs; batch i of epoch e is the same whether the run was interrupted or not."""
+        per_epoch = len(self.dataset)
+        start = self.epoch * per_epoch + self.iteration * self.dataset.batch_size
+        workers = self.config.data.workers
+        return iter(DataLoader(
             self.dataset,
-            batch_size=n,
-            sampler=range(start, len(self.dataset)),
+            batch_size=self.dataset.batch_size,
+            sampler=range(start, self.config.train.epochs * per_epoch),
             drop_last=True,
-            num_workers=self.config.data.workers,
-        )
+            num_workers=workers,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=workers > 0,
+            prefetch_factor=4 if workers else None,
+        ))
 
     def _autocast(self):
         amp = self.config.train.amp
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp, torch.float32)
         return torch.autocast(self.device.type, dtype=dtype, enabled=amp != "none")
 
-    def train_step(self, batch) -> dict[str, float]:
+    def train_step(self, batch) -> torch.Tensor:
+        """One optimiser step; returns (loss, l1, contrast, acc) on the device, not synchronised."""
         t = self.config.train
         joint = self.epoch >= t.epochs_encoder
+        self._wrap(joint)
         _, d1, d2, c1, _ = batch
         fmt = torch.channels_last if t.channels_last else torch.contiguous_format
-        d1, d2, c1 = (x.to(self.device).contiguous(memory_format=fmt) for x in (d1, d2, c1))
+        d1, d2, c1 = (x.to(self.device, non_blocking=True).contiguous(memory_format=fmt) for x in (d1, d2, c1))
         self.model.train()
+        if "encoder" in t.freeze:  # frozen means frozen: BatchNorm statistics too
+            self.model.E.E.encoder_q.eval()
+            self.model.E.E.encoder_k.eval()
         with self._autocast():
             restored, logits, labels, keys = self.step_module(d1, d2, joint)
             contrast = F.cross_entropy(logits.float(), labels)
@@ -278,8 +335,7 @@ class Trainer:
         if self.ema and joint:
             self.ema.update(self.model.R)
         acc = (logits.argmax(dim=1) == labels).float().mean()
-        stats = torch.stack([loss.detach(), l1.detach(), contrast.detach(), acc])
-        return dict(zip(("loss", "l1", "contrast", "acc"), all_reduce_mean(stats, self.dist).tolist()))
+        return torch.stack([loss.detach(), l1.detach(), contrast.detach(), acc])
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
@@ -315,31 +371,38 @@ class Trainer:
         old = {s: signal.signal(s, self._signal) for s in (signal.SIGINT, signal.SIGTERM)}
         start = time.monotonic()
         last_ckpt = start
+        batches = self._batches() if self.epoch < t.epochs else iter(())
         try:
             while self.epoch < t.epochs and not self.stop_requested:
                 for p in self.optimizer.param_groups:
                     p["lr"] = lr_at(self.epoch, t)
-                bar = tqdm(self._loader(), total=t.iters_per_epoch, initial=self.iteration,
+                bar = tqdm(total=t.iters_per_epoch, initial=self.iteration,
                            desc=f"epoch {self.epoch + 1}/{t.epochs}", disable=not (self.progress and self.dist.is_main))
-                for batch in bar:
-                    stats = self.train_step(batch)
+                while self.iteration < t.iters_per_epoch:
+                    stats = self.train_step(next(batches))
                     self.iteration += 1
                     self.global_step += 1
-                    lr = self.optimizer.param_groups[0]["lr"]
-                    bar.set_postfix(loss=f"{stats['loss']:.4f}", lr=f"{lr:.2e}")
+                    bar.update()
                     if self.global_step % LOG_EVERY == 0 or self.global_step == 1:
-                        self.log({"step": self.global_step, "epoch": self.epoch, "lr": lr, **stats})
-                        for k, v in stats.items():
+                        # The only host synchronisation of a step, every LOG_EVERY steps.
+                        values = dict(zip(("loss", "l1", "contrast", "acc"), all_reduce_mean(stats, self.dist).tolist()))
+                        lr = self.optimizer.param_groups[0]["lr"]
+                        bar.set_postfix(loss=f"{values['loss']:.4f}", lr=f"{lr:.2e}")
+                        self.log({"step": self.global_step, "epoch": self.epoch, "lr": lr, **values})
+                        for k, v in values.items():
                             self._scalar(f"train/{k}", v)
                         self._scalar("train/lr", lr)
                     now = time.monotonic()
                     if t.max_minutes and now - start >= 60 * t.max_minutes:
                         self.stop_requested = True
+                    # Every rank stops at the same step, or the others would wait in a collective.
+                    self.stop_requested = agree_stop(self.stop_requested, self.dist)
                     if t.checkpoint_minutes and now - last_ckpt >= 60 * t.checkpoint_minutes:
                         self.save_checkpoint()
                         last_ckpt = now
                     if self.stop_requested:
                         break
+                bar.close()
                 if self.stop_requested and self.iteration < t.iters_per_epoch:
                     break
                 self.epoch, self.iteration = self.epoch + 1, 0
@@ -349,6 +412,8 @@ class Trainer:
                     self.save_checkpoint()
                     last_ckpt = time.monotonic()
             if self.stop_requested:
+                if self.dist.is_main and self.epoch >= t.epochs_encoder:
+                    self._after_validation(self.validate())  # a stopped run still reports where it stands
                 path = self.save_checkpoint()
                 self.log({"event": "stopped", "epoch": self.epoch, "iteration": self.iteration, "state": str(path)})
         finally:

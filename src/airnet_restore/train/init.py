@@ -1,0 +1,89 @@
+"""Starting a training run from existing weights (fine-tuning): the weights, what was loaded, what is fresh."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+
+from airnet_restore.errors import AirNetError
+from airnet_restore.models.airnet import AirNet
+from airnet_restore.train.checkpoint import load_state
+from airnet_restore.weights import INFERENCE_PREFIXES, TORCH_SUFFIXES, load_into, load_state_dict
+
+QUEUE_KEYS = ("E.E.queue", "E.E.queue_ptr")
+
+
+def init_state_dict(spec: str) -> tuple[dict[str, torch.Tensor], str]:
+    """The state dict to start from, and a description of where it came from.
+
+    ``spec`` is a registered variant (its bundled weights), our safetensors, an official ``.pth``,
+    or one of our training states, whose EMA restorer (if any) is taken, as it is what was exported.
+    """
+    from airnet_restore.variants import VARIANTS
+
+    if spec in VARIANTS:
+        path = VARIANTS[spec].weights_path()
+        if path is None:
+            raise AirNetError(f"variant {spec!r} ships without weights: nothing to initialise from")
+        return load_state_dict(path)[0], f"variant {spec} ({path.name})"
+    path = Path(spec)
+    if not path.is_file():
+        raise AirNetError(f"init weights not found: {spec} (a variant name, .safetensors, .pth or training state)")
+    if path.suffix in TORCH_SUFFIXES:
+        try:
+            state = load_state(path)
+        except AirNetError:
+            state = None  # not one of our training states: read it as a plain checkpoint below
+        if state is not None:
+            sd = dict(state["model"])
+            if state.get("ema"):
+                sd.update({f"R.{k}": v for k, v in state["ema"].items()})
+                return sd, f"training state {path} (epoch {state['epoch']}, EMA restorer)"
+            return sd, f"training state {path} (epoch {state['epoch']})"
+    return load_state_dict(path)[0], str(path)
+
+
+def apply_init(model: AirNet, sd: Mapping[str, torch.Tensor], partial: bool = False) -> list[str]:
+    """Load ``sd`` into ``model`` and return a report, one line per fact.
+
+    Strict by default: any missing, unexpected or wrongly shaped tensor is an error naming it
+    (a file with inference weights only loads the restorer and the encoder's first block).
+    ``partial`` loads every tensor whose name and shape fit and leaves the rest as initialised.
+    A MoCo queue of another length (a different number of degradation types) always starts fresh.
+    """
+    own = model.state_dict()
+    sd = dict(sd)
+    if not any(k.startswith(INFERENCE_PREFIXES) for k in sd):
+        raise AirNetError("the init weights hold no AirNet restorer or encoder tensor")
+    report = []
+    if "E.E.queue" in sd and sd["E.E.queue"].shape != own["E.E.queue"].shape:
+        report.append(f"MoCo queue: fresh (file {tuple(sd['E.E.queue'].shape)}, run {tuple(own['E.E.queue'].shape)})")
+        sd.update({k: own[k] for k in QUEUE_KEYS})  # the model's own fresh queue and pointer
+    if partial:
+        fits = {k: v for k, v in sd.items() if k in own and v.shape == own[k].shape}
+        if not fits:
+            raise AirNetError("--init-partial: no tensor of the init weights fits this architecture")
+        wrong = sorted(k for k in sd if k in own and k not in fits)
+        unused = sorted(k for k in sd if k not in own)
+        with torch.no_grad():
+            for k, v in model.state_dict(keep_vars=True).items():
+                if k in fits:
+                    v.copy_(fits[k].to(v.dtype))
+        fresh = sorted(set(own) - set(fits))
+        report.append(f"loaded {len(fits)} of {len(own)} tensors")
+        for label, keys in (("initialised fresh", fresh), ("skipped (shape differs)", wrong), ("skipped (not in model)", unused)):
+            if keys:
+                more = f" and {len(keys) - 8} more" if len(keys) > 8 else ""
+                report.append(f"{label}: {len(keys)}: {', '.join(keys[:8])}{more}")
+    else:
+        load_into(model, sd)
+        report.append(f"loaded {sum(k in sd for k in own)} of {len(own)} tensors")
+        if not any(k.startswith("E.E.encoder_k.") for k in sd):
+            report.append("the file holds inference weights only: the rest of the encoder starts fresh")
+    if not any(k.startswith("E.E.encoder_k.") for k in sd):
+        # The momentum encoder starts as a copy of the query encoder, as MoCo does.
+        for p_q, p_k in zip(model.E.E.encoder_q.parameters(), model.E.E.encoder_k.parameters()):
+            p_k.data.copy_(p_q.data)
+    return report

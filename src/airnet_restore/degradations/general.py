@@ -70,7 +70,7 @@ def _streaks(h: int, w: int, rng: np.random.Generator, angle: float) -> np.ndarr
     """One layer of rain streaks in [0, 1]: random seeds smeared along ``angle`` and softened."""
     length = int(rng.integers(6, 61))
     width = int(rng.integers(1, 4))
-    coverage = float(rng.uniform(0.02, 0.25))  # share of pixels a streak would cover before overlaps
+    coverage = float(rng.uniform(0.02, 0.18))  # share of pixels a streak would cover before overlaps
     density = coverage / (length * width)
     seeds = (rng.random((h, w)) < density).astype(np.float32) * rng.uniform(0.3, 1.0, (h, w)).astype(np.float32)
     if width > 1:
@@ -91,7 +91,7 @@ def rain_any(clean: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     rain = np.zeros((h, w), np.float32)
     for _ in range(int(rng.integers(1, 4))):
         layer = _streaks(h, w, rng, base_angle + float(rng.uniform(-8, 8)))
-        rain = np.maximum(rain, layer * float(rng.uniform(0.25, 0.9)))
+        rain = np.maximum(rain, layer * float(rng.uniform(0.25, 0.8)))
     x = clean.astype(np.float32) / 255.0
     tint = 1.0 - float(rng.uniform(0.0, 0.15)) * rng.random(3).astype(np.float32)  # slightly coloured streaks
     r = rain[:, :, None] * tint

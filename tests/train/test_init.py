@@ -128,3 +128,28 @@ def test_resume_auto_without_a_state_says_it_starts_fresh(photos, tmp_path):  # 
     Trainer(smoke_config(photos), tmp_path / "run", resume="auto", progress=False)
     events = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert events[0]["event"] == "fresh start"
+
+
+def test_the_finetune_preset_trains_the_default_weights_on_a_paired_folder(tmp_path):
+    from PIL import Image
+    import numpy as np
+
+    from tests.train.test_train import REPO
+
+    rng = np.random.default_rng(0)
+    for sub in ("input", "target"):
+        (tmp_path / "pairs" / sub).mkdir(parents=True)
+    for i in range(2):
+        clean = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
+        Image.fromarray(clean).save(tmp_path / "pairs" / "target" / f"{i}.png")
+        Image.fromarray(np.clip(clean + rng.normal(0, 10, clean.shape), 0, 255).astype(np.uint8)).save(
+            tmp_path / "pairs" / "input" / f"{i}.png")
+    config = load_config(REPO / "configs" / "finetune.yaml", [
+        f"data.types.0.root={tmp_path / 'pairs'}", f"data.types.1.clean={tmp_path / 'pairs' / 'target'}",
+        "data.patch_size=32", "train.epochs=1", "train.iters_per_epoch=2"])
+    trainer = Trainer(config, tmp_path / "run", progress=False)
+    assert trainer.model_config.n_feats == 24  # the default variant's architecture
+    enc = trainer.model.E.E.encoder_q.E_pre.backbone[0].weight.clone()
+    trainer.run()
+    assert torch.equal(enc, trainer.model.E.E.encoder_q.E_pre.backbone[0].weight)
+    assert (tmp_path / "run" / "last.safetensors").is_file()

@@ -153,3 +153,34 @@ def test_the_finetune_preset_trains_the_default_weights_on_a_paired_folder(tmp_p
     trainer.run()
     assert torch.equal(enc, trainer.model.E.E.encoder_q.E_pre.backbone[0].weight)
     assert (tmp_path / "run" / "last.safetensors").is_file()
+
+
+def test_training_reads_clean_folders_with_their_subfolders_and_says_where_relative_paths_start(photos, tmp_path, capsys):  # noqa: F811
+    from airnet_restore.train.loop import build_sources
+
+    nested = tmp_path / "nested" / "a" / "b"
+    nested.mkdir(parents=True)
+    for p in sorted(photos.iterdir())[:2]:
+        (nested / p.name).write_bytes(p.read_bytes())
+    config = smoke_config(photos, f"data.types.0.clean={tmp_path / 'nested'}")
+    assert len(build_sources(config)[0].clean) == 2
+    assert main(["data", "check", str(tmp_path / "nested")]) == 0
+    assert ": 2 images" in capsys.readouterr().out
+    code = main(["train", str(SMOKE), "--set", "data.types.0.clean=no/such/folder", "--run-dir", str(tmp_path / "r")])
+    assert code == 2 and "relative to" in capsys.readouterr().err
+
+
+def test_convert_full_refuses_inference_only_weights(tmp_path, capsys):
+    path = save_weights(trained_like(), tmp_path / "inference.safetensors")
+    assert main(["convert", str(path), str(tmp_path / "full.safetensors"), "--full"]) == 2
+    assert "inference weights only" in capsys.readouterr().err
+    assert not (tmp_path / "full.safetensors").exists()
+
+
+def test_resume_auto_without_a_state_is_announced(photos, tmp_path, capsys):  # noqa: F811
+    run = tmp_path / "run"
+    args = ["train", str(SMOKE), "--run-dir", str(run), "--resume", "auto", "-q", "--set", "train.epochs=1",
+            "--set", "train.iters_per_epoch=1", *[a for i in range(3) for a in ("--set", f"data.types.{i}.clean={photos}")],
+            "--set", f"val.clean={photos}", "--set", "val.files=[p0.png]", "--set", "val.crop=32"]
+    assert main(args) == 0
+    assert f"no state found in {run}; starting fresh" in capsys.readouterr().out

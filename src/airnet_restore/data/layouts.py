@@ -36,7 +36,8 @@ def _match(degraded: list[Path], find) -> tuple[list[Pair], list[Path]]:
 
 def _require_dir(folder: Path, what: str) -> Path:
     if not folder.is_dir():
-        raise AirNetError(f"folder not found: {folder} (it must contain {what})")
+        where = "" if folder.is_absolute() else f", relative to {Path.cwd()}"
+        raise AirNetError(f"folder not found: {folder}{where} (it must contain {what})")
     return folder
 
 
@@ -51,8 +52,9 @@ def list_images(folder: str | Path, recursive: bool = False, what: str = "images
 
 
 def clean_folder(root: str | Path) -> list[Path]:
-    """A flat folder of clean images: the denoising training set (BSD400 + WED) or BSD68 / Urban100."""
-    return list_images(root, what="clean images (e.g. BSD400 + WED for training, BSD68 or Urban100 for testing)")
+    """A folder of clean images, subfolders included (as ``airnet restore`` reads folders):
+    the denoising training set (BSD400 + WED), BSD68 / Urban100, or a user's photos."""
+    return list_images(root, recursive=True, what="clean images (e.g. BSD400 + WED for training, BSD68 or Urban100 for testing)")
 
 
 def paired_folders(degraded_dir: str | Path, clean_dir: str | Path) -> tuple[list[Pair], list[Path]]:

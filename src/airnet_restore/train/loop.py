@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from airnet_restore.data.aio import AIODataset, TypeSource, synthetic_pairs
-from airnet_restore.data.layouts import list_images, read_layout
+from airnet_restore.data.layouts import clean_folder, list_images, read_layout
 from airnet_restore.device import resolve_device
 from airnet_restore.errors import AirNetError
 from airnet_restore.metrics import get_protocol
@@ -55,7 +55,7 @@ def build_sources(config: TrainConfig) -> list[TypeSource]:
     sources = []
     for t in config.data.types:
         if t.clean is not None:
-            files = tuple(p for p in list_images(t.clean, what="clean training images") if p.name not in set(t.exclude))
+            files = tuple(p for p in clean_folder(t.clean) if p.name not in set(t.exclude))
             if not files:
                 raise AirNetError(f"type {t.name!r}: every image of {t.clean} is excluded")
             sources.append(TypeSource(t.name, clean=files, degradation=t.degradation))
@@ -124,6 +124,7 @@ class Trainer:
         self.dist: DistInfo = init_from_env(requested.type)
         self.device = torch.device(requested.type, self.dist.local_rank) if requested.type == "cuda" else requested
         self.init_report: list[str] = []
+        self.resumed_from: Path | None = None
         init_sd = None
         if config.train.init:
             init_sd, source = init_state_dict(config.train.init)
@@ -221,6 +222,7 @@ class Trainer:
         if path is None:
             self.log({"event": "fresh start", "detail": f"no state found in {self.run_dir}"})
             return
+        self.resumed_from = path
         state = load_state(path)
         load_into(self.model, state["model"])  # a state of another architecture is a clear error
         self.optimizer.load_state_dict(state["optimizer"])  # Adam moves its state to the parameters' device

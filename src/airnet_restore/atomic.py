@@ -1,17 +1,28 @@
-"""Atomic file writes: a temporary file beside the target, renamed into place only when complete."""
+"""Atomic file writes: a temporary file beside the target, renamed into place only when complete.
+
+The temporary file is ``.<name>.<pid>-<random>.part``; one left behind by a killed process
+is removed by ``remove_stale_parts`` on a later run.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
+
+# Our temporary names; the pid is missing in those of older versions.
+PART_NAME = re.compile(r"^\..+\.(?:(\d+)-)?[a-z0-9_]{8}\.part$")
+# A temporary file this old is stale whatever its pid says (pid reused, another host).
+STALE_AFTER_S = 3600.0
 
 
 def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
     """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".part", dir=path.parent)
     os.close(fd)
     try:
         write(Path(tmp))
@@ -21,6 +32,41 @@ def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def remove_stale_parts(folder: Path) -> list[Path]:
+    """Delete the temporary files of our naming in ``folder`` whose writer is gone; returns them."""
+    removed = []
+    now = time.time()
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = PART_NAME.match(entry.name)
+        if not match or not entry.is_file(follow_symlinks=False):
+            continue
+        try:
+            old = now - entry.stat(follow_symlinks=False).st_mtime > STALE_AFTER_S
+            if old or (match.group(1) is not None and not _alive(int(match.group(1)))):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except OSError:
+            continue  # gone already, or not ours to delete
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process ``pid`` runs on this machine (assumed so where it cannot be asked)."""
+    if pid == os.getpid() or os.name != "posix":
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
 
 
 def _umask() -> int:

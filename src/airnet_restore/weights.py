@@ -36,10 +36,15 @@ def load_state_dict(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     if not path.is_file():
         raise AirNetError(f"weights file not found: {path}")
     if path.suffix == ".safetensors":
-        return _read_safetensors(path)
-    if path.suffix in TORCH_SUFFIXES:
-        return _read_torch(path), {}
-    raise AirNetError(f"{path}: unknown weights format {path.suffix!r}; expected .safetensors or {'/'.join(TORCH_SUFFIXES)}")
+        sd, metadata = _read_safetensors(path)
+    elif path.suffix in TORCH_SUFFIXES:
+        sd, metadata = _read_torch(path), {}
+    else:
+        raise AirNetError(f"{path}: unknown weights format {path.suffix!r}; expected .safetensors or {'/'.join(TORCH_SUFFIXES)}")
+    bad = next((k for k, v in sd.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+    if bad is not None:
+        raise AirNetError(f"{path}: tensor {bad!r} holds NaN or infinite values; the weights are unusable (diverged training or a corrupt file)")
+    return sd, metadata
 
 
 def _read_torch(path: Path) -> dict[str, torch.Tensor]:
@@ -225,6 +230,8 @@ def convert(
 
     The source's metadata is kept, ``metadata`` adds to or replaces it.
     """
+    if full and not any(k.startswith("E.E.encoder_k.") for k in load_state_dict(src)[0]):
+        raise AirNetError(f"{src} holds inference weights only: --full needs a file with the training state (key encoder, queue)")
     model, source_meta = build_model(src)
     extra = {k: v for k, v in source_meta.items() if k not in ("format", "config", "contents", "sha256")}
     extra.setdefault("source", Path(src).name)

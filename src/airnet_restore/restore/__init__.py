@@ -1,5 +1,12 @@
 """Restoration of user images: file io, tiling, the pipeline."""
 
-from airnet_restore.restore.pipeline import RestoreReport, restore, restore_files, restore_tensor
+from airnet_restore.restore.pipeline import (
+    RestoreReport,
+    check_output_folder,
+    plan_outputs,
+    restore,
+    restore_files,
+    restore_tensor,
+)
 
-__all__ = ["RestoreReport", "restore", "restore_files", "restore_tensor"]
+__all__ = ["RestoreReport", "check_output_folder", "plan_outputs", "restore", "restore_files", "restore_tensor"]

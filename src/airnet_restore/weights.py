@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from airnet_restore.atomic import atomic_write
 from airnet_restore.errors import AirNetError
@@ -161,7 +161,7 @@ def load_into(model: AirNet, sd: Mapping[str, torch.Tensor], inference_only: boo
         q = sd["E.E.queue"]
         if q.dim() != 2 or q.shape[0] != own["E.E.queue"].shape[0]:
             raise AirNetError(f"checkpoint queue has shape {tuple(q.shape)}, expected ({own['E.E.queue'].shape[0]}, K)")
-        model.E.E.queue = torch.empty_like(q, dtype=own["E.E.queue"].dtype)
+        model.E.E.queue = torch.empty(q.shape, dtype=own["E.E.queue"].dtype, device=own["E.E.queue"].device)
         model.E.E.K = q.shape[1]
     with torch.no_grad():
         for k, v in model.state_dict(keep_vars=True).items():
@@ -170,16 +170,27 @@ def load_into(model: AirNet, sd: Mapping[str, torch.Tensor], inference_only: boo
     return model
 
 
+def _metadata_config(path: str | os.PathLike, text: str, sd: Mapping[str, torch.Tensor]) -> AirNetConfig:
+    """The config stored with the weights; refused, before any allocation, where it is malformed,
+    out of bounds or sizes the restorer other than its tensors do."""
+    try:
+        config = AirNetConfig.from_dict(json.loads(text))
+    except json.JSONDecodeError as e:
+        raise AirNetError(f"{path}: unreadable config in metadata ({e})") from None
+    except AirNetError as e:
+        raise AirNetError(f"{path} (metadata): {e}") from None
+    held = infer_config(sd)
+    for name in ("n_feats", "n_groups", "n_blocks"):
+        claimed, found = getattr(config, name), getattr(held, name)
+        if claimed != found:
+            raise AirNetError(f"{path}: config in metadata says {name}={claimed} but the tensors hold {found}")
+    return config
+
+
 def build_model(path: str | os.PathLike) -> tuple[AirNet, dict[str, str]]:
     """An ``AirNet`` with the weights of ``path`` (official ``.pth`` or our safetensors), and its metadata."""
     sd, metadata = load_state_dict(path)
-    if "config" in metadata:
-        try:
-            config = AirNetConfig.from_dict(json.loads(metadata["config"]))
-        except (json.JSONDecodeError, TypeError) as e:
-            raise AirNetError(f"{path}: unreadable config in metadata ({e})") from None
-    else:
-        config = infer_config(sd)
+    config = _metadata_config(path, metadata["config"], sd) if "config" in metadata else infer_config(sd)
     model = load_into(AirNet(config), sd, inference_only=metadata.get("contents") == "inference" or None)
     return model.eval(), metadata
 
@@ -215,7 +226,22 @@ def save_weights(
         sha256=tensors_sha256(sd),
     )
     meta.setdefault("licence", "unspecified")
-    return atomic_write(Path(path), lambda tmp: save_file(sd, str(tmp), metadata=meta))
+    data = save(sd, metadata=meta)  # in memory: safetensors' file writer raises no OSError on a full disk
+    try:
+        return atomic_write(Path(path), lambda tmp: tmp.write_bytes(data))
+    except OSError as e:
+        raise AirNetError(f"{path}: cannot write: {e.strerror or e}") from None
+
+
+def _convert_target(src: Path, dst: Path) -> Path:
+    """The file ``convert`` writes: ``dst``, or ``<source name>.safetensors`` inside a folder ``dst``."""
+    if dst.is_dir():
+        dst = dst / f"{src.stem}.safetensors"
+    if dst.suffix != ".safetensors":
+        raise AirNetError(f"{dst}: convert writes safetensors; name the output *.safetensors or give a folder")
+    if src.is_file() and dst.exists() and os.path.samefile(src, dst):
+        raise AirNetError(f"{dst} is the source file; name another output file or folder")
+    return dst
 
 
 def convert(
@@ -228,8 +254,10 @@ def convert(
 ) -> Path:
     """Official ``.pth`` (or any supported file) to our safetensors; inference keys only unless ``full``.
 
-    The source's metadata is kept, ``metadata`` adds to or replaces it.
+    ``dst`` is a ``.safetensors`` file or a folder, which gets the source's name with ``.safetensors``;
+    it may not be the source itself. The source's metadata is kept, ``metadata`` adds to or replaces it.
     """
+    dst = _convert_target(Path(src), Path(dst))
     if full and not any(k.startswith("E.E.encoder_k.") for k in load_state_dict(src)[0]):
         raise AirNetError(f"{src} holds inference weights only: --full needs a file with the training state (key encoder, queue)")
     model, source_meta = build_model(src)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image
-
 from airnet_restore.data.layouts import Pair, read_layout
+from airnet_restore.errors import AirNetError
+from airnet_restore.restore.io import read_image
 
 
 @dataclass
@@ -47,17 +47,18 @@ def _wh(size: tuple[int, int] | None) -> str:
 
 
 def _probe(path: Path, report: DataReport) -> tuple[int, int] | None:
+    """Decode ``path`` fully, as training and evaluation will (a JPEG's header alone says nothing
+    of a truncated body); its (W, H), or ``None`` where it is unreadable."""
     try:
-        with Image.open(path) as im:
-            size, mode = im.size, im.mode
-            im.verify()
-    except Exception as e:  # noqa: BLE001 - any decoder failure means unreadable
-        report.unreadable.append((path, f"{type(e).__name__}: {e}"))
+        image = read_image(path)
+    except AirNetError as e:
+        report.unreadable.append((path, str(e).removeprefix(f"{path}: ")))
         return None
-    if mode in ("L", "LA", "I;16", "I", "1"):
+    if image.grey:
         report.grey += 1
     else:
         report.colour += 1
+    size = (image.rgb.shape[1], image.rgb.shape[0])
     report.min_size = size if report.min_size is None else (min(report.min_size[0], size[0]), min(report.min_size[1], size[1]))
     report.max_size = size if report.max_size is None else (max(report.max_size[0], size[0]), max(report.max_size[1], size[1]))
     return size

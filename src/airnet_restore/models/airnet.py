@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -13,6 +14,17 @@ from airnet_restore.models.dcn import DCNLayer
 from airnet_restore.models.encoder import CBDE
 from airnet_restore.models.restorer import DGRN
 from airnet_restore.ops.deform_conv import IMPLS, Impl
+
+# Sizes a config may ask for: generous multiples of the paper's (64, 5, 5, 64/128/256, 256, 1280),
+# so that no file or typo can allocate more than about 4 GB (the largest: 0.9 G parameters).
+SIZE_BOUNDS: dict[str, tuple[int, int]] = {
+    "n_feats": (1, 256),
+    "n_groups": (1, 16),
+    "n_blocks": (1, 16),
+    "enc_channels": (1, 1024),
+    "dim": (1, 1024),
+    "queue_size": (1, 65536),
+}
 
 
 @dataclass(frozen=True)
@@ -29,12 +41,23 @@ class AirNetConfig:
     T: float = 0.07
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "enc_channels", tuple(int(c) for c in self.enc_channels))
-        for name in ("n_feats", "n_groups", "n_blocks", "dim", "queue_size"):
-            if int(getattr(self, name)) < 1:
-                raise AirNetError(f"model config: {name} must be a positive integer, got {getattr(self, name)!r}")
-        if len(self.enc_channels) != 3 or min(self.enc_channels) < 1:
-            raise AirNetError(f"model config: enc_channels must be three positive integers, got {self.enc_channels!r}")
+        if isinstance(self.enc_channels, list):
+            object.__setattr__(self, "enc_channels", tuple(self.enc_channels))
+        self.validate()
+
+    def validate(self) -> None:
+        """Refuse a wrong type or a size out of ``SIZE_BOUNDS`` before anything is allocated."""
+        for name, (low, high) in SIZE_BOUNDS.items():
+            value = getattr(self, name)
+            many = name == "enc_channels"
+            values = value if many and isinstance(value, tuple) else (value,)
+            if (many and len(values) != 3) or not all(_is_int(v) and low <= v <= high for v in values):
+                what = "three integers" if many else "an integer"
+                raise AirNetError(f"model config: {name} must be {what} from {low} to {high:,}, got {value!r}")
+        for name, ok, rule in (("m", lambda v: 0 <= v <= 1, "from 0 to 1"), ("T", lambda v: 0 < v < math.inf, "above 0")):
+            value = getattr(self, name)
+            if not (_is_int(value) or isinstance(value, float)) or not ok(value):
+                raise AirNetError(f"model config: {name} must be a number {rule}, got {value!r}")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -43,11 +66,17 @@ class AirNetConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "AirNetConfig":
+        if not isinstance(d, dict):
+            raise AirNetError(f"model config: expected a mapping of keys to values, got {type(d).__name__}")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
             raise AirNetError(f"model config: unknown keys {unknown}; known keys are {sorted(known)}")
         return cls(**d)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 class AirNet(nn.Module):

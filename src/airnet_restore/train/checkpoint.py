@@ -2,21 +2,31 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from airnet_restore.errors import AirNetError
 from airnet_restore.atomic import atomic_write
+from airnet_restore.errors import AirNetError
 
 FORMAT = "airnet-restore-train-state"
 PREFIX = "state-"
 
 
 def save_state(path: Path, state: dict[str, Any]) -> Path:
-    """Write a training state (tensors, numbers, strings, lists and dicts only)."""
-    return atomic_write(path, lambda tmp: torch.save({"format": FORMAT, **state}, tmp))
+    """Write a training state (tensors, numbers, strings, lists and dicts only).
+
+    A full or read-only disk is a one-line ``AirNetError``; the states written before are kept.
+    """
+    buffer = io.BytesIO()  # torch.save into a file hides ENOSPC behind "unexpected pos"; Python's write says it
+    torch.save({"format": FORMAT, **state}, buffer)
+    try:
+        return atomic_write(path, lambda tmp: tmp.write_bytes(buffer.getbuffer()))
+    except OSError as e:
+        why = e.strerror or e
+        raise AirNetError(f"{path}: cannot write the training state: {why}; the states written before are kept") from None
 
 
 def load_state(path: str | Path) -> dict[str, Any]:

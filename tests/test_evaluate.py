@@ -66,3 +66,44 @@ def test_end_to_end_eval_writes_tables(sets, tmp_path, capsys):
     noisy = float(next(r["psnr"] for r in rows if r["method"] == "input (identity)" and r["task"] == "bsd68 s25"))
     assert cbm3d > noisy + 3  # the classical denoiser really denoises
     assert (out / "images" / "tiny" / "rain100l" / "grid_0.png").is_file()
+
+
+def test_clean_set_is_a_column_where_the_identity_does_not_apply(sets):
+    from airnet_restore.evaluate import baseline_methods, evaluate
+
+    (task,) = build_tasks("clean", sets / "clean", get_protocol("airnet"))
+    assert task.kind == "clean" and task.sigma is None
+    assert all(np.array_equal(d, c) for d, c in zip(task.degraded, task.clean))
+    report = evaluate([task], baseline_methods(["identity", "cbm3d", "dcp"]), get_protocol("airnet"), progress=False)
+    assert list(report.scores) == ["dark channel prior"]  # identity would be inf; true sigma 0 is no task
+    assert "| dark channel prior | " in report.markdown() and np.isfinite(report.scores["dark channel prior"]["clean"][0])
+
+
+def test_heldout_kinds_pick_the_baselines(sets):
+    from airnet_restore.evaluate import BASELINES, baseline_methods, heldout_sets
+
+    names = [n for n, _ in heldout_sets(sets / "clean")]
+    assert names == ["clean", "ho_noise15", "ho_noise25", "ho_noise50", "ho_rain", "ho_haze", "ho_haze_noise", "ho_rain_noise"]
+    tasks = {t.label: t for n in names for t in build_tasks(n, sets / "clean", get_protocol("airnet"))}
+    assert (tasks["ho_noise25"].kind, tasks["ho_noise25"].sigma) == ("noise", 25.0)
+    assert (tasks["ho_haze_noise"].kind, tasks["ho_haze_noise"].sigma) == ("haze+noise", 15.0)
+    applies = {key: [label for label, t in tasks.items() if BASELINES[key][2](t)] for key in BASELINES}
+    assert applies["identity"] == names[1:]
+    assert applies["cbm3d"] == ["ho_noise15", "ho_noise25", "ho_noise50", "ho_haze_noise", "ho_rain_noise"]
+    assert applies["nlm"] == applies["wavelet"] == applies["cbm3d-est"] == ["clean", *applies["cbm3d"]]
+    assert applies["dcp"] == ["clean", "ho_haze", "ho_haze_noise"] and applies["wavelet+dcp"] == ["ho_haze_noise"]
+    assert len(baseline_methods(["all"])) == len(BASELINES)
+
+
+def test_heldout_preset_from_the_cli(sets, tmp_path, capsys):
+    weights = save_weights(make_tiny(), tmp_path / "tiny.safetensors")
+    out = tmp_path / "out"
+    code = main(["eval", "--weights", str(weights), "--heldout", str(sets / "clean"), "--baselines", "identity",
+                 "--crop", "32", "--out", str(out), "-q"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "| method | clean | ho_noise15 | ho_noise25 | ho_noise50 | ho_rain | ho_haze | ho_haze_noise | ho_rain_noise |" in printed
+    assert "| input (identity) | - |" in printed
+    assert json.loads((out / "results.json").read_text())["average"]["tiny"] is not None
+    assert main(["eval", "--baselines", "identity"]) == 2
+    assert "no test sets" in capsys.readouterr().err

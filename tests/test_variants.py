@@ -23,11 +23,26 @@ def test_registry_is_data_and_names_are_unique():
         load_model("airnet-xxl")
 
 
-def test_default_variant_ships_weights_that_match_its_config():
-    variant = get_variant(DEFAULT_VARIANT)
-    assert variant.weights_path() is not None, "the default variant must ship its weights"
-    model = load_model(DEFAULT_VARIANT, device="cpu")
-    assert model.config.n_feats == variant.config.n_feats and model.config.n_groups == variant.config.n_groups
+def test_every_bundled_variant_ships_weights_that_match_its_config():
+    assert get_variant(DEFAULT_VARIANT).weights_path() is not None, "the default variant must ship its weights"
+    for variant in list_variants():
+        if variant.weights is None:
+            continue
+        model = load_model(variant.name, device="cpu")
+        assert model.config.n_feats == variant.config.n_feats and model.config.n_groups == variant.config.n_groups
+
+
+def test_the_default_alters_a_clean_image_less_than_airnet_lite_did():
+    import cv2
+
+    noisy = np.asarray(Image.open(sample_image()).convert("RGB"))
+    clean = np.ascontiguousarray(cv2.GaussianBlur(noisy, (0, 0), 3)[100:228, 100:228])  # smooth: nothing to restore
+
+    def db(variant: str) -> float:
+        out = restore(clean, load_model(variant, device="cpu")).astype(float)
+        return 10 * np.log10(255**2 / np.mean((out - clean) ** 2))
+
+    assert db(DEFAULT_VARIANT) > db("airnet-lite") + 2  # measured: 37.4 vs 34.3 dB
 
 
 def test_bundled_weights_restore_the_bundled_sample():
@@ -40,7 +55,8 @@ def test_bundled_weights_restore_the_bundled_sample():
         top, left = (clean.shape[0] - 300) // 2, (clean.shape[1] - 400) // 2
         clean = clean[top : top + 300, left : left + 400]
         t = lambda a: torch.from_numpy(a.copy()).permute(2, 0, 1)[None].double() / 255  # noqa: E731
-        assert psnr(t(out), t(clean)) > psnr(t(noisy), t(clean)) + 4
+        # measured: airnet-general +3.6 dB, airnet-lite +7.5 dB (the cost of v2 leaving clean photos alone)
+        assert psnr(t(out), t(clean)) > psnr(t(noisy), t(clean)) + 3
     else:
         assert np.abs(out.astype(int) - noisy).mean() > 3
 

@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from airnet_restore.data.layouts import LAYOUTS
 from airnet_restore.errors import AirNetError
@@ -14,6 +15,9 @@ from airnet_restore.ops.deform_conv import IMPLS
 from airnet_restore.restore.io import DEFAULT_MAX_PIXELS
 from airnet_restore.restore.tiling import DEFAULT_OVERLAP
 from airnet_restore.variants import DEFAULT_VARIANT
+
+if TYPE_CHECKING:
+    from airnet_restore.export import OnnxRestorer
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -26,7 +30,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
         n_e = sum(p.numel() for p in model.E.E.encoder_q.parameters())
         n_all = sum(p.numel() for p in model.parameters())
         weights = v.weights_path()
-        print(f"{v.name}: restorer {n_r:,} + encoder {n_e:,} x 2 = {n_all:,} parameters; "
+        default = " (default)" if v.name == DEFAULT_VARIANT else ""
+        print(f"{v.name}{default}: restorer {n_r:,} + encoder {n_e:,} x 2 = {n_all:,} parameters; "
               f"weights: {weights if weights else 'none bundled'}")
         print(f"    {v.description}")
     return 0
@@ -53,13 +58,19 @@ def _tile(value: str) -> int | str | None:
 
 
 def _cmd_restore(args: argparse.Namespace) -> int:
-    from airnet_restore.restore import restore_files
+    from airnet_restore.restore import check_output_folder, restore_files
     from airnet_restore.variants import load_model, sample_image
 
     inputs = [*args.inputs, *([sample_image()] if args.sample else [])]
     if not inputs:
         raise AirNetError("no inputs: give image files, folders or globs, or --sample for the bundled sample")
-    model = load_model(args.weights, device=args.device, dcn_impl=args.dcn)
+    check_output_folder(args.output, args.ext)  # before the model loads
+    if args.backend == "onnxruntime":
+        model = _onnx_backend(args)
+    elif str(args.weights).endswith(".onnx"):
+        raise AirNetError(f"{args.weights} is an ONNX model: add --backend onnxruntime")
+    else:
+        model = load_model(args.weights, device=args.device, dcn_impl=args.dcn)
     report = restore_files(
         inputs,
         args.output,
@@ -82,6 +93,26 @@ def _cmd_restore(args: argparse.Namespace) -> int:
     return 1 if report.failed else 0
 
 
+def _onnx_backend(args: argparse.Namespace) -> OnnxRestorer:
+    """The model of ``restore --backend onnxruntime``, after refusing the options it cannot honour."""
+    from airnet_restore.export import OnnxRestorer
+
+    if not str(args.weights).endswith(".onnx"):
+        raise AirNetError("--backend onnxruntime needs --weights MODEL.onnx (make one with `airnet export MODEL.onnx`)")
+    if args.device not in ("auto", "cpu") or args.precision != "fp32" or args.dcn != "auto":
+        raise AirNetError("--backend onnxruntime runs on the CPU in the precision it was exported in: "
+                          "drop --device, --precision and --dcn (export with --half for float16)")
+    return OnnxRestorer(args.weights)
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from airnet_restore.export import export_weights
+
+    out = export_weights(args.weights, args.out, half=args.half)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
 def _cmd_data_check(args: argparse.Namespace) -> int:
     from airnet_restore.data.check import check_data
 
@@ -92,6 +123,7 @@ def _cmd_data_check(args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from airnet_restore.train import Trainer, load_config
+    from airnet_restore.train.distributed import shutdown_process_group
 
     overrides = [*args.set, *([f"train.init={json.dumps(args.init)}"] if args.init else []),
                  *(["train.init_partial=true"] if args.init_partial else [])]
@@ -101,9 +133,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
         raise AirNetError(f"run folder {run_dir} already holds checkpoints; pass --resume auto to continue or --run-dir for a new run")
     trainer = Trainer(config, run_dir, resume=args.resume, device=args.device, progress=not args.quiet, name=args.name)
     if trainer.dist.is_main:
+        if args.resume and trainer.resumed_from is None:
+            print(f"no state found in {run_dir}; starting fresh")
         for line in trainer.init_report:
             print(line)
-    trainer.run()
+    try:
+        trainer.run()
+    finally:
+        shutdown_process_group()
     if trainer.dist.is_main:
         state = "stopped early (resume with --resume auto)" if trainer.stop_requested else "finished"
         print(f"training {state} at epoch {trainer.epoch}, iteration {trainer.iteration}; run folder {run_dir}")
@@ -111,18 +148,22 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from airnet_restore.evaluate import baseline_methods, build_tasks, evaluate, model_method, parse_sets
+    from airnet_restore.evaluate import baseline_methods, build_tasks, evaluate, heldout_sets, model_method, parse_sets
     from airnet_restore.metrics import get_protocol
     from airnet_restore.variants import load_model
 
     protocol = get_protocol(args.protocol, args.crop_border)
     include = [s for s in (args.include or "").split(",") if s]
-    tasks = [t for name, path in parse_sets(args.set) for t in build_tasks(name, path, protocol, args.crop, include)]
+    sets = parse_sets(args.set) + (heldout_sets(args.heldout) if args.heldout else [])
+    if not sets:
+        raise AirNetError("no test sets: give --set NAME=PATH and/or --heldout DIR")
+    tasks = [t for name, path in sets for t in build_tasks(name, path, protocol, args.crop, include)]
     methods = {}
-    if args.weights:
-        model = load_model(args.weights, device=args.device)
-        methods[Path(args.weights).stem] = (model_method(model, tile=args.tile, tile_overlap=args.tile_overlap), lambda t: True)
-    methods.update(baseline_methods([k for k in args.baselines.split(",") if k]))
+    for weights in args.weights:
+        model = load_model(weights, device=args.device)
+        methods[Path(weights).stem] = (model_method(model, tile=args.tile, tile_overlap=args.tile_overlap), lambda t: True)
+    baselines = args.baselines if args.baselines is not None else "all" if args.heldout else "identity,cbm3d,dcp"
+    methods.update(baseline_methods([k for k in baselines.split(",") if k]))
     if not methods:
         raise AirNetError("nothing to evaluate: give --weights and/or --baselines")
     out = Path(args.out)
@@ -153,15 +194,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="allow an output to replace its own input")
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help=f"refuse larger images (default {DEFAULT_MAX_PIXELS:,})")
     p.add_argument("--dcn", default="auto", choices=list(IMPLS), help="deformable-convolution implementation (default auto)")
+    p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"],
+                   help="torch (default), or onnxruntime on CPU with --weights MODEL.onnx from `airnet export`")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_restore)
 
     p = sub.add_parser("eval", help="score a model (and classical baselines) on test sets with a named protocol")
-    p.add_argument("--set", action="append", required=True, metavar="NAME=PATH",
+    p.add_argument("--set", action="append", default=[], metavar="NAME=PATH",
                    help="bsd68, urban100, bsd68-sv (clean folders), rain100l, sots, paired (input/ + target/), "
-                        "or a degradation name (noise25, rain, haze, ...) applied to a clean folder; repeatable")
-    p.add_argument("--weights", help="registered variant, .safetensors or official .pth; omit to score baselines only")
-    p.add_argument("--baselines", default="identity,cbm3d,dcp", help="comma list of identity, cbm3d, dcp ('' for none)")
+                        "clean (a clean folder as input), or a degradation name (noise25, rain, haze, ...) "
+                        "applied to a clean folder; repeatable")
+    p.add_argument("--heldout", metavar="DIR", help="the held-out protocol on a clean folder: sets clean and every "
+                   "ho_* degradation, baselines all (unless --baselines); see benchmarks/heldout_photos.py")
+    p.add_argument("--weights", action="append", default=[],
+                   help="registered variant, .safetensors or official .pth; repeat to compare several in one table; "
+                        "omit to score baselines only")
+    p.add_argument("--baselines", help="comma list of identity, cbm3d, cbm3d-est, wavelet, nlm, dcp, wavelet+dcp, "
+                   "or all ('' for none; default identity,cbm3d,dcp, or all with --heldout)")
     p.add_argument("--protocol", default="airnet", choices=["airnet", "basicsr"], help="metric protocol (default airnet)")
     p.add_argument("--crop-border", type=int, default=0, help="pixels removed at each border (basicsr protocol)")
     p.add_argument("--crop", type=int, help="evaluate a centre crop of this size (faster; not the paper's protocol)")
@@ -198,9 +247,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="list the registered model variants and their sizes")
     p.set_defaults(func=_cmd_info)
 
+    p = sub.add_parser("export", help="export a model to ONNX (opset 19, dynamic size) for onnxruntime and other runtimes")
+    p.add_argument("out", help="output .onnx file")
+    p.add_argument("--weights", default=DEFAULT_VARIANT, help=f"registered variant, .safetensors or official .pth (default {DEFAULT_VARIANT})")
+    p.add_argument("--format", default="onnx", choices=["onnx"], help="output format (default onnx)")
+    p.add_argument("--half", action="store_true", help="float16 weights and compute (deformable convolutions in float32)")
+    p.set_defaults(func=_cmd_export)
+
     p = sub.add_parser("convert", help="convert an official .pth checkpoint to safetensors")
     p.add_argument("src", help="official checkpoint (.pth) or our .safetensors")
-    p.add_argument("dst", help="output .safetensors file")
+    p.add_argument("dst", help="output .safetensors file, or a folder: written there as SRC's name with .safetensors")
     p.add_argument("--full", action="store_true", help="keep the full training state (key encoder, queue)")
     p.add_argument("--half", action="store_true", help="store float tensors as float16")
     p.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE", help="add or replace a metadata field (e.g. licence=CC0)")

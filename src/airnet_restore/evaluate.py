@@ -9,6 +9,11 @@ A *set* is given as ``NAME=PATH``:
 - ``sots``: SOTS-outdoor (``input/{id}_{A}_{beta}.jpg`` + ``target/{id}.png``).
 - any registered degradation (``noise25``, ``rain``, ``haze``, ``haze+noise15``...): a clean
   folder degraded deterministically with that degradation.
+- ``clean``: a clean folder given as input unchanged: how much each method damages good photos.
+  The identity is not scored there (its PSNR would be inf, making every mean inf).
+
+``heldout_sets(DIR)`` is the held-out protocol (``airnet eval --heldout DIR``): ``clean`` and
+the ``ho_*`` degradations of ``degradations/heldout.py``, which no training code uses.
 
 Each set gives one or more tasks (table columns); methods are the rows.
 """
@@ -27,10 +32,10 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from airnet_restore.baselines import cbm3d, dehaze_dcp
+from airnet_restore.baselines import cbm3d, cbm3d_blind, dehaze_dcp, nlm, wavelet
 from airnet_restore.data.aio import load_rgb8
 from airnet_restore.data.layouts import clean_folder, read_layout
-from airnet_restore.degradations import REGISTRY, get_degradation, official_test_noise, spatially_variant_noise
+from airnet_restore.degradations import HELDOUT_KINDS, REGISTRY, get_degradation, official_test_noise, spatially_variant_noise
 from airnet_restore.errors import AirNetError
 from airnet_restore.metrics import Protocol, average, crop_to_multiple
 from airnet_restore.models.airnet import AirNet
@@ -39,6 +44,11 @@ from airnet_restore.atomic import atomic_write
 
 NOISE_SETS = ("bsd68", "urban100")
 PAIRED_SETS = {"rain100l": "rain100l", "paired": "paired", "sots": "sots"}
+# registered degradation -> (task kind, noise sigma): the held-out family and the paper's own
+DEGRADATION_KINDS: dict[str, tuple[str, float | None]] = {
+    "noise15": ("noise", 15.0), "noise25": ("noise", 25.0), "noise50": ("noise", 50.0),
+    "rain": ("rain", None), "haze": ("haze", None), **HELDOUT_KINDS,
+}
 
 
 @dataclass
@@ -50,7 +60,7 @@ class Task:
     degraded: list[np.ndarray]
     clean: list[np.ndarray]
     sigma: float | None = None
-    kind: str = "other"  # noise, haze or other: decides which classical baselines apply
+    kind: str = "other"  # clean, noise, rain, haze, haze+noise, rain+noise or other: picks the baselines
 
 
 def _crop(a: np.ndarray, protocol: Protocol, crop: int | None) -> np.ndarray:
@@ -76,10 +86,12 @@ def build_tasks(name: str, path: str | Path, protocol: Protocol, crop: int | Non
     """The tasks of one ``NAME=PATH`` set (inputs cropped as the protocol says, before any noise)."""
     path = Path(path)
     label = path.name if name in ("paired",) else name
-    if name in NOISE_SETS or name == "bsd68-sv" or name in REGISTRY or "+" in name:
+    if name in NOISE_SETS or name in ("bsd68-sv", "clean") or name in REGISTRY or "+" in name:
         files = _select(clean_folder(path), include)
         cleans = [_crop(load_rgb8(f), protocol, crop) for f in files]
         names = [f.name for f in files]
+        if name == "clean":
+            return [Task("clean", names, [c.copy() for c in cleans], cleans, kind="clean")]
         if name in NOISE_SETS:
             noisy = official_test_noise(cleans)
             return [Task(f"{name} s{int(s)}", names, noisy[s], cleans, float(s), "noise") for s in noisy]
@@ -88,8 +100,7 @@ def build_tasks(name: str, path: str | Path, protocol: Protocol, crop: int | Non
             return [Task("bsd68 spatially variant", names, [spatially_variant_noise(c, rng) for c in cleans], cleans)]
         fn = get_degradation(name)
         rng = np.random.default_rng([0, zlib.crc32(name.encode())])
-        sigma = {"noise15": 15.0, "noise25": 25.0, "noise50": 50.0}.get(name)
-        kind = "noise" if sigma else "haze" if name == "haze" else "other"
+        kind, sigma = DEGRADATION_KINDS.get(name, ("other", None))
         return [Task(name, names, [fn(c, rng) for c in cleans], cleans, sigma, kind)]
     if name in PAIRED_SETS:
         pairs, missing = read_layout(path, PAIRED_SETS[name])
@@ -104,7 +115,7 @@ def build_tasks(name: str, path: str | Path, protocol: Protocol, crop: int | Non
             degraded.append(_crop(d, protocol, crop))
             cleans.append(_crop(c, protocol, crop))
         return [Task(label, [p.degraded.name for p in pairs], degraded, cleans, kind="haze" if name == "sots" else "other")]
-    known = [*NOISE_SETS, "bsd68-sv", *PAIRED_SETS, *REGISTRY]
+    known = [*NOISE_SETS, "bsd68-sv", "clean", *PAIRED_SETS, *REGISTRY]
     raise AirNetError(f"unknown test set {name!r}; use one of {', '.join(known)} (or a composition like haze+noise15)")
 
 
@@ -127,20 +138,29 @@ def cbm3d_method(degraded: np.ndarray, task: Task) -> np.ndarray:
     return cbm3d(degraded.astype(np.float64) / 255.0, task.sigma)
 
 
-def dcp_method(degraded: np.ndarray, task: Task) -> np.ndarray:  # noqa: ARG001
-    return dehaze_dcp(degraded.astype(np.float64) / 255.0)
+def _on_float(fn: Callable[[np.ndarray], np.ndarray]) -> Method:
+    """A blind float-in-[0, 1] restorer as a method (it ignores the task)."""
+    return lambda degraded, task: fn(degraded.astype(np.float64) / 255.0)  # noqa: ARG005
 
 
-# short name -> (table row name, method, which tasks it applies to)
+DENOISE_KINDS = ("noise", "haze+noise", "rain+noise", "clean")  # clean: the damage a denoiser does to good photos
+DEHAZE_KINDS = ("haze", "haze+noise", "clean")
+
+# short name -> (table row name, method, which tasks it applies to); '-' in the table where it does not
 BASELINES: dict[str, tuple[str, Method, Callable[[Task], bool]]] = {
-    "identity": ("input (identity)", identity, lambda t: True),
-    "cbm3d": ("CBM3D (true sigma)", cbm3d_method, lambda t: t.kind == "noise" and t.sigma is not None),
-    "dcp": ("dark channel prior", dcp_method, lambda t: t.kind == "haze"),
+    "identity": ("input (identity)", identity, lambda t: t.kind != "clean"),  # input = target there: PSNR inf
+    "cbm3d": ("CBM3D (true sigma)", cbm3d_method, lambda t: t.kind in DENOISE_KINDS and t.sigma is not None),
+    "cbm3d-est": ("CBM3D (estimated sigma)", _on_float(cbm3d_blind), lambda t: t.kind in DENOISE_KINDS),
+    "wavelet": ("wavelet BayesShrink", _on_float(wavelet), lambda t: t.kind in DENOISE_KINDS),
+    "nlm": ("non-local means", _on_float(nlm), lambda t: t.kind in DENOISE_KINDS),
+    "dcp": ("dark channel prior", _on_float(dehaze_dcp), lambda t: t.kind in DEHAZE_KINDS),
+    "wavelet+dcp": ("wavelet + DCP", _on_float(lambda x: dehaze_dcp(wavelet(x))), lambda t: t.kind == "haze+noise"),
 }
 
 
 def baseline_methods(keys: Sequence[str]) -> dict[str, tuple[Method, Callable[[Task], bool]]]:
-    """The named baselines as table rows; an unknown name is an ``AirNetError``."""
+    """The named baselines as table rows (``all`` = every one); an unknown name is an ``AirNetError``."""
+    keys = [k for key in keys for k in (BASELINES if key == "all" else [key])]
     unknown = [k for k in keys if k not in BASELINES]
     if unknown:
         raise AirNetError(f"unknown baseline {', '.join(map(repr, unknown))}; choose from {', '.join(BASELINES)}")
@@ -171,6 +191,7 @@ class Report:
             lines.append(f"| {method} | " + " | ".join(row) + " |")
         lines.append("")
         lines.append(f"PSNR (dB) / SSIM, protocol `{self.protocol.name}`: {self.protocol.description}.")
+        lines.append("`-`: the method does not apply to that task (and has no average); on `clean` the input is the target.")
         return "\n".join(lines)
 
     def write(self, out_dir: Path) -> list[Path]:
@@ -245,6 +266,11 @@ def evaluate(
 
 def _slug(text: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in text).strip("_")
+
+
+def heldout_sets(path: str | Path) -> list[tuple[str, str]]:
+    """The held-out protocol on one clean folder: clean input, then every held-out degradation."""
+    return [("clean", str(path)), *((name, str(path)) for name in HELDOUT_KINDS)]
 
 
 def parse_sets(items: Sequence[str]) -> list[tuple[str, str]]:

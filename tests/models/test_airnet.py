@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from airnet_restore.errors import AirNetError
 from airnet_restore.models import AirNet, AirNetConfig
-from tests.conftest import TINY, make_tiny
+from tests.conftest import TINY, cpu_only, make_tiny, tol
 
 SNAPSHOT = Path(__file__).with_name("airnet_state_dict.txt")
 
@@ -31,9 +31,9 @@ def test_default_state_dict_matches_the_official_key_table():
     assert actual == expected
 
 
-def test_eval_forward_equals_the_full_official_eval_forward(tiny_model):
-    tiny_model.eval()
-    x = torch.rand(1, 3, 24, 20)
+def test_eval_forward_equals_the_full_official_eval_forward(tiny_model, device):
+    tiny_model.eval().to(device)
+    x = torch.rand(1, 3, 24, 20, device=device)
     with torch.no_grad():
         out = tiny_model(x)
         # Official eval: the whole query encoder runs, its inter feeds the restorer.
@@ -54,20 +54,23 @@ def test_eval_runs_only_what_the_output_needs(tiny_model):
 
 
 @pytest.mark.parametrize("impl", ["torchvision", "grid_sample", "numba"])
-def test_arbitrary_sizes_keep_their_size(tiny_model, impl):
-    tiny_model.eval().set_dcn_impl(impl)
+def test_arbitrary_sizes_keep_their_size(tiny_model, impl, device):
+    cpu_only(impl, device)
+    tiny_model.eval().set_dcn_impl(impl).to(device)
     with torch.no_grad():
-        out = tiny_model(torch.rand(2, 3, 37, 53))
+        out = tiny_model(torch.rand(2, 3, 37, 53, device=device))
     assert out.shape == (2, 3, 37, 53)
 
 
-def test_dcn_implementations_agree_on_the_whole_model(tiny_model):
+def test_dcn_implementations_agree_on_the_whole_model(tiny_model, device):
     tiny_model.eval()
     x = torch.rand(1, 3, 29, 31)
     with torch.no_grad():
-        outs = {impl: tiny_model.set_dcn_impl(impl)(x) for impl in ("torchvision", "grid_sample", "numba")}
-    torch.testing.assert_close(outs["numba"], outs["torchvision"], atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(outs["grid_sample"], outs["torchvision"], atol=1e-5, rtol=1e-5)
+        ref = tiny_model.set_dcn_impl("torchvision")(x)
+        impls = ("torchvision", "grid_sample") if device.type != "cpu" else ("grid_sample", "numba")
+        outs = {impl: tiny_model.to(device).set_dcn_impl(impl)(x.to(device)).cpu() for impl in impls}
+    for impl, out in outs.items():
+        torch.testing.assert_close(out, ref, **tol(device, 1e-5), msg=f"{impl} differs from torchvision on the CPU")
 
 
 def test_dcn_at_initialisation_is_half_a_convolution():

@@ -3,6 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from airnet_restore.ops.deform_conv import deform_conv3x3
+from tests.conftest import cpu_only, tol
 
 IMPLS = ["torchvision", "grid_sample", "numba"]
 
@@ -67,13 +68,14 @@ def test_matches_independent_bilinear_reference(impl):
 
 @pytest.mark.parametrize("impl", ["grid_sample", "numba"])
 @pytest.mark.parametrize("shape", [(1, 16, 17, 23), (2, 64, 32, 31), (1, 5, 2, 3)])
-def test_matches_torchvision_forward(impl, shape):
+def test_matches_torchvision_forward(impl, shape, device):
+    cpu_only(impl, device)
     b, c, h, w = shape
     x, offset, mask, weight = random_case(b, c, h, w, o=c, scale=4.0, seed=2)
     weight = weight * (8 / (3 * c**0.5))  # the model's init scale: outputs of order 1
     ref = deform_conv3x3(x, offset, mask, weight, "torchvision")
-    out = deform_conv3x3(x, offset, mask, weight, impl)
-    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    out = deform_conv3x3(*(t.to(device) for t in (x, offset, mask, weight)), impl).cpu()
+    torch.testing.assert_close(out, ref, **tol(device, 1e-5))
 
 
 def test_numba_float64_is_exact():
@@ -84,30 +86,84 @@ def test_numba_float64_is_exact():
     torch.testing.assert_close(out, ref, atol=1e-12, rtol=1e-12)
 
 
-def test_grid_sample_gradients_match_torchvision():
+def test_grid_sample_gradients_match_torchvision(device):
     tensors = random_case(b=2, c=6, h=8, w=9, o=5, scale=2.5, seed=4, dtype=torch.float64)
     grads = {}
-    for impl in ("torchvision", "grid_sample"):
-        leaves = [t.clone().requires_grad_(True) for t in tensors]
-        out = deform_conv3x3(*leaves, impl=impl)
-        (out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)).sum().backward()
-        grads[impl] = [t.grad for t in leaves]
-    for name, a, b in zip(("input", "offset", "mask", "weight"), grads["torchvision"], grads["grid_sample"]):
-        torch.testing.assert_close(b, a, atol=1e-8, rtol=1e-7, msg=f"gradient of {name} differs")
+    for impl, where in (("torchvision", torch.device("cpu")), ("grid_sample", device), ("torchvision on device", device)):
+        leaves = [t.to(where).requires_grad_(True) for t in tensors]
+        out = deform_conv3x3(*leaves, impl=impl.split()[0])
+        (out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype, device=where).view_as(out)).sum().backward()
+        grads[impl] = [t.grad.cpu() for t in leaves]
+    for impl in ("grid_sample", "torchvision on device"):
+        for name, a, b in zip(("input", "offset", "mask", "weight"), grads["torchvision"], grads[impl]):
+            torch.testing.assert_close(b, a, atol=1e-8, rtol=1e-7, msg=f"{impl}: gradient of {name} differs")
 
 
-def test_auto_selects_differentiable_path_when_training():
+def test_auto_trains_with_the_numba_kernel_on_cpu():
     x, offset, mask, weight = random_case(seed=5)
     weight.requires_grad_(True)
     out = deform_conv3x3(x, offset, mask, weight, "auto")
+    assert out.grad_fn is not None and "Numba" in type(out.grad_fn).__name__
     out.sum().backward()
     assert weight.grad is not None and weight.grad.abs().sum() > 0
 
 
-def test_numba_refuses_to_run_where_a_gradient_is_needed():
-    x, offset, mask, weight = random_case()
-    with pytest.raises(RuntimeError, match="no backward"):
-        deform_conv3x3(x.requires_grad_(True), offset, mask, weight, "numba")
+def _grads(impl, tensors, seed=0):
+    leaves = [t.clone().requires_grad_(True) for t in tensors]
+    out = deform_conv3x3(*leaves, impl=impl)
+    g = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed), dtype=out.dtype)
+    (out * g).sum().backward()
+    return [out.detach()] + [t.grad for t in leaves]
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        dict(b=2, c=6, h=8, w=9, o=5, scale=2.5, seed=4),
+        dict(b=1, c=5, h=7, w=3, o=4, scale=4.0, seed=6),  # odd sizes, many samples beyond the border
+        dict(b=1, c=3, h=1, w=1, o=2, scale=1.0, seed=7),  # a single pixel
+        dict(b=3, c=4, h=13, w=11, o=3, scale=0.0, seed=8),  # integer positions
+    ],
+)
+def test_numba_gradients_match_torchvision(case):
+    tensors = random_case(dtype=torch.float64, **case)
+    ref = _grads("torchvision", tensors)
+    got = _grads("numba", tensors)
+    for name, a, b in zip(("output", "input", "offset", "mask", "weight"), ref, got):
+        torch.testing.assert_close(b, a, atol=1e-12, rtol=1e-10, msg=f"{name} differs")
+
+
+def test_numba_gradients_over_several_row_blocks_match_float32(monkeypatch):
+    import airnet_restore.ops.deform_conv as dc
+
+    monkeypatch.setattr(dc, "COLS_BYTES", 2 * 9 * 8 * 4 * 17 * 3)  # 3 rows of 17 pixels per call
+    tensors = random_case(b=2, c=8, h=10, w=17, o=6, scale=3.0, seed=9)
+    ref = _grads("grid_sample", tensors)
+    got = _grads("numba", tensors)
+    for name, a, b in zip(("output", "input", "offset", "mask", "weight"), ref, got):
+        torch.testing.assert_close(b, a, atol=2e-4, rtol=1e-4, msg=f"{name} differs")
+
+
+def test_numba_passes_gradcheck():
+    leaves = [t.requires_grad_(True) for t in random_case(b=2, c=3, h=4, w=5, o=2, scale=2.0, seed=10,
+                                                          dtype=torch.float64)]
+    assert torch.autograd.gradcheck(lambda *t: deform_conv3x3(*t, impl="numba"), leaves)
+
+
+def test_numba_backward_skips_gradients_nobody_needs():
+    x, offset, mask, weight = random_case(seed=11)
+    weight.requires_grad_(True)
+    deform_conv3x3(x, offset, mask, weight, "numba").sum().backward()
+    assert x.grad is None and weight.grad is not None
+
+
+def test_nan_offsets_sample_zero_instead_of_reading_outside_the_image():
+    x, offset, mask, weight = random_case(seed=12)
+    offset[:, :, 2:5, 3:6] = float("nan")
+    leaves = [t.requires_grad_(True) for t in (x, offset, mask, weight)]
+    out = deform_conv3x3(*leaves, impl="numba")
+    out.sum().backward()
+    assert torch.isfinite(out).all() and torch.isfinite(x.grad).all()
 
 
 def test_unknown_impl_is_rejected():

@@ -1,8 +1,12 @@
+import math
+import weakref
+
 import numpy as np
 import pytest
 import torch
 
 from airnet_restore.errors import AirNetError
+from airnet_restore.restore import tiling
 from airnet_restore.restore.tiling import axis_weight, run_tiled, tile_starts
 from tests.conftest import make_tiny
 
@@ -26,13 +30,13 @@ def psnr(a, b):
     return 10 * torch.log10(1 / ((a - b) ** 2).mean())
 
 
-def test_tiled_equals_whole_image():
-    model = make_tiny().eval()
+def test_tiled_equals_whole_image(device):
+    model = make_tiny().eval().to(device)
     x = torch.rand(1, 3, 97, 83, generator=torch.Generator().manual_seed(0))
     forward = lambda t: model(t)  # noqa: E731
     with torch.no_grad():
-        whole = run_tiled(forward, x, torch.device("cpu"), None, 0)
-        tiled = run_tiled(forward, x, torch.device("cpu"), 48, 20)
+        whole = run_tiled(forward, x, device, None, 0)
+        tiled = run_tiled(forward, x, device, 48, 20)
     assert whole.shape == tiled.shape == x.shape
     assert psnr(whole, tiled) > 50
     assert (whole - tiled).abs().max() < 0.02
@@ -51,6 +55,43 @@ def test_out_of_memory_splits_the_tile_and_retries():
     out = run_tiled(forward, x, torch.device("cpu"), None, 8)
     torch.testing.assert_close(out, x * 2)
     assert calls[0] == (64, 64) and max(c[1] for c in calls[1:]) <= 40
+
+
+@pytest.mark.parametrize("tile", [None, 64])
+def test_the_retry_runs_after_the_failed_forward_is_released(tile):
+    failed = []
+
+    def forward(t):
+        # A forward raising inside the handler would still hold the failed attempt's activations.
+        assert all(ref() is None for ref in failed), "the failed tile's activations are still alive"
+        if t.shape[-1] > 40:
+            activations = torch.empty(1000)
+            failed.append(weakref.ref(activations))
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
+        return t * 2
+
+    x = torch.rand(1, 3, 64, 80)
+    torch.testing.assert_close(run_tiled(forward, x, torch.device("cpu"), tile, 8), x * 2)
+    assert failed
+
+
+def test_free_cuda_memory_counts_what_pytorch_has_cached(monkeypatch):
+    gib = 2**30
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (1 * gib, 80 * gib))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 9 * gib)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 1 * gib)
+    cuda = torch.device("cuda")
+    assert tiling.free_cuda_memory(cuda) == 9 * gib
+    per_pixel = tiling.bytes_per_pixel_per_channel(cuda) * 64
+    expected = int(math.sqrt(0.8 * 9 * gib / per_pixel)) // 8 * 8
+    assert tiling.auto_tile_size(20000, 20000, 64, cuda) == expected
+
+
+def test_bytes_per_pixel_constant_per_device_type():
+    constants = tiling.BYTES_PER_PIXEL_PER_CHANNEL
+    assert tiling.bytes_per_pixel_per_channel(torch.device("cpu")) == constants["cpu"]
+    assert tiling.bytes_per_pixel_per_channel(torch.device("cuda", 1)) == constants["cuda"] > constants["cpu"]
+    assert tiling.bytes_per_pixel_per_channel(torch.device("mps")) == max(constants.values())
 
 
 def test_bad_tile_settings():

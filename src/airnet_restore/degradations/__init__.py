@@ -14,6 +14,7 @@ from functools import partial
 import numpy as np
 
 from airnet_restore.degradations.general import haze_any, identity, noise_any, rain_any
+from airnet_restore.degradations.heldout import HELDOUT_KINDS, ho_haze, ho_haze_noise, ho_noise, ho_rain, ho_rain_noise
 from airnet_restore.degradations.noise import gaussian_noise, official_test_noise, spatially_variant_noise
 from airnet_restore.degradations.other import compose, gaussian_blur, jpeg, low_light, motion_blur
 from airnet_restore.degradations.weather import add_haze, add_rain, depth_proxy, haze_with_depth
@@ -54,6 +55,14 @@ REGISTRY: dict[str, Degradation] = {
         Degradation("noise_any", 12, noise_any, "noise sigma 0-55: Gaussian, Poisson-Gaussian or channel-correlated; JPEG 1 in 4"),
         Degradation("rain_any", 13, rain_any, "randomised rain: 1-3 streak layers, any length/width/angle/density, optional veil"),
         Degradation("haze_any", 14, haze_any, "randomised haze: several depth proxies, beta 0.1-2.0, coloured airlight, uneven density"),
+        # the held-out evaluation family (degradations/heldout.py): never used for training
+        Degradation("ho_noise15", 100, partial(ho_noise, sigma=15), "held-out Gaussian noise sigma 15 (Box-Muller, rounded)"),
+        Degradation("ho_noise25", 101, partial(ho_noise, sigma=25), "held-out Gaussian noise sigma 25 (Box-Muller, rounded)"),
+        Degradation("ho_noise50", 102, partial(ho_noise, sigma=50), "held-out Gaussian noise sigma 50 (Box-Muller, rounded)"),
+        Degradation("ho_rain", 103, ho_rain, "held-out rain: rendered line segments, per-streak alpha, screen blend"),
+        Degradation("ho_haze", 104, ho_haze, "held-out haze: linear light, ground-plane depth, coloured airlight"),
+        Degradation("ho_haze_noise", 105, ho_haze_noise, "held-out haze, then held-out noise sigma 15"),
+        Degradation("ho_rain_noise", 106, ho_rain_noise, "held-out rain, then held-out noise sigma 15"),
     )
 }
 
@@ -72,4 +81,5 @@ __all__ = [
     "gaussian_noise", "get_degradation", "haze_any", "haze_with_depth", "identity", "jpeg", "low_light", "motion_blur",
     "noise_any", "rain_any",
     "official_test_noise", "spatially_variant_noise",
+    "HELDOUT_KINDS", "ho_haze", "ho_haze_noise", "ho_noise", "ho_rain", "ho_rain_noise",
 ]

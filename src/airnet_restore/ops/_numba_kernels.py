@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numba
+import numpy as np
 from numba import njit, prange
 
 
@@ -13,61 +14,168 @@ def set_threads(n: int) -> None:
     numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def im2col_deform3x3(x, offset, mask, y0, nrows, cols):  # pragma: no cover - compiled
+@njit(inline="always", cache=True)
+def _reaches_image(py, px, h, w):  # pragma: no cover - compiled
+    """Whether a bilinear corner of sample (py, px) can lie in the image (False for NaN).
+
+    A sample at exactly -1 has value 0 (its in-image corners have weight 0) but, as in
+    torchvision, a nonzero offset gradient: it matters, since zero offsets put the border taps there.
+    """
+    return py >= -1.0 and py < h and px >= -1.0 and px < w
+
+
+@njit(inline="always", cache=True)
+def _corners(py, px, h, w):  # pragma: no cover - compiled
+    """Bilinear corners of the in-image sample (py, px): indices clamped into the image and 0/1 flags.
+
+    Returns (y_lo, y_hi, x_lo, x_hi, ly, lx, in_y_lo, in_y_hi, in_x_lo, in_x_hi): a corner outside
+    the image gets a safe index and flag 0, so it contributes (and receives) nothing, as in torchvision.
+    """
+    fy = math.floor(py)
+    fx = math.floor(px)
+    ly = py - fy
+    lx = px - fx
+    y_lo = int(fy)
+    x_lo = int(fx)
+    y_hi = y_lo + 1
+    x_hi = x_lo + 1
+    in_y_lo = 1.0 if y_lo >= 0 else 0.0
+    in_y_hi = 1.0 if y_hi <= h - 1 else 0.0
+    in_x_lo = 1.0 if x_lo >= 0 else 0.0
+    in_x_hi = 1.0 if x_hi <= w - 1 else 0.0
+    return (max(y_lo, 0), min(y_hi, h - 1), max(x_lo, 0), min(x_hi, w - 1), ly, lx,
+            in_y_lo, in_y_hi, in_x_lo, in_x_hi)
+
+
+def _im2col_deform3x3(x, offset, mask, y0, nrows, cols):  # pragma: no cover - compiled
     """Write the modulated, bilinearly sampled 3x3 taps of rows [y0, y0+nrows) into ``cols``.
 
-    x: (H, W, C), offset: (H, W, 18), mask: (H, W, 9), all channels-last (any strides);
-    cols: (>= nrows*W, 9*C), row = pixel, columns = tap-major then channel.
-    Zero padding: a sample at row <= -1 or >= H (or column <= -1 or >= W) is 0,
+    x: (B, H, W, C), offset: (B, H, W, 18), mask: (B, H, W, 9), all channels-last (any strides);
+    cols: (B, >= nrows*W, 9*C), row = pixel, columns = tap-major then channel.
+    Zero padding: a sample at row < -1 or >= H (or column < -1 or >= W) is 0,
     and out-of-image neighbours contribute 0, as in torchvision.
     """
-    h, w, c = x.shape
-    for idx in prange(nrows * w):
+    nb, h, w, c = x.shape
+    n = nrows * w
+    for flat in prange(nb * n):
+        b = flat // n
+        idx = flat % n
         r = y0 + idx // w
         q = idx % w
         for k in range(9):
             base = k * c
-            py = r - 1 + k // 3 + offset[r, q, 2 * k]
-            px = q - 1 + k % 3 + offset[r, q, 2 * k + 1]
-            if py <= -1.0 or py >= h or px <= -1.0 or px >= w:
+            py = r - 1 + k // 3 + offset[b, r, q, 2 * k]
+            px = q - 1 + k % 3 + offset[b, r, q, 2 * k + 1]
+            if not _reaches_image(py, px, h, w):
                 for ch in range(c):
-                    cols[idx, base + ch] = 0.0
+                    cols[b, idx, base + ch] = 0.0
                 continue
-            m = mask[r, q, k]
-            fy = math.floor(py)
-            fx = math.floor(px)
-            ly = py - fy
-            lx = px - fx
-            y_lo = int(fy)
-            x_lo = int(fx)
-            y_hi = y_lo + 1
-            x_hi = x_lo + 1
-            w1 = (1.0 - ly) * (1.0 - lx) * m
-            w2 = (1.0 - ly) * lx * m
-            w3 = ly * (1.0 - lx) * m
-            w4 = ly * lx * m
-            # Out-of-image neighbours: weight 0 and a safe index.
-            if y_lo < 0:
-                w1 = 0.0
-                w2 = 0.0
-                y_lo = 0
-            if y_hi > h - 1:
-                w3 = 0.0
-                w4 = 0.0
-                y_hi = h - 1
-            if x_lo < 0:
-                w1 = 0.0
-                w3 = 0.0
-                x_lo = 0
-            if x_hi > w - 1:
-                w2 = 0.0
-                w4 = 0.0
-                x_hi = w - 1
+            m = mask[b, r, q, k]
+            y_lo, y_hi, x_lo, x_hi, ly, lx, iyl, iyh, ixl, ixh = _corners(py, px, h, w)
+            xb = x[b]
+            w1 = (1.0 - ly) * (1.0 - lx) * m * iyl * ixl
+            w2 = (1.0 - ly) * lx * m * iyl * ixh
+            w3 = ly * (1.0 - lx) * m * iyh * ixl
+            w4 = ly * lx * m * iyh * ixh
             for ch in range(c):
-                cols[idx, base + ch] = (
-                    w1 * x[y_lo, x_lo, ch] + w2 * x[y_lo, x_hi, ch] + w3 * x[y_hi, x_lo, ch] + w4 * x[y_hi, x_hi, ch]
+                cols[b, idx, base + ch] = (
+                    w1 * xb[y_lo, x_lo, ch] + w2 * xb[y_lo, x_hi, ch] + w3 * xb[y_hi, x_lo, ch] + w4 * xb[y_hi, x_hi, ch]
                 )
 
 
-__all__ = ["im2col_deform3x3", "set_threads"]
+# Inference: parallel over pixels. Training: serial (why: deform_conv.py, _NumbaDeformConv).
+im2col_deform3x3 = njit(parallel=True, cache=True, nogil=True)(_im2col_deform3x3)
+im2col_deform3x3_serial = njit(cache=True, nogil=True)(_im2col_deform3x3)
+
+
+@njit(cache=True, nogil=True, fastmath={"reassoc", "contract", "nsz", "arcp"})
+def backward_deform3x3(x, offset, mask, gcols, y0, nrows, cols, grad_offset, grad_mask, grad_x):  # pragma: no cover
+    """Backward of ``im2col_deform3x3`` for rows [y0, y0+nrows), given ``gcols`` = dLoss/dcols.
+
+    Shapes as in ``im2col_deform3x3``. Writes ``cols`` again (for the weight gradient),
+    ``grad_offset`` (B, H, W, 18) and ``grad_mask`` (B, H, W, 9) for these rows, and adds dLoss/dx
+    into ``grad_x`` (B, H, W, C). Serial: the scatter into ``grad_x`` needs no private copies.
+    Each channel loop touches few arrays so that LLVM vectorises it (sums may be reassociated:
+    fastmath without nnan/ninf).
+    """
+    nb, h, w, c = x.shape
+    n = nrows * w
+    # Per-tap coefficients in the arrays' own precision (float64 literals would promote the
+    # channel loops): bilinear weights a1-a4 (outside corners 0), in-image flags e1-e4, the
+    # fractions ly, lx, the mask m, and a zero to start the sums.
+    coef = np.zeros(12, dtype=x.dtype)
+    for b in range(nb):
+        acc = grad_x[b]
+        xb = x[b]
+        for idx in range(n):
+            r = y0 + idx // w
+            q = idx % w
+            for k in range(9):
+                base = k * c
+                py = r - 1 + k // 3 + offset[b, r, q, 2 * k]
+                px = q - 1 + k % 3 + offset[b, r, q, 2 * k + 1]
+                if not _reaches_image(py, px, h, w):
+                    for ch in range(c):
+                        cols[b, idx, base + ch] = 0.0
+                    grad_offset[b, r, q, 2 * k] = 0.0
+                    grad_offset[b, r, q, 2 * k + 1] = 0.0
+                    grad_mask[b, r, q, k] = 0.0
+                    continue
+                y_lo, y_hi, x_lo, x_hi, ly, lx, iyl, iyh, ixl, ixh = _corners(py, px, h, w)
+                coef[0] = (1.0 - ly) * (1.0 - lx) * iyl * ixl
+                coef[1] = (1.0 - ly) * lx * iyl * ixh
+                coef[2] = ly * (1.0 - lx) * iyh * ixl
+                coef[3] = ly * lx * iyh * ixh
+                coef[4] = iyl * ixl
+                coef[5] = iyl * ixh
+                coef[6] = iyh * ixl
+                coef[7] = iyh * ixh
+                coef[8] = ly
+                coef[9] = lx
+                coef[10] = mask[b, r, q, k]
+                a1, a2, a3, a4, e1, e2, e3, e4, fy, fx, m = (
+                    coef[0], coef[1], coef[2], coef[3], coef[4], coef[5], coef[6], coef[7], coef[8], coef[9], coef[10]
+                )
+                v1 = xb[y_lo, x_lo]
+                v2 = xb[y_lo, x_hi]
+                v3 = xb[y_hi, x_lo]
+                v4 = xb[y_hi, x_hi]
+                g = gcols[b, idx, base : base + c]
+                col = cols[b, idx, base : base + c]
+                gm = coef[11]
+                gy = coef[11]
+                gx = coef[11]
+                for ch in range(c):
+                    u1 = v1[ch] * e1
+                    u2 = v2[ch] * e2
+                    u3 = v3[ch] * e3
+                    u4 = v4[ch] * e4
+                    s = a1 * u1 + a2 * u2 + a3 * u3 + a4 * u4
+                    col[ch] = m * s
+                    gm += g[ch] * s
+                    # d(sample)/d(py) and d(sample)/d(px), outside corners counting as 0.
+                    gy += g[ch] * ((u3 - u1) + fx * ((u4 - u3) - (u2 - u1)))
+                    gx += g[ch] * ((u2 - u1) + fy * ((u4 - u3) - (u2 - u1)))
+                # One loop per corner: a single store target each, so each vectorises.
+                b1 = a1 * m
+                b2 = a2 * m
+                b3 = a3 * m
+                b4 = a4 * m
+                r1 = acc[y_lo, x_lo]
+                r2 = acc[y_lo, x_hi]
+                r3 = acc[y_hi, x_lo]
+                r4 = acc[y_hi, x_hi]
+                for ch in range(c):
+                    r1[ch] += b1 * g[ch]
+                for ch in range(c):
+                    r2[ch] += b2 * g[ch]
+                for ch in range(c):
+                    r3[ch] += b3 * g[ch]
+                for ch in range(c):
+                    r4[ch] += b4 * g[ch]
+                grad_offset[b, r, q, 2 * k] = m * gy
+                grad_offset[b, r, q, 2 * k + 1] = m * gx
+                grad_mask[b, r, q, k] = gm
+
+
+__all__ = ["backward_deform3x3", "im2col_deform3x3", "im2col_deform3x3_serial", "set_threads"]

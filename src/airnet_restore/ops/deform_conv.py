@@ -10,10 +10,13 @@ offset group, a modulation mask and no bias. Three implementations compute it:
 - ``numba``: a fused CPU loop writing the im2col columns (the four bilinear
   neighbours of each tap computed once per pixel, the mask folded into their
   weights, whole channel vectors gathered from a channels-last map), then one
-  matrix multiplication. Inference only (no autograd).
+  matrix multiplication. Its backward is a second fused loop (columns recomputed,
+  not stored) that scatters the input gradient and writes the offset and mask
+  gradients, plus two matrix multiplications; training runs both loops serially.
 
-``auto`` picks ``numba`` for CPU tensors that need no gradient, ``grid_sample``
-for CPU training and ``torchvision`` on other devices.
+``auto`` picks ``numba`` for CPU tensors (inference and training), ``grid_sample``
+on MPS (torchvision has no MPS kernel for this operator) and ``torchvision`` on
+CUDA; ``check_impl`` refuses up front a choice the device cannot run.
 """
 
 from __future__ import annotations
@@ -24,12 +27,15 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import deform_conv2d as _tv_deform_conv2d
 
+from airnet_restore.errors import AirNetError
+
 Impl = Literal["auto", "torchvision", "grid_sample", "numba"]
 IMPLS: tuple[str, ...] = ("auto", "torchvision", "grid_sample", "numba")
 
-# Output pixels per numba call: bounds the im2col buffer to
-# BLOCK_PIXELS * 9 * C floats (9 MB at C=64) whatever the image size.
-BLOCK_PIXELS = 4096
+# Bound on the im2col buffer of one numba call, whatever the image size. Large: every switch
+# between numba's and torch's thread pools costs time (much of it on a loaded machine), so a
+# training batch of airnet-lite at 96^2 (8 x 96^2 pixels x 9 x 24 floats) is one call.
+COLS_BYTES = 64 << 20
 
 
 def deform_conv3x3(
@@ -47,7 +53,7 @@ def deform_conv3x3(
     if impl not in IMPLS:
         raise ValueError(f"unknown deformable-convolution implementation {impl!r}; choose one of {IMPLS}")
     if impl == "auto":
-        impl = _choose(x, offset, mask, weight)
+        impl = auto_impl(x.device)
     if impl == "torchvision":
         return _tv_deform_conv2d(x, offset, weight, None, stride=1, padding=1, dilation=1, mask=mask)
     if impl == "grid_sample":
@@ -55,15 +61,19 @@ def deform_conv3x3(
     return deform_conv3x3_numba(x, offset, mask, weight)
 
 
-def _choose(*tensors: torch.Tensor) -> str:
-    x = tensors[0]
-    if x.device.type != "cpu":
-        return "torchvision"
-    if x.shape[-1] < 2 or x.shape[-2] < 2:
-        return "torchvision"
-    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
-        return "grid_sample"
-    return "numba"
+def auto_impl(device: torch.device) -> str:
+    """What ``auto`` runs on ``device``: numba on CPU, grid_sample on MPS, torchvision elsewhere (CUDA)."""
+    return {"cpu": "numba", "mps": "grid_sample"}.get(device.type, "torchvision")
+
+
+def check_impl(impl: str, device: torch.device) -> None:
+    """Refuse, before anything runs, an implementation that ``device`` cannot run (one-line AirNetError)."""
+    if impl not in IMPLS:
+        raise AirNetError(f"unknown deformable-convolution implementation {impl!r}; choose one of {', '.join(IMPLS)}")
+    if impl == "numba" and device.type != "cpu":
+        raise AirNetError(f"the numba deformable convolution runs on the CPU only, not on {device}; use dcn 'auto' or 'grid_sample'")
+    if impl == "torchvision" and device.type == "mps":
+        raise AirNetError("torchvision has no MPS kernel for the deformable convolution; use dcn 'auto' or 'grid_sample'")
 
 
 def deform_conv3x3_grid_sample(
@@ -94,35 +104,91 @@ def deform_conv3x3_grid_sample(
 def deform_conv3x3_numba(
     x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor
 ) -> torch.Tensor:
-    """DCNv2 forward with a fused numba im2col and one matmul (CPU, no autograd).
+    """DCNv2 with the fused numba kernels (CPU, differentiable).
 
     Returns a channels-last tensor, which the following convolutions run fastest on.
     """
     if x.device.type != "cpu":
         raise ValueError("the numba deformable convolution runs on CPU tensors only")
-    if torch.is_grad_enabled() and any(t.requires_grad for t in (x, offset, mask, weight)):
-        raise RuntimeError("the numba deformable convolution has no backward; use impl='grid_sample' to train")
-    from airnet_restore.ops import _numba_kernels as kernels
+    return _NumbaDeformConv.apply(x, offset, mask, weight)
 
-    dtype = x.dtype if x.dtype == torch.float64 else torch.float32
-    b, c, h, w = x.shape
-    o = weight.shape[0]
-    with torch.no_grad():
-        # Channels-last views: free when the tensors already are channels-last.
-        xs = x.to(dtype).permute(0, 2, 3, 1).contiguous().numpy()
-        off = offset.to(dtype).permute(0, 2, 3, 1).numpy()
-        msk = mask.to(dtype).permute(0, 2, 3, 1).numpy()
-        # (O, C, 3, 3) -> (9*C, O) with tap-major rows, matching the column layout.
-        wt = weight.to(dtype).permute(2, 3, 1, 0).reshape(9 * c, o).contiguous()
+
+def _row_blocks(b: int, c: int, h: int, w: int, dtype: torch.dtype) -> range:
+    """Start rows of the row blocks of one numba call each (the step is the block height)."""
+    per_row = b * w * 9 * c * torch.finfo(dtype).bits // 8
+    return range(0, h, max(1, min(h, COLS_BYTES // per_row)))
+
+
+class _NumbaDeformConv(torch.autograd.Function):
+    """Forward: im2col kernel + matmul per row block. Backward: the columns are recomputed by the
+    backward kernel (nothing but the inputs is saved), so memory stays at one block of columns."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        from airnet_restore.ops import _numba_kernels as kernels
+
+        ctx.save_for_backward(x, offset, mask, weight)
+        xs, off, msk, wt, dtype = _kernel_inputs(x, offset, mask, weight)
+        b, c, h, w = x.shape
+        o = weight.shape[0]
         out = torch.empty((b, h, w, o), dtype=dtype)
-        rows = max(1, min(h, BLOCK_PIXELS // w))
-        cols = torch.empty((rows * w, 9 * c), dtype=dtype)
-        cols_np = cols.numpy()
-        kernels.set_threads(torch.get_num_threads())
-        for bi in range(b):
-            out_b = out[bi].view(h * w, o)
-            for y0 in range(0, h, rows):
-                n = min(rows, h - y0)
-                kernels.im2col_deform3x3(xs[bi], off[bi], msk[bi], y0, n, cols_np)
-                torch.mm(cols[: n * w], wt, out=out_b[y0 * w : (y0 + n) * w])
-    return out.permute(0, 3, 1, 2).to(x.dtype)
+        blocks = _row_blocks(b, c, h, w, dtype)
+        cols = torch.empty((b, blocks.step * w, 9 * c), dtype=dtype)
+        # Training runs the serial build: between torch's many short ops of a training step, numba's
+        # OpenMP pool beside torch's made whole steps several times slower on a loaded 2-core
+        # machine, while the serial kernels take ~0.1 s per layer there (benchmarks/README.md).
+        training = any(ctx.needs_input_grad)
+        im2col = kernels.im2col_deform3x3_serial if training else kernels.im2col_deform3x3
+        if not training:
+            kernels.set_threads(torch.get_num_threads())
+        for y0 in blocks:
+            n = min(blocks.step, h - y0)
+            im2col(xs, off, msk, y0, n, cols.numpy())
+            for bi in range(b):
+                torch.mm(cols[bi, : n * w], wt, out=out[bi].view(h * w, o)[y0 * w : (y0 + n) * w])
+        return out.permute(0, 3, 1, 2).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        from airnet_restore.ops import _numba_kernels as kernels
+
+        x, offset, mask, weight = ctx.saved_tensors
+        xs, off, msk, wt, dtype = _kernel_inputs(x, offset, mask, weight)
+        b, c, h, w = x.shape
+        o = weight.shape[0]
+        g = grad_out.detach().to(dtype).permute(0, 2, 3, 1).contiguous()
+        grad_x = torch.zeros((b, h, w, c), dtype=dtype)
+        grad_offset = torch.empty((b, h, w, 18), dtype=dtype)
+        grad_mask = torch.empty((b, h, w, 9), dtype=dtype)
+        grad_wt = torch.zeros((9 * c, o), dtype=dtype)
+        blocks = _row_blocks(b, c, h, w, dtype)
+        cols = torch.empty((b, blocks.step * w, 9 * c), dtype=dtype)
+        gcols = torch.empty_like(cols)
+        for y0 in blocks:
+            n = min(blocks.step, h - y0)
+            g_blk = g.view(b, h * w, o)[:, y0 * w : (y0 + n) * w]
+            for bi in range(b):
+                torch.mm(g_blk[bi], wt.t(), out=gcols[bi, : n * w])
+            kernels.backward_deform3x3(xs, off, msk, gcols.numpy(), y0, n, cols.numpy(),
+                                       grad_offset.numpy(), grad_mask.numpy(), grad_x.numpy())
+            for bi in range(b):
+                grad_wt.addmm_(cols[bi, : n * w].t(), g_blk[bi])
+        grads = (
+            grad_x.permute(0, 3, 1, 2).to(x.dtype),
+            grad_offset.permute(0, 3, 1, 2).to(offset.dtype),
+            grad_mask.permute(0, 3, 1, 2).to(mask.dtype),
+            grad_wt.view(3, 3, c, o).permute(3, 2, 0, 1).to(weight.dtype),
+        )
+        return tuple(grad if needed else None for grad, needed in zip(grads, ctx.needs_input_grad))
+
+
+def _kernel_inputs(x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor) -> tuple:
+    """Channels-last numpy views of the inputs (copied only when not channels-last already), the
+    weight as a (9*C, O) matrix with tap-major rows matching the column layout, and the dtype."""
+    dtype = x.dtype if x.dtype == torch.float64 else torch.float32
+    xs = x.detach().to(dtype).permute(0, 2, 3, 1).contiguous().numpy()
+    off = offset.detach().to(dtype).permute(0, 2, 3, 1).numpy()
+    msk = mask.detach().to(dtype).permute(0, 2, 3, 1).numpy()
+    c, o = x.shape[1], weight.shape[0]
+    wt = weight.detach().to(dtype).permute(2, 3, 1, 0).reshape(9 * c, o).contiguous()
+    return xs, off, msk, wt, dtype

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from airnet_restore.atomic import remove_stale_parts
 from airnet_restore.errors import AirNetError
+from airnet_restore.memory import tune_allocator
 from airnet_restore.models.airnet import AirNet
 from airnet_restore.restore.io import (
     DEFAULT_MAX_PIXELS,
@@ -51,7 +52,9 @@ def default_model(device: str = "auto") -> AirNet:
 
 
 def model_device(model: AirNet) -> torch.device:
-    return next(model.parameters()).device
+    """Where the model's weights are; CPU for one without torch parameters (the onnxruntime backend)."""
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
 
 
 def restore_tensor(
@@ -78,6 +81,7 @@ def restore_tensor(
         raise AirNetError(f"empty image tensor of shape {tuple(x.shape)}")
     if not torch.isfinite(x).all():
         raise AirNetError("the image tensor holds NaN or infinite values; replace them with finite values first")
+    tune_allocator()
     batch = x if x.dim() == 4 else x[None]
     device = model_device(model)
     model.eval()

@@ -9,6 +9,7 @@ faded, so one tile covering everything equals the untiled result.
 
 from __future__ import annotations
 
+import gc
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -23,9 +24,11 @@ MIN_TILE = 32
 # Tiled vs whole airnet-lite output on a 1024x683 photo with 256-px tiles: 60.8 dB PSNR at
 # overlap 32, 72.7 dB at overlap 64 (README, training report).
 DEFAULT_OVERLAP = 64
-# Peak bytes per pixel of an inference forward, per feature channel (measured on CPU
-# with the numba DCN: see benchmarks/README.md); used to size tiles from free memory.
-BYTES_PER_PIXEL_PER_CHANNEL = 48
+# Peak bytes per pixel of an inference forward, per feature channel, by device type; sizes
+# tiles from free memory. cpu: measured with the numba DCN (benchmarks/README.md). cuda: the
+# "memory per pixel" section of benchmarks/gpu_check.py measured at most 74 on an H100 (airnet
+# and airnet-lite, fp32 and bf16), plus margin. Other device types use the largest value.
+BYTES_PER_PIXEL_PER_CHANNEL: dict[str, int] = {"cpu": 48, "cuda": 96}
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
@@ -52,13 +55,25 @@ def is_out_of_memory(e: BaseException) -> bool:
     return isinstance(e, torch.OutOfMemoryError) or (isinstance(e, RuntimeError) and "out of memory" in str(e))
 
 
+def bytes_per_pixel_per_channel(device: torch.device) -> int:
+    """The peak-memory constant of ``device``'s type (the largest one for an unmeasured type)."""
+    return BYTES_PER_PIXEL_PER_CHANNEL.get(device.type, max(BYTES_PER_PIXEL_PER_CHANNEL.values()))
+
+
+def free_cuda_memory(device: torch.device) -> int:
+    """Bytes a forward can use on a CUDA device: the driver's free memory plus the blocks PyTorch
+    has reserved but not allocated (``mem_get_info`` counts those as used)."""
+    free, _ = torch.cuda.mem_get_info(device)
+    return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+
+
 def auto_tile_size(height: int, width: int, channels: int, device: torch.device, overlap: int = DEFAULT_OVERLAP) -> int | None:
     """The largest square tile whose forward fits in free memory (at least 4 x overlap), or None if the whole image fits."""
     if device.type == "cuda":
-        budget = 0.8 * torch.cuda.mem_get_info(device)[0]
+        budget = 0.8 * free_cuda_memory(device)
     else:
         budget = 0.5 * available_ram()
-    per_pixel = BYTES_PER_PIXEL_PER_CHANNEL * channels
+    per_pixel = bytes_per_pixel_per_channel(device) * channels
     if height * width * per_pixel <= budget:
         return None
     return max(MIN_TILE, 4 * overlap, int(math.sqrt(budget / per_pixel)) // 8 * 8)
@@ -91,13 +106,11 @@ def run_tiled(
     if tile is not None and tile < MIN_TILE:
         raise AirNetError(f"tile size {tile} is too small; use at least {MIN_TILE}")
     if tile is None or (h <= tile and w <= tile):
-        try:
-            return forward(image.to(device)).float().cpu()
-        except BaseException as e:
-            if not is_out_of_memory(e):
-                raise
-            _free(device)
-            tile = _smaller(max(h, w), overlap)
+        result = _attempt(forward, image, device)
+        if result is not None:
+            return result
+        _free(device)
+        tile = _smaller(max(h, w), overlap)
     if overlap < 0 or 2 * overlap >= tile:
         raise AirNetError(f"tile overlap {overlap} must be >= 0 and less than half the tile size {tile}")
     ys, xs = tile_starts(h, tile, overlap), tile_starts(w, tile, overlap)
@@ -106,11 +119,8 @@ def run_tiled(
     for y0, x0 in tqdm([(y, x) for y in ys for x in xs], desc="tiles", unit="tile", leave=False, disable=not progress):
         th, tw = min(tile, h), min(tile, w)
         patch = image[:, :, y0 : y0 + th, x0 : x0 + tw]
-        try:
-            result = forward(patch.to(device)).float().cpu()
-        except BaseException as e:
-            if not is_out_of_memory(e):
-                raise
+        result = _attempt(forward, patch, device)
+        if result is None:
             _free(device)
             result = run_tiled(forward, patch, device, _smaller(tile, overlap), overlap, progress=False)
         wy = torch.from_numpy(axis_weight(y0, th, h, overlap)).view(1, 1, th, 1)
@@ -118,6 +128,20 @@ def run_tiled(
         out[:, :, y0 : y0 + th, x0 : x0 + tw] += result * (wy * wx)
         weight[:, :, y0 : y0 + th, x0 : x0 + tw] += wy * wx
     return out / weight
+
+
+def _attempt(forward: Callable[[torch.Tensor], torch.Tensor], patch: torch.Tensor, device: torch.device) -> torch.Tensor | None:
+    """``forward(patch)`` on ``device`` as CPU float32, or None when the device ran out of memory.
+
+    Returning from outside the handler drops the exception and its traceback, whose frames hold the
+    failed forward's activations, so the caller can free them before it retries.
+    """
+    try:
+        return forward(patch.to(device)).float().cpu()
+    except BaseException as e:
+        if not is_out_of_memory(e):
+            raise
+    return None
 
 
 def _smaller(tile: int, overlap: int) -> int:
@@ -128,5 +152,7 @@ def _smaller(tile: int, overlap: int) -> int:
 
 
 def _free(device: torch.device) -> None:
+    """Release what a failed forward left behind, then the allocator's cached blocks."""
+    gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()

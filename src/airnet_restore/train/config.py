@@ -87,7 +87,7 @@ class TrainSection(Strict):
     channels_last: bool = False
     checkpoint_every: int = Field(50, ge=1, description="epochs between checkpoints")
     checkpoint_minutes: float | None = Field(None, gt=0, description="also checkpoint every this many minutes")
-    dcn_impl: Literal["auto", "torchvision", "grid_sample"] = "auto"
+    dcn_impl: Literal["auto", "torchvision", "grid_sample", "numba"] = "auto"
     max_minutes: float | None = Field(None, gt=0, description="stop (with a checkpoint) after this long")
     init: str | None = Field(None, description="start from these weights: a variant name, .safetensors, .pth or training state")
     init_partial: bool = Field(False, description="with init: load what fits, initialise the rest fresh, and report both")

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from airnet_restore.errors import AirNetError
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -25,13 +27,28 @@ class DistInfo:
 
 
 def init_from_env(device_type: str) -> DistInfo:
-    """Join the process group torchrun describes in the environment (NCCL on CUDA, gloo on CPU)."""
+    """Join the process group torchrun describes in the environment (NCCL on CUDA, gloo on CPU).
+
+    On CUDA the rank's device (``LOCAL_RANK``) is made current first: NCCL binds its communicator
+    to the current device, and every rank would otherwise start on GPU 0.
+    """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistInfo()
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if not dist.is_initialized():
+        if device_type == "cuda":
+            if local_rank >= torch.cuda.device_count():
+                raise AirNetError(f"LOCAL_RANK {local_rank} but only {torch.cuda.device_count()} CUDA device(s) are visible")
+            torch.cuda.set_device(local_rank)
         dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
-    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+    return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank)
+
+
+def shutdown_process_group() -> None:
+    """Leave the process group at the end of a run (also after an error); nothing to do when none was joined."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def gather_keys(keys: torch.Tensor, info: DistInfo) -> torch.Tensor:

@@ -22,6 +22,7 @@ from airnet_restore.data.layouts import clean_folder, list_images, read_layout
 from airnet_restore.device import resolve_device
 from airnet_restore.errors import AirNetError
 from airnet_restore.metrics import get_protocol
+from airnet_restore.memory import tune_allocator
 from airnet_restore.models.airnet import AirNet, AirNetConfig
 from airnet_restore.train.checkpoint import latest_state, load_state, save_state, state_path
 from airnet_restore.train.config import TrainConfig
@@ -118,6 +119,7 @@ class Trainer:
         progress: bool = True,
         name: str = "airnet",
     ) -> None:
+        tune_allocator()
         self.progress, self.name = progress, name
         self.run_dir = Path(run_dir)
         requested = resolve_device(device)

@@ -1,0 +1,50 @@
+"""Device checks that need no GPU: implementation choice per device, up-front refusals, tensors on the model's device."""
+
+import pytest
+import torch
+
+from airnet_restore import device as device_module
+from airnet_restore import variants, weights
+from airnet_restore.errors import AirNetError
+from airnet_restore.ops.deform_conv import auto_impl, check_impl
+from airnet_restore.weights import load_into
+from tests.conftest import TINY, make_tiny
+
+
+def test_auto_picks_an_implementation_the_device_has():
+    assert auto_impl(torch.device("cpu")) == "numba"
+    assert auto_impl(torch.device("cuda", 0)) == "torchvision"
+    assert auto_impl(torch.device("mps")) == "grid_sample"  # torchvision has no MPS kernel for this operator
+
+
+@pytest.mark.parametrize(
+    "impl,where,message",
+    [
+        ("numba", "cuda:0", "numba deformable convolution runs on the CPU only, not on cuda:0"),
+        ("numba", "mps", "runs on the CPU only"),
+        ("torchvision", "mps", "torchvision has no MPS kernel"),
+        ("cudnn", "cpu", "unknown deformable-convolution implementation 'cudnn'"),
+    ],
+)
+def test_impossible_choices_are_refused(impl, where, message):
+    with pytest.raises(AirNetError, match=message):
+        check_impl(impl, torch.device(where))
+
+
+@pytest.mark.parametrize("impl,where", [("auto", "cuda"), ("grid_sample", "mps"), ("numba", "cpu"), ("torchvision", "cuda")])
+def test_possible_choices_pass(impl, where):
+    check_impl(impl, torch.device(where))
+
+
+def test_load_model_refuses_numba_on_cuda_before_reading_weights(monkeypatch):
+    monkeypatch.setattr(device_module, "resolve_device", lambda spec: torch.device("cuda"))
+    monkeypatch.setattr(weights, "build_model", lambda path: pytest.fail("weights read before the device check"))
+    with pytest.raises(AirNetError, match="numba .* CPU only"):
+        variants.load_model("airnet-lite", device="cuda", dcn_impl="numba")
+
+
+def test_a_resized_queue_is_created_on_the_model_device():
+    sd = make_tiny().state_dict()
+    sd["E.E.queue"] = torch.randn(TINY.dim, 48)  # another training batch: another queue length, on the CPU
+    model = load_into(make_tiny().to("meta"), sd)
+    assert model.E.E.queue.shape == (TINY.dim, 48) and model.E.E.queue.device.type == "meta"

@@ -1,0 +1,99 @@
+"""ONNX export and the onnxruntime backend: parity with the PyTorch forward, the pipeline, clear errors."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from airnet_restore.cli import main
+from airnet_restore.errors import AirNetError
+from airnet_restore.export import FORMAT, OnnxRestorer, descriptor, export_onnx
+from airnet_restore.restore import restore
+from tests.conftest import TINY, make_tiny
+
+for _module in ("onnx", "onnxscript", "onnxruntime"):
+    pytest.importorskip(_module, reason=f"{_module} is not installed (pip install 'airnet-restore[onnx]')")
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory) -> tuple[torch.nn.Module, OnnxRestorer]:
+    """The tiny model (torchvision's DCN, the reference: no JIT wait) and its export, run by onnxruntime."""
+    model = make_tiny().set_dcn_impl("torchvision").eval()
+    path = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
+    export_onnx(model, path, metadata=descriptor("tiny", TINY, {"licence": "CC0"}, half=False))
+    return model, OnnxRestorer(path, threads=2)
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 33, 47), (2, 3, 40, 31), (1, 3, 7, 90)])
+def test_parity_with_pytorch_at_odd_sizes(exported, shape):
+    model, onnx_model = exported
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(sum(shape)))
+    with torch.no_grad():
+        ref = model(x)
+    out = onnx_model(x)
+    assert out.shape == ref.shape
+    assert (out - ref).abs().max().item() <= 1e-4
+
+
+def test_metadata_describes_the_model(exported):
+    _, onnx_model = exported
+    meta = onnx_model.metadata
+    assert meta["format"] == FORMAT and meta["name"] == "tiny" and meta["licence"] == "CC0"
+    assert onnx_model.config == TINY and json.loads(meta["config"])["n_feats"] == TINY.n_feats
+    assert {"input", "min_size", "tiling", "training", "precision"} <= set(meta)
+
+
+def test_pipeline_keeps_depth_and_alpha_and_tiles_what_would_not_fit(exported, monkeypatch):
+    model, onnx_model = exported
+    monkeypatch.setattr("airnet_restore.export.available_ram", lambda: 16 * 2**20)  # 36x70 does not fit, 35x35 does
+    rng = np.random.default_rng(0)
+    rgba = rng.integers(0, 65536, size=(36, 70, 4), dtype=np.uint16)
+    ref = restore(rgba, model, tile=35, tile_overlap=8)
+    out = restore(rgba, onnx_model, tile=None, tile_overlap=8)  # split in halves by the tiler
+    assert out.dtype == np.uint16 and out.shape == rgba.shape
+    np.testing.assert_array_equal(out[..., 3], rgba[..., 3])
+    assert np.abs(out.astype(np.int64) - ref.astype(np.int64)).max() <= 8  # 1e-4 of 65535
+
+
+def test_half_export_runs_in_onnxruntime(tmp_path):
+    model = make_tiny().set_dcn_impl("torchvision").eval()
+    path = export_onnx(model, tmp_path / "half.onnx", half=True, metadata=descriptor("tiny", TINY, {}, half=True))
+    x = torch.rand(1, 3, 35, 41, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ref = model(x)
+    assert (OnnxRestorer(path)(x) - ref).abs().max().item() <= 5e-3
+
+
+def test_missing_onnxruntime_is_one_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # makes the import fail
+    with pytest.raises(AirNetError, match=r"needs the onnxruntime package: pip install 'airnet-restore\[onnx\]'"):
+        OnnxRestorer(tmp_path / "x.onnx")
+
+
+def test_unreadable_or_foreign_onnx_files_are_refused(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(AirNetError, match="cannot load it"):
+        OnnxRestorer(bad)
+    io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1]) for n in ("x", "y")]
+    foreign = tmp_path / "foreign.onnx"
+    onnx.save(helper.make_model(helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", io[:1], io[1:])), foreign)
+    with pytest.raises(AirNetError, match="not an airnet export"):
+        OnnxRestorer(foreign)
+
+
+def test_cli_refuses_mismatched_backend_and_weights(tmp_path, capsys):
+    assert main(["restore", "--sample", "-o", str(tmp_path / "o"), "--weights", "m.onnx"]) == 2
+    assert "add --backend onnxruntime" in capsys.readouterr().err
+    assert main(["restore", "--sample", "-o", str(tmp_path / "o"), "--backend", "onnxruntime"]) == 2
+    assert "needs --weights MODEL.onnx" in capsys.readouterr().err
+    args = ["restore", "--sample", "-o", str(tmp_path / "o"), "--backend", "onnxruntime", "--weights", "m.onnx"]
+    assert main([*args, "--precision", "fp16"]) == 2
+    assert "drop --device, --precision and --dcn" in capsys.readouterr().err

@@ -19,9 +19,10 @@ from pathlib import Path
 import torch
 from dcn_speed import PeakMemory
 
+from airnet_restore.constants import DEFAULT_VARIANT
 from airnet_restore.export import OnnxRestorer, export_weights
 from airnet_restore.restore.pipeline import restore_tensor
-from airnet_restore.variants import DEFAULT_VARIANT, load_model
+from airnet_restore.variants import load_model
 
 
 def timed(model: torch.nn.Module, x: torch.Tensor, repeats: int) -> tuple[float, float, torch.Tensor]:

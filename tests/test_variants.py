@@ -6,9 +6,10 @@ import torch
 from PIL import Image
 
 from airnet_restore import load_model, restore
+from airnet_restore.constants import DEFAULT_VARIANT
 from airnet_restore.errors import AirNetError
 from airnet_restore.metrics import psnr
-from airnet_restore.variants import DEFAULT_VARIANT, get_variant, list_variants, sample_image
+from airnet_restore.variants import get_variant, list_variants, sample_image
 
 COFFEE = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos" / "coffee.png"
 

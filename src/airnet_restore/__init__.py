@@ -1,10 +1,68 @@
-"""airnet-restore: all-in-one image restoration (AirNet, CVPR 2022) for unknown corruption."""
+"""airnet-restore: all-in-one image restoration (AirNet, CVPR 2022) for unknown corruption.
 
-from airnet_restore.errors import AirNetError
-from airnet_restore.models import AirNet, AirNetConfig
-from airnet_restore.restore import restore, restore_files
-from airnet_restore.variants import list_variants, load_model
+The public names are imported on first use (PEP 562), so ``import airnet_restore`` and
+``airnet --help`` do not load torch.
+"""
 
-__version__ = "0.1.0"
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from airnet_restore.errors import AirNetError
+    from airnet_restore.models import AirNet, AirNetConfig
+    from airnet_restore.restore import restore, restore_files
+    from airnet_restore.variants import list_variants, load_model
 
 __all__ = ["AirNet", "AirNetConfig", "AirNetError", "list_variants", "load_model", "restore", "restore_files", "__version__"]
+
+# Public name -> the module that defines it.
+_EXPORTS = {
+    "AirNet": "airnet_restore.models",
+    "AirNetConfig": "airnet_restore.models",
+    "AirNetError": "airnet_restore.errors",
+    "list_variants": "airnet_restore.variants",
+    "load_model": "airnet_restore.variants",
+    "restore": "airnet_restore.restore",
+    "restore_files": "airnet_restore.restore",
+}
+
+
+def _version() -> str:
+    """The installed distribution's version, or ``0+unknown`` in a tree that was never installed."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("airnet-restore")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name (or compute ``__version__``) on first use and keep it."""
+    if name == "__version__":
+        value: Any = _version()
+    elif name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
+class _Package(types.ModuleType):
+    """This package's module type: loading the subpackage ``restore`` never hides the function ``restore``."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if not (name == "restore" and isinstance(value, types.ModuleType)):
+            super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

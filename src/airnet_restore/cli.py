@@ -1,4 +1,8 @@
-"""The ``airnet`` command: argument parsing only; every subcommand calls the public API."""
+"""The ``airnet`` command: argument parsing only; every subcommand calls the public API.
+
+Top-level imports stay light (no torch, numpy or OpenCV) so ``airnet --help`` is fast; each
+subcommand imports what it needs.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +13,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from airnet_restore.constants import DEFAULT_MAX_PIXELS, DEFAULT_OVERLAP, DEFAULT_VARIANT, IMPLS
 from airnet_restore.data.layouts import LAYOUTS
 from airnet_restore.errors import AirNetError
-from airnet_restore.ops.deform_conv import IMPLS
-from airnet_restore.restore.io import DEFAULT_MAX_PIXELS
-from airnet_restore.restore.tiling import DEFAULT_OVERLAP
-from airnet_restore.variants import DEFAULT_VARIANT
 
 if TYPE_CHECKING:
     from airnet_restore.export import OnnxRestorer

@@ -25,7 +25,6 @@ class Variant:
         return path if path.is_file() else None
 
 
-DEFAULT_VARIANT = "airnet-general"
 # CPU-sized architecture: 24 channels, 3 groups x 3 blocks (467 k parameters needed at inference).
 LITE = AirNetConfig(n_feats=24, n_groups=3, n_blocks=3, enc_channels=(24, 64, 128), dim=128)
 

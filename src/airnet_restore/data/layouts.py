@@ -10,8 +10,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from airnet_restore.constants import IMAGE_SUFFIXES
 from airnet_restore.errors import AirNetError
-from airnet_restore.restore.io import IMAGE_SUFFIXES
 
 
 @dataclass(frozen=True)

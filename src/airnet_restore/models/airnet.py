@@ -9,11 +9,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from airnet_restore.constants import IMPLS, Impl
 from airnet_restore.errors import AirNetError
 from airnet_restore.models.dcn import DCNLayer
 from airnet_restore.models.encoder import CBDE
 from airnet_restore.models.restorer import DGRN
-from airnet_restore.ops.deform_conv import IMPLS, Impl
 
 # Sizes a config may ask for: generous multiples of the paper's (64, 5, 5, 64/128/256, 256, 1280),
 # so that no file or typo can allocate more than about 4 GB (the largest: 0.9 G parameters).

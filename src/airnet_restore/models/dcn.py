@@ -7,7 +7,8 @@ import math
 import torch
 from torch import nn
 
-from airnet_restore.ops.deform_conv import Impl, deform_conv3x3
+from airnet_restore.constants import Impl
+from airnet_restore.ops.deform_conv import deform_conv3x3
 
 
 class DCNLayer(nn.Module):

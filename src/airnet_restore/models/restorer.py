@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from airnet_restore.constants import Impl
 from airnet_restore.models.dcn import DCNLayer
-from airnet_restore.ops.deform_conv import Impl
 
 
 def conv3x3(in_ch: int, out_ch: int) -> nn.Conv2d:

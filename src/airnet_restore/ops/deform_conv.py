@@ -21,16 +21,12 @@ CUDA; ``check_impl`` refuses up front a choice the device cannot run.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 import torch.nn.functional as F
 from torchvision.ops import deform_conv2d as _tv_deform_conv2d
 
+from airnet_restore.constants import IMPLS, Impl
 from airnet_restore.errors import AirNetError
-
-Impl = Literal["auto", "torchvision", "grid_sample", "numba"]
-IMPLS: tuple[str, ...] = ("auto", "torchvision", "grid_sample", "numba")
 
 # Bound on the im2col buffer of one numba call, whatever the image size. Large: every switch
 # between numba's and torch's thread pools costs time (much of it on a loaded machine), so a

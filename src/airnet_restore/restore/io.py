@@ -17,13 +17,10 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from airnet_restore.errors import AirNetError
 from airnet_restore.atomic import atomic_write
+from airnet_restore.constants import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES
+from airnet_restore.errors import AirNetError
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
-# Pillow refuses images over 2 x Image.MAX_IMAGE_PIXELS (about 179 MP) as decompression bombs;
-# our own limit sits just below, so one clear message covers both.
-DEFAULT_MAX_PIXELS = 178_000_000
 EXIF_ORIENTATION = 0x0112
 
 

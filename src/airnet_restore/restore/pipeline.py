@@ -17,12 +17,11 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from airnet_restore.atomic import remove_stale_parts
+from airnet_restore.constants import DEFAULT_MAX_PIXELS, DEFAULT_OVERLAP, DEFAULT_VARIANT, IMAGE_SUFFIXES
 from airnet_restore.errors import AirNetError
 from airnet_restore.memory import tune_allocator
 from airnet_restore.models.airnet import AirNet
 from airnet_restore.restore.io import (
-    DEFAULT_MAX_PIXELS,
-    IMAGE_SUFFIXES,
     check_pixels,
     check_writable,
     from_float,
@@ -32,8 +31,8 @@ from airnet_restore.restore.io import (
     to_float,
     write_image,
 )
-from airnet_restore.restore.tiling import DEFAULT_OVERLAP, auto_tile_size, run_tiled
-from airnet_restore.variants import DEFAULT_VARIANT, load_model
+from airnet_restore.restore.tiling import auto_tile_size, run_tiled
+from airnet_restore.variants import load_model
 
 Precision = Literal["fp32", "fp16", "bf16"]
 PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}

@@ -18,12 +18,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from airnet_restore.constants import DEFAULT_OVERLAP
 from airnet_restore.errors import AirNetError
 
 MIN_TILE = 32
-# Tiled vs whole airnet-lite output on a 1024x683 photo with 256-px tiles: 60.8 dB PSNR at
-# overlap 32, 72.7 dB at overlap 64 (README, training report).
-DEFAULT_OVERLAP = 64
 # Peak bytes per pixel of an inference forward, per feature channel, by device type; sizes
 # tiles from free memory. cpu: measured with the numba DCN (benchmarks/README.md). cuda: the
 # "memory per pixel" section of benchmarks/gpu_check.py measured at most 74 on an H100 (airnet

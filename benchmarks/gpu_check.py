@@ -42,8 +42,8 @@ from PIL import Image
 from airnet_restore.metrics import psnr
 from airnet_restore.models import AirNet
 from airnet_restore.ops.deform_conv import deform_conv3x3
-from airnet_restore.restore import tiling
-from airnet_restore.restore.pipeline import restore_tensor
+from airnet_restore.inference import tiling
+from airnet_restore.inference.pipeline import restore_tensor
 from airnet_restore.variants import get_variant, load_model, sample_image
 
 REPO = Path(__file__).resolve().parents[1]

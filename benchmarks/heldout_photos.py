@@ -1,12 +1,12 @@
 """Assemble the held-out photo folder for ``airnet eval --heldout DIR``: photos no weights train on.
 
-    python benchmarks/heldout_photos.py OUT_DIR [--photos ../shared/data/photos] [--preview docs/heldout-degradations.jpg]
+    python benchmarks/heldout_photos.py OUT_DIR [--photos ../shared/data/photos]
 
 Copies the 6 validation photos of the project's photo set (excluded from every training
 config) and writes the bundled scikit-image sample photos that are neither in that set's
 training split nor duplicates of it, as 8-bit RGB PNGs (grey replicated), with
-``SOURCES.md`` giving each file's origin and licence. Nothing is downloaded. ``--preview``
-also saves one photo under every set of the held-out protocol, as ``airnet eval`` makes them.
+``SOURCES.md`` giving each file's origin and licence. Nothing is downloaded. The picture of
+the held-out family in ``docs/`` comes from ``benchmarks/degradation_grid.py``.
 
 Bundled scikit-image photos left out: ``astronaut``, ``chelsea`` and ``rocket`` (in the
 training split), ``coffee`` (a validation photo already), ``hubble_deep_field`` (almost all
@@ -23,12 +23,10 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from airnet_restore.atomic import atomic_write
 from airnet_restore.errors import AirNetError
-from airnet_restore.evaluate import build_tasks, heldout_sets
-from airnet_restore.metrics import get_protocol
 
 VALIDATION = (  # the validation split of ../shared/data/photos, excluded by every training config
     "Storm.png", "LadyBird.png", "coffee.png", "friends_by_Aitzol_Berasategi.png", "Path.png", "Bridge_by_Sander_Klootwijk.png",
@@ -70,29 +68,12 @@ def assemble(out_dir: Path, photos: Path) -> list[Path]:
     return written
 
 
-def preview(folder: Path, photo: str, out: Path, crop: int = 192) -> Path:
-    """A 2-row JPEG grid of one photo (centre crop) under each held-out set, each panel labelled."""
-    panels = []
-    for name, path in heldout_sets(folder):
-        (task,) = build_tasks(name, path, get_protocol("airnet"), crop, include=[photo])
-        panel = Image.fromarray(task.degraded[0])
-        ImageDraw.Draw(panel).text((5, 3), name, fill=(255, 255, 0))
-        panels.append(np.asarray(panel))
-    half = len(panels) // 2
-    grid = np.concatenate([np.concatenate(panels[:half], axis=1), np.concatenate(panels[half:], axis=1)], axis=0)
-    return atomic_write(out, lambda p: Image.fromarray(grid).save(p, format="JPEG", quality=85))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out_dir", type=Path, help="folder to create (e.g. runs/heldout-photos, git-ignored)")
     parser.add_argument("--photos", type=Path, default=Path("../shared/data/photos"), help="the project's photo folder")
-    parser.add_argument("--preview", type=Path, metavar="OUT.jpg", help="also save a grid of one photo under each held-out set")
-    parser.add_argument("--preview-photo", default="LadyBird.png", help="the photo shown by --preview (default LadyBird.png)")
     args = parser.parse_args()
     written = assemble(args.out_dir, args.photos)
-    if args.preview:
-        written.append(preview(args.out_dir, args.preview_photo, args.preview))
     for path in written:
         print(f"wrote {path}")
 

@@ -21,7 +21,7 @@ from dcn_speed import PeakMemory
 
 from airnet_restore.constants import DEFAULT_VARIANT
 from airnet_restore.export import OnnxRestorer, export_weights
-from airnet_restore.restore.pipeline import restore_tensor
+from airnet_restore.inference.pipeline import restore_tensor
 from airnet_restore.variants import load_model
 
 

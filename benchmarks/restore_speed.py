@@ -14,7 +14,7 @@ import time
 import torch
 
 from airnet_restore.models import AirNet
-from airnet_restore.restore.pipeline import restore_tensor
+from airnet_restore.inference.pipeline import restore_tensor
 from airnet_restore.variants import list_variants
 
 

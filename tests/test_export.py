@@ -12,7 +12,7 @@ import torch
 from airnet_restore.cli import main
 from airnet_restore.errors import AirNetError
 from airnet_restore.export import FORMAT, OnnxRestorer, descriptor, export_onnx
-from airnet_restore.restore import restore
+from airnet_restore.inference import restore
 from tests.conftest import TINY, make_tiny
 
 for _module in ("onnx", "onnxscript", "onnxruntime"):

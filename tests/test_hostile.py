@@ -21,8 +21,8 @@ from airnet_restore.atomic import atomic_write, remove_stale_parts
 from airnet_restore.cli import main
 from airnet_restore.errors import AirNetError
 from airnet_restore.models import AirNet
-from airnet_restore.restore import restore, restore_files, restore_tensor
-from airnet_restore.restore.io import read_image, write_image
+from airnet_restore.inference import restore, restore_files, restore_tensor
+from airnet_restore.image_io import read_image, write_image
 from airnet_restore.weights import build_model, save_weights
 from tests.conftest import TINY, make_tiny
 
@@ -191,7 +191,7 @@ def test_grey_alpha_stays_grey_alpha_through_a_real_model(tmp_path):
 
 def test_16_bit_grey_alpha_keeps_equal_channels_and_alpha(tmp_path):
     """OpenCV cannot write 2 channels: 16-bit grey + alpha is written as RGBA with equal colour channels."""
-    from airnet_restore.restore.io import ImageData
+    from airnet_restore.image_io import ImageData
 
     la = noise((6, 7, 2), np.uint16)
     grey = np.repeat(la[:, :, :1] / 65535.0, 3, axis=2)

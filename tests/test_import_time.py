@@ -40,9 +40,10 @@ def test_public_names_resolve_on_first_use(name):
     assert name in airnet_restore.__all__ and getattr(airnet_restore, name).__name__ == name
 
 
-def test_restore_stays_the_function_after_the_subpackage_loads():
-    # A fresh interpreter: the subpackage must load before the package's `restore` is first looked up.
-    out = run_python("import airnet_restore\nfrom airnet_restore.restore.pipeline import restore\nprint(airnet_restore.restore is restore)")
+def test_no_subpackage_shadows_a_public_name():
+    # A fresh interpreter: the subpackages load first, then the package's `restore` is looked up.
+    out = run_python("import airnet_restore.inference.pipeline as p, airnet_restore.image_io\nimport airnet_restore\n"
+                     "print(airnet_restore.restore is p.restore)")
     assert out.strip() == "True"
 
 

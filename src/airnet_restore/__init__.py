@@ -7,14 +7,12 @@ The public names are imported on first use (PEP 562), so ``import airnet_restore
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from airnet_restore.errors import AirNetError
     from airnet_restore.models import AirNet, AirNetConfig
-    from airnet_restore.restore import restore, restore_files
+    from airnet_restore.inference import restore, restore_files
     from airnet_restore.variants import list_variants, load_model
 
 __all__ = ["AirNet", "AirNetConfig", "AirNetError", "list_variants", "load_model", "restore", "restore_files", "__version__"]
@@ -26,8 +24,8 @@ _EXPORTS = {
     "AirNetError": "airnet_restore.errors",
     "list_variants": "airnet_restore.variants",
     "load_model": "airnet_restore.variants",
-    "restore": "airnet_restore.restore",
-    "restore_files": "airnet_restore.restore",
+    "restore": "airnet_restore.inference",
+    "restore_files": "airnet_restore.inference",
 }
 
 
@@ -56,13 +54,3 @@ def __getattr__(name: str) -> Any:
 def __dir__() -> list[str]:
     return sorted({*globals(), *__all__})
 
-
-class _Package(types.ModuleType):
-    """This package's module type: loading the subpackage ``restore`` never hides the function ``restore``."""
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if not (name == "restore" and isinstance(value, types.ModuleType)):
-            super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

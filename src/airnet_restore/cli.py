@@ -59,7 +59,7 @@ def _tile(value: str) -> int | str | None:
 
 
 def _cmd_restore(args: argparse.Namespace) -> int:
-    from airnet_restore.restore import check_output_folder, restore_files
+    from airnet_restore.inference import check_output_folder, restore_files
     from airnet_restore.variants import load_model, sample_image
 
     inputs = [*args.inputs, *([sample_image()] if args.sample else [])]

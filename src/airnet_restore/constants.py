@@ -15,7 +15,7 @@ IMPLS: tuple[Impl, ...] = get_args(Impl)
 # The registered variant used when none is named (see ``airnet_restore.variants``).
 DEFAULT_VARIANT = "airnet-general"
 
-# Image files read and written (see ``airnet_restore.restore.io``).
+# Image files read and written (see ``airnet_restore.image_io``).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 # Pillow refuses images over 2 x Image.MAX_IMAGE_PIXELS (about 179 MP) as decompression bombs;
 # our own limit sits just below, so one clear message covers both.

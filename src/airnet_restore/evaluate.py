@@ -39,7 +39,7 @@ from airnet_restore.degradations import HELDOUT_KINDS, REGISTRY, get_degradation
 from airnet_restore.errors import AirNetError
 from airnet_restore.metrics import Protocol, average, crop_to_multiple
 from airnet_restore.models.airnet import AirNet
-from airnet_restore.restore.pipeline import restore_tensor
+from airnet_restore.inference.pipeline import restore_tensor
 from airnet_restore.atomic import atomic_write
 
 NOISE_SETS = ("bsd68", "urban100")

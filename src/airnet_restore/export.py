@@ -23,8 +23,8 @@ from airnet_restore.atomic import atomic_write
 from airnet_restore.constants import DEFAULT_OVERLAP
 from airnet_restore.errors import AirNetError
 from airnet_restore.models.airnet import AirNet, AirNetConfig
-from airnet_restore.restore.pipeline import MIN_SIDE
-from airnet_restore.restore.tiling import available_ram
+from airnet_restore.inference.pipeline import MIN_SIDE
+from airnet_restore.inference.tiling import available_ram
 from airnet_restore.variants import VARIANTS, load_model
 from airnet_restore.weights import load_state_dict
 

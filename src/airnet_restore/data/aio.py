@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 from airnet_restore.data.layouts import Pair
 from airnet_restore.degradations import get_degradation
 from airnet_restore.errors import AirNetError
-from airnet_restore.restore.io import from_float, read_image
+from airnet_restore.image_io import from_float, read_image
 
 
 @lru_cache(maxsize=256)

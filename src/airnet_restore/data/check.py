@@ -7,7 +7,7 @@ from pathlib import Path
 
 from airnet_restore.data.layouts import Pair, read_layout
 from airnet_restore.errors import AirNetError
-from airnet_restore.restore.io import read_image
+from airnet_restore.image_io import read_image
 
 
 @dataclass

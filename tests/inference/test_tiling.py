@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from airnet_restore.errors import AirNetError
-from airnet_restore.restore import tiling
-from airnet_restore.restore.tiling import axis_weight, run_tiled, tile_starts
+from airnet_restore.inference import tiling
+from airnet_restore.inference.tiling import axis_weight, run_tiled, tile_starts
 from tests.conftest import make_tiny
 
 

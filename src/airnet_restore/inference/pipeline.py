@@ -21,7 +21,7 @@ from airnet_restore.constants import DEFAULT_MAX_PIXELS, DEFAULT_OVERLAP, DEFAUL
 from airnet_restore.errors import AirNetError
 from airnet_restore.memory import tune_allocator
 from airnet_restore.models.airnet import AirNet
-from airnet_restore.restore.io import (
+from airnet_restore.image_io import (
     check_pixels,
     check_writable,
     from_float,
@@ -31,7 +31,7 @@ from airnet_restore.restore.io import (
     to_float,
     write_image,
 )
-from airnet_restore.restore.tiling import auto_tile_size, run_tiled
+from airnet_restore.inference.tiling import auto_tile_size, run_tiled
 from airnet_restore.variants import load_model
 
 Precision = Literal["fp32", "fp16", "bf16"]

@@ -3,7 +3,7 @@ import pytest
 from PIL import Image
 
 from airnet_restore.errors import AirNetError
-from airnet_restore.restore.io import from_float, read_image, split_channels, write_image
+from airnet_restore.image_io import from_float, read_image, split_channels, write_image
 
 
 def test_rounding_not_truncation():

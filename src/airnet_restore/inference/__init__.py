@@ -1,6 +1,6 @@
-"""Restoration of user images: file io, tiling, the pipeline."""
+"""Restoration of user images: tiling and the pipeline (image files: ``airnet_restore.image_io``)."""
 
-from airnet_restore.restore.pipeline import (
+from airnet_restore.inference.pipeline import (
     RestoreReport,
     check_output_folder,
     plan_outputs,

@@ -99,3 +99,11 @@ def test_bad_tile_settings():
         run_tiled(lambda t: t, torch.rand(1, 3, 64, 64), torch.device("cpu"), 8, 2)
     with pytest.raises(AirNetError, match="overlap"):
         run_tiled(lambda t: t, torch.rand(1, 3, 64, 64), torch.device("cpu"), 40, 20)
+
+
+def test_cpu_tiles_stay_within_the_working_memory_ceiling_however_much_ram_is_free(monkeypatch):
+    monkeypatch.setattr(tiling, "available_ram", lambda: 512.0 * 2**30)
+    tile = tiling.auto_tile_size(4000, 6000, 24, torch.device("cpu"))
+    per_pixel = tiling.bytes_per_pixel_per_channel(torch.device("cpu")) * 24
+    assert tile is not None and tile * tile * per_pixel <= tiling.CPU_FORWARD_BYTES
+    assert tiling.auto_tile_size(256, 256, 24, torch.device("cpu")) is None  # small images stay whole

@@ -22,6 +22,9 @@ from airnet_restore.constants import DEFAULT_OVERLAP
 from airnet_restore.errors import AirNetError
 
 MIN_TILE = 32
+# On a CPU, a forward may use at most this much on top of the image buffers: bigger tiles are no
+# faster there, and a 24-megapixel photo is restored in about 3 GB (benchmarks/README.md).
+CPU_FORWARD_BYTES = 0.6 * 2**30
 # Peak bytes per pixel of an inference forward, per feature channel, by device type; sizes
 # tiles from free memory. cpu: measured with the numba DCN (benchmarks/README.md). cuda: the
 # "memory per pixel" section of benchmarks/gpu_check.py measured at most 74 on an H100 (airnet
@@ -66,11 +69,12 @@ def free_cuda_memory(device: torch.device) -> int:
 
 
 def auto_tile_size(height: int, width: int, channels: int, device: torch.device, overlap: int = DEFAULT_OVERLAP) -> int | None:
-    """The largest square tile whose forward fits in free memory (at least 4 x overlap), or None if the whole image fits."""
+    """The largest square tile whose forward fits in free memory (on a CPU also in ``CPU_FORWARD_BYTES``),
+    at least 4 x overlap, or None if the whole image fits."""
     if device.type == "cuda":
         budget = 0.8 * free_cuda_memory(device)
     else:
-        budget = 0.5 * available_ram()
+        budget = min(0.5 * available_ram(), CPU_FORWARD_BYTES)
     per_pixel = bytes_per_pixel_per_channel(device) * channels
     if height * width * per_pixel <= budget:
         return None

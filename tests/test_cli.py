@@ -36,3 +36,32 @@ def test_convert_of_a_bad_file_is_one_clear_line_and_exit_2(tmp_path, capsys):
 def test_module_entry_point_runs():
     result = subprocess.run([sys.executable, "-m", "airnet_restore", "info"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "8,930,313" in result.stdout
+
+
+def test_a_too_small_tile_is_refused_before_anything_runs(tmp_path, capsys):
+    import pytest
+
+    from airnet_restore.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["restore", "--sample", "-o", str(tmp_path / "out"), "--tile", "16"])
+    assert exit_info.value.code == 2
+    assert "tile size 16 is too small; use at least 32" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_every_option_of_every_subcommand_has_a_description():
+    import argparse
+
+    from airnet_restore.cli import build_parser
+
+    def walk(parser: argparse.ArgumentParser):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    yield from walk(sub)
+            elif not isinstance(action, argparse._HelpAction):
+                yield parser.prog, action
+
+    missing = [f"{prog} {action.option_strings or action.dest}" for prog, action in walk(build_parser()) if not action.help]
+    assert not missing, missing

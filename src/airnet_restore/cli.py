@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from airnet_restore.constants import DEFAULT_MAX_PIXELS, DEFAULT_OVERLAP, DEFAULT_VARIANT, IMPLS
+from airnet_restore.constants import DEFAULT_MAX_PIXELS, DEFAULT_OVERLAP, DEFAULT_VARIANT, IMPLS, MIN_TILE
 from airnet_restore.data.layouts import LAYOUTS
 from airnet_restore.errors import AirNetError
 
@@ -53,9 +53,12 @@ def _tile(value: str) -> int | str | None:
     if value in ("auto", "none", "0"):
         return None if value in ("none", "0") else "auto"
     try:
-        return int(value)
+        size = int(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected auto, none or a number of pixels, got {value!r}") from None
+    if size < MIN_TILE:
+        raise argparse.ArgumentTypeError(f"tile size {size} is too small; use at least {MIN_TILE} (or none)")
+    return size
 
 
 def _cmd_restore(args: argparse.Namespace) -> int:
@@ -219,10 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="eval", help="folder for results.md/.csv/.json and per_image.csv (default eval)")
     p.add_argument("--save-images", action="store_true", help="save every output (PNG, rounded to uint8)")
     p.add_argument("--grid", type=int, default=0, metavar="N", help="save input|output|target grids for the first N images")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--tile", type=_tile, default="auto")
-    p.add_argument("--tile-overlap", type=int, default=DEFAULT_OVERLAP)
-    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps for the models (default auto)")
+    p.add_argument("--tile", type=_tile, default="auto", help="tile size in pixels, 'auto' (from free memory, default) or 'none'")
+    p.add_argument("--tile-overlap", type=int, default=DEFAULT_OVERLAP, help=f"overlap between tiles in pixels (default {DEFAULT_OVERLAP})")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("train", help="train AirNet from a YAML preset (torchrun-ready)")

@@ -24,3 +24,6 @@ DEFAULT_MAX_PIXELS = 178_000_000
 # Tiled vs whole airnet-lite output on a 1024x683 photo with 256-px tiles: 60.8 dB PSNR at
 # overlap 32, 72.7 dB at overlap 64 (README, training report).
 DEFAULT_OVERLAP = 64
+
+# The smallest tile the tiler runs (pixels per side).
+MIN_TILE = 32

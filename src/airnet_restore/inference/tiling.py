@@ -18,10 +18,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from airnet_restore.constants import DEFAULT_OVERLAP
+from airnet_restore.constants import DEFAULT_OVERLAP, MIN_TILE
 from airnet_restore.errors import AirNetError
 
-MIN_TILE = 32
 # On a CPU, a forward may use at most this much on top of the image buffers: bigger tiles are no
 # faster there, and a 24-megapixel photo is restored in about 3 GB (benchmarks/README.md).
 CPU_FORWARD_BYTES = 0.6 * 2**30

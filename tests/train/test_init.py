@@ -12,7 +12,7 @@ from airnet_restore.models import AirNet, AirNetConfig
 from airnet_restore.train import Trainer, load_config
 from airnet_restore.train.loop import EMA
 from airnet_restore.weights import save_weights
-from tests.train.test_train import SMOKE, photos, smoke_config  # noqa: F401 - fixture
+from tests.train.test_train import SMOKE, smoke_config
 
 SMOKE_ARCH = AirNetConfig(n_feats=16, n_groups=1, n_blocks=1, enc_channels=(16, 16, 32), dim=32, queue_size=24)
 
@@ -34,7 +34,7 @@ def outputs_equal(a: AirNet, b: AirNet) -> bool:
 
 
 @pytest.mark.parametrize("kind", ["safetensors", "safetensors-full", "official-pth"])
-def test_init_starts_from_exactly_the_loaded_weights(photos, tmp_path, kind):  # noqa: F811
+def test_init_starts_from_exactly_the_loaded_weights(photos, tmp_path, kind):
     source = trained_like()
     if kind == "official-pth":
         path = tmp_path / "All.pth"
@@ -52,7 +52,7 @@ def test_init_starts_from_exactly_the_loaded_weights(photos, tmp_path, kind):  #
                            trainer.model.E.E.encoder_q.E_pre.backbone[0].weight)
 
 
-def test_init_from_a_training_state_takes_its_ema_restorer(photos, tmp_path):  # noqa: F811
+def test_init_from_a_training_state_takes_its_ema_restorer(photos, tmp_path):
     extra = ("train.epochs=1", "train.epochs_encoder=0", "train.iters_per_epoch=2", "train.ema=0.5", "val.every=100")
     first = Trainer(smoke_config(photos, *extra), tmp_path / "a", progress=False)
     first.run()
@@ -63,7 +63,7 @@ def test_init_from_a_training_state_takes_its_ema_restorer(photos, tmp_path):  #
     assert second.global_step == 0 and second.epoch == 0  # a new run, not a resume
 
 
-def test_architecture_comes_from_the_weights_when_the_config_has_none(photos, tmp_path):  # noqa: F811
+def test_architecture_comes_from_the_weights_when_the_config_has_none(photos, tmp_path):
     tree = yaml.safe_load(SMOKE.read_text())
     del tree["model"]
     config_path = tmp_path / "no_model.yaml"
@@ -76,7 +76,7 @@ def test_architecture_comes_from_the_weights_when_the_config_has_none(photos, tm
     assert (trainer.model_config.n_feats, trainer.model_config.n_groups) == (8, 2)
 
 
-def test_a_mismatch_is_a_clear_error_and_partial_init_reports_what_it_did(photos, tmp_path, capsys):  # noqa: F811
+def test_a_mismatch_is_a_clear_error_and_partial_init_reports_what_it_did(photos, tmp_path, capsys):
     other = AirNetConfig(n_feats=16, n_groups=1, n_blocks=2, enc_channels=(16, 16, 32), dim=32, queue_size=24)
     path = save_weights(trained_like(config=other), tmp_path / "deeper.safetensors", full=True)
     with pytest.raises(AirNetError, match=r"unexpected: R\.body\.0\.body\.1\."):
@@ -91,7 +91,7 @@ def test_a_mismatch_is_a_clear_error_and_partial_init_reports_what_it_did(photos
     assert "loaded" in out and "skipped (not in model)" in out and "R.body.0.body.1." in out
 
 
-def test_the_moco_queue_starts_fresh_when_its_length_differs(photos, tmp_path):  # noqa: F811
+def test_the_moco_queue_starts_fresh_when_its_length_differs(photos, tmp_path):
     five_types = AirNetConfig(n_feats=16, n_groups=1, n_blocks=1, enc_channels=(16, 16, 32), dim=32, queue_size=40)
     path = save_weights(trained_like(config=five_types), tmp_path / "w.safetensors", full=True)
     trainer = Trainer(smoke_config(photos, f"train.init={path}"), tmp_path / "run", progress=False)
@@ -99,7 +99,7 @@ def test_the_moco_queue_starts_fresh_when_its_length_differs(photos, tmp_path): 
     assert any("MoCo queue: fresh" in line for line in trainer.init_report)
 
 
-def test_a_frozen_encoder_stays_bit_identical(photos, tmp_path):  # noqa: F811
+def test_a_frozen_encoder_stays_bit_identical(photos, tmp_path):
     extra = ("train.epochs=1", "train.epochs_encoder=0", "train.iters_per_epoch=3", "train.freeze=[encoder]", "val.every=100")
     trainer = Trainer(smoke_config(photos, *extra), tmp_path / "run", progress=False)
     enc = {k: v.clone() for k, v in trainer.model.E.E.encoder_q.state_dict().items()}
@@ -117,14 +117,14 @@ def test_ema_from_a_checkpoint_moves_to_the_training_device():
     assert all(v.device.type == "meta" for v in ema.shadow.values())
 
 
-def test_resume_with_fp16_switched_on_ignores_the_empty_scaler_state(photos, tmp_path):  # noqa: F811
+def test_resume_with_fp16_switched_on_ignores_the_empty_scaler_state(photos, tmp_path):
     extra = ("train.epochs=2", "train.epochs_encoder=0", "train.iters_per_epoch=1", "val.every=100", "train.checkpoint_every=1")
     Trainer(smoke_config(photos, *extra, "train.epochs=1"), tmp_path / "run", progress=False).run()
     resumed = Trainer(smoke_config(photos, *extra, "train.amp=fp16"), tmp_path / "run", resume="auto", progress=False)
     assert resumed.epoch == 1
 
 
-def test_resume_auto_without_a_state_says_it_starts_fresh(photos, tmp_path):  # noqa: F811
+def test_resume_auto_without_a_state_says_it_starts_fresh(photos, tmp_path):
     Trainer(smoke_config(photos), tmp_path / "run", resume="auto", progress=False)
     events = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert events[0]["event"] == "fresh start"
@@ -155,7 +155,7 @@ def test_the_finetune_preset_trains_the_default_weights_on_a_paired_folder(tmp_p
     assert (tmp_path / "run" / "last.safetensors").is_file()
 
 
-def test_training_reads_clean_folders_with_their_subfolders_and_says_where_relative_paths_start(photos, tmp_path, capsys):  # noqa: F811
+def test_training_reads_clean_folders_with_their_subfolders_and_says_where_relative_paths_start(photos, tmp_path, capsys):
     from airnet_restore.train.loop import build_sources
 
     nested = tmp_path / "nested" / "a" / "b"
@@ -177,7 +177,7 @@ def test_convert_full_refuses_inference_only_weights(tmp_path, capsys):
     assert not (tmp_path / "full.safetensors").exists()
 
 
-def test_resume_auto_without_a_state_is_announced(photos, tmp_path, capsys):  # noqa: F811
+def test_resume_auto_without_a_state_is_announced(photos, tmp_path, capsys):
     run = tmp_path / "run"
     args = ["train", str(SMOKE), "--run-dir", str(run), "--resume", "auto", "-q", "--set", "train.epochs=1",
             "--set", "train.iters_per_epoch=1", *[a for i in range(3) for a in ("--set", f"data.types.{i}.clean={photos}")],

@@ -5,7 +5,7 @@ import json
 
 from airnet_restore.weights import build_model, save_weights
 from tests.train.test_init import trained_like
-from tests.train.test_train import REPO, SMOKE, photos  # noqa: F401 - fixture
+from tests.train.test_train import REPO, SMOKE
 
 
 def load_sprint():
@@ -15,7 +15,7 @@ def load_sprint():
     return module
 
 
-def test_sprint_trains_within_its_budget_and_hands_back_state_weights_and_log(photos, tmp_path):  # noqa: F811
+def test_sprint_trains_within_its_budget_and_hands_back_state_weights_and_log(photos, tmp_path):
     init = save_weights(trained_like(), tmp_path / "w.safetensors", full=True)
     out = tmp_path / "out"
     sets = [a for i in range(3) for a in ("--set", f"data.types.{i}.clean={photos}")]

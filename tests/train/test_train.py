@@ -3,11 +3,9 @@ import os
 import socket
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
-from PIL import Image
 
 from airnet_restore.cli import main
 from airnet_restore.train import Trainer, load_config, lr_at
@@ -16,17 +14,6 @@ from airnet_restore.weights import build_model
 
 REPO = Path(__file__).resolve().parents[2]
 SMOKE = REPO / "configs" / "smoke.yaml"
-
-
-@pytest.fixture
-def photos(tmp_path):
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    y, x = np.mgrid[0:48, 0:56]
-    for i in range(4):
-        img = np.stack([x * 3 + 20 * i, y * 4, (x + y) * 2], axis=2) % 256
-        Image.fromarray(img.astype(np.uint8)).save(folder / f"p{i}.png")
-    return folder
 
 
 def smoke_config(photos, *extra):

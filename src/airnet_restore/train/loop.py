@@ -25,8 +25,7 @@ from airnet_restore.metrics import get_protocol
 from airnet_restore.memory import tune_allocator
 from airnet_restore.models.airnet import AirNet, AirNetConfig
 from airnet_restore.train.checkpoint import latest_state, load_state, save_state, state_path
-from airnet_restore.train.config import TrainConfig
-from airnet_restore.train.config import ModelSection
+from airnet_restore.train.config import ModelSection, TrainConfig
 from airnet_restore.train.distributed import DistInfo, agree_stop, all_reduce_mean, gather_keys, init_from_env
 from airnet_restore.train.init import apply_init, init_state_dict
 from airnet_restore.train.schedule import lr_at

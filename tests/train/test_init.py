@@ -184,3 +184,11 @@ def test_resume_auto_without_a_state_is_announced(photos, tmp_path, capsys):
             "--set", f"val.clean={photos}", "--set", "val.files=[p0.png]", "--set", "val.crop=32"]
     assert main(args) == 0
     assert f"no state found in {run}; starting fresh" in capsys.readouterr().out
+
+
+def test_a_run_started_with_init_resumes_without_init_and_without_a_warm_up(photos, tmp_path):
+    path = save_weights(trained_like(), tmp_path / "w.safetensors", full=True)
+    extra = ("train.epochs=2", "train.epochs_encoder=1", "train.iters_per_epoch=1", "val.every=100", "train.checkpoint_every=1")
+    Trainer(smoke_config(photos, *extra, "train.epochs=1", f"train.init={path}"), tmp_path / "run", progress=False).run()
+    resumed = Trainer(smoke_config(photos, *extra), tmp_path / "run", resume="auto", progress=False)
+    assert resumed.config.train.epochs_encoder == 0

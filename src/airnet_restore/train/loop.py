@@ -234,6 +234,11 @@ class Trainer:
             # on at resume starts from the resumed weights, not the initial ones.
             self.ema = EMA(self.model.R, self.config.train.ema, shadow=state["ema"])
         self.epoch, self.iteration, self.global_step = state["epoch"], state["iteration"], state["global_step"]
+        saved = state["config"]["train"]
+        if saved.get("init") and not self.config.train.init:
+            # A run started with --init skipped the warm-up; resumed without --init, it must not return to it.
+            train = self.config.train.model_copy(update={"epochs_encoder": saved["epochs_encoder"]})
+            self.config = self.config.model_copy(update={"train": train})
         self.best = state["best"]
         torch.set_rng_state(state["rng"]["torch"])
         if "cuda" in state["rng"] and torch.cuda.is_available():

@@ -187,10 +187,15 @@ def _metadata_config(path: str | os.PathLike, text: str, sd: Mapping[str, torch.
     return config
 
 
+def stored_config(path: str | os.PathLike, metadata: Mapping[str, str], sd: Mapping[str, torch.Tensor]) -> AirNetConfig:
+    """The architecture of loaded weights: their metadata's config, else read off the tensor shapes."""
+    return _metadata_config(path, metadata["config"], sd) if "config" in metadata else infer_config(sd)
+
+
 def build_model(path: str | os.PathLike) -> tuple[AirNet, dict[str, str]]:
     """An ``AirNet`` with the weights of ``path`` (official ``.pth`` or our safetensors), and its metadata."""
     sd, metadata = load_state_dict(path)
-    config = _metadata_config(path, metadata["config"], sd) if "config" in metadata else infer_config(sd)
+    config = stored_config(path, metadata, sd)
     model = load_into(AirNet(config), sd, inference_only=metadata.get("contents") == "inference" or None)
     return model.eval(), metadata
 

@@ -147,3 +147,16 @@ def test_dcn_runs_in_float32_under_autocast(tiny_model, monkeypatch):
     restored.float().mean().backward()
     assert seen and all(s == {torch.float32} for s in seen)
     assert tiny_model.R.body[0].body[0].dgm1.dcn.weight.grad is not None
+
+
+def test_global_residual_adds_the_input_and_keeps_the_checkpoint_layout():
+    small = dict(n_feats=8, n_groups=1, n_blocks=1, enc_channels=(8, 16, 32), dim=16, queue_size=16)
+    torch.manual_seed(0)
+    direct = AirNet(AirNetConfig(**small)).eval()
+    residual = AirNet(AirNetConfig(**small, global_residual=True)).eval()
+    residual.load_state_dict(direct.state_dict())
+    x = torch.rand(1, 3, 20, 28)
+    with torch.no_grad():
+        torch.testing.assert_close(residual(x), direct(x) + x)
+    with pytest.raises(AirNetError, match="global_residual"):
+        AirNetConfig(global_residual="yes")

@@ -11,7 +11,7 @@ from airnet_restore.errors import AirNetError
 from airnet_restore.models import AirNet, AirNetConfig
 from airnet_restore.train import Trainer, load_config
 from airnet_restore.train.loop import EMA
-from airnet_restore.weights import save_weights
+from airnet_restore.weights import build_model, load_state_dict, save_weights
 from tests.train.test_train import SMOKE, smoke_config
 
 SMOKE_ARCH = AirNetConfig(n_feats=16, n_groups=1, n_blocks=1, enc_channels=(16, 16, 32), dim=32, queue_size=24)
@@ -192,3 +192,30 @@ def test_a_run_started_with_init_resumes_without_init_and_without_a_warm_up(phot
     Trainer(smoke_config(photos, *extra, "train.epochs=1", f"train.init={path}"), tmp_path / "run", progress=False).run()
     resumed = Trainer(smoke_config(photos, *extra), tmp_path / "run", resume="auto", progress=False)
     assert resumed.config.train.epochs_encoder == 0
+
+
+def test_a_residual_run_from_direct_weights_starts_as_the_identity(photos, tmp_path, capsys):
+    path = save_weights(trained_like(), tmp_path / "w.safetensors", full=True)
+    config = smoke_config(photos, f"train.init={path}", "model.global_residual=true")
+    trainer = Trainer(config, tmp_path / "run", progress=False)
+    assert any("tail: zero" in line for line in trainer.init_report)
+    x = torch.rand(2, 3, 24, 24)
+    with torch.no_grad():
+        assert torch.equal(trainer.model.eval()(x), x)
+    # every other restorer tensor is the loaded one
+    source = load_state_dict(path)[0]
+    assert all(torch.equal(v, source[f"R.{k}"]) for k, v in trainer.model.R.state_dict().items() if not k.startswith("tail."))
+
+
+def test_residual_weights_carry_their_architecture_into_a_run_without_a_model_section(photos, tmp_path):
+    residual = AirNetConfig(**{**SMOKE_ARCH.to_dict(), "global_residual": True})
+    path = save_weights(trained_like(config=residual), tmp_path / "w.safetensors", full=True)
+    tree = yaml.safe_load(SMOKE.read_text())
+    del tree["model"]
+    config_path = tmp_path / "no_model.yaml"
+    config_path.write_text(yaml.safe_dump(tree))
+    overrides = [f"data.types.{i}.clean={photos}" for i in range(3)] + [f"val.clean={photos}", "val.files=[p0.png]", f"train.init={path}"]
+    trainer = Trainer(load_config(config_path, overrides), tmp_path / "run", progress=False)
+    assert trainer.model_config.global_residual
+    assert not any("tail: zero" in line for line in trainer.init_report)
+    assert outputs_equal(trainer.model, build_model(path)[0])

@@ -39,6 +39,7 @@ class AirNetConfig:
     queue_size: int = 256 * 5
     m: float = 0.999
     T: float = 0.07
+    global_residual: bool = False  # not the paper's: restorer output + input (see DGRN)
 
     def __post_init__(self) -> None:
         if isinstance(self.enc_channels, list):
@@ -58,6 +59,8 @@ class AirNetConfig:
             value = getattr(self, name)
             if not (_is_int(value) or isinstance(value, float)) or not ok(value):
                 raise AirNetError(f"model config: {name} must be a number {rule}, got {value!r}")
+        if not isinstance(self.global_residual, bool):
+            raise AirNetError(f"model config: global_residual must be true or false, got {self.global_residual!r}")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -91,7 +94,7 @@ class AirNet(nn.Module):
         super().__init__()
         self.config = config or AirNetConfig()
         c = self.config
-        self.R = DGRN(c.n_feats, c.enc_channels[0], c.n_groups, c.n_blocks, dcn_impl)
+        self.R = DGRN(c.n_feats, c.enc_channels[0], c.n_groups, c.n_blocks, dcn_impl, c.global_residual)
         self.E = CBDE(channels=c.enc_channels, dim=c.dim, K=c.queue_size, m=c.m, T=c.T)
 
     def set_dcn_impl(self, impl: Impl) -> "AirNet":

@@ -82,7 +82,9 @@ class DGG(nn.Module):
 class DGRN(nn.Module):
     """Restorer: head conv, groups of DGBs at full resolution, trunk conv with residual, tail conv.
 
-    No global input-to-output residual and no clamp, as in the official model.
+    No global input-to-output residual and no clamp, as in the official model. ``global_residual``
+    (an addition, off for the paper's variant) adds the input to the output, so the network learns only
+    the correction: with a zero tail it is exactly the identity, the right answer for a clean photo.
     """
 
     def __init__(
@@ -92,8 +94,10 @@ class DGRN(nn.Module):
         n_groups: int = 5,
         n_blocks: int = 5,
         dcn_impl: Impl = "auto",
+        global_residual: bool = False,
     ) -> None:
         super().__init__()
+        self.global_residual = global_residual
         self.head = nn.Sequential(conv3x3(3, n_feats))
         self.body = nn.Sequential(
             *[DGG(n_feats, inter_channels, n_blocks, dcn_impl) for _ in range(n_groups)], conv3x3(n_feats, n_feats)
@@ -105,4 +109,5 @@ class DGRN(nn.Module):
         r = f
         for group in self.body[:-1]:
             r = group(r, inter)
-        return self.tail(self.body[-1](r) + f)
+        out = self.tail(self.body[-1](r) + f)
+        return out + x if self.global_residual else out

@@ -28,6 +28,7 @@ class ModelSection(Strict):
     queue_per_type: int = Field(256, ge=1, description="queue size K = queue_per_type x batch (the paper: 256)")
     m: float = Field(0.999, ge=0, le=1)
     T: float = Field(0.07, gt=0)
+    global_residual: bool = Field(False, description="add the input to the restorer's output (not the paper's)")
 
 
 class TypeSection(Strict):

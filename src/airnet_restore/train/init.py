@@ -8,26 +8,29 @@ from pathlib import Path
 import torch
 
 from airnet_restore.errors import AirNetError
-from airnet_restore.models.airnet import AirNet
+from airnet_restore.models.airnet import AirNet, AirNetConfig
 from airnet_restore.train.checkpoint import load_state
-from airnet_restore.weights import INFERENCE_PREFIXES, TORCH_SUFFIXES, load_into, load_state_dict
+from airnet_restore.weights import INFERENCE_PREFIXES, TORCH_SUFFIXES, load_into, load_state_dict, stored_config
 
 QUEUE_KEYS = ("E.E.queue", "E.E.queue_ptr")
 
 
-def init_state_dict(spec: str) -> tuple[dict[str, torch.Tensor], str]:
-    """The state dict to start from, and a description of where it came from.
+def init_state_dict(spec: str) -> tuple[dict[str, torch.Tensor], str, AirNetConfig]:
+    """The state dict to start from, a description of where it came from, and its architecture.
 
     ``spec`` is a registered variant (its bundled weights), our safetensors, an official ``.pth``,
     or one of our training states, whose EMA restorer (if any) is taken, as it is what was exported.
+    The architecture is the one recorded with the weights (variant, metadata or training config),
+    else read off the tensor shapes.
     """
     from airnet_restore.variants import VARIANTS
 
     if spec in VARIANTS:
-        path = VARIANTS[spec].weights_path()
+        variant = VARIANTS[spec]
+        path = variant.weights_path()
         if path is None:
             raise AirNetError(f"variant {spec!r} ships without weights: nothing to initialise from")
-        return load_state_dict(path)[0], f"variant {spec} ({path.name})"
+        return load_state_dict(path)[0], f"variant {spec} ({path.name})", variant.config
     path = Path(spec)
     if not path.is_file():
         raise AirNetError(f"init weights not found: {spec} (a variant name, .safetensors, .pth or training state)")
@@ -38,20 +41,28 @@ def init_state_dict(spec: str) -> tuple[dict[str, torch.Tensor], str]:
             state = None  # not one of our training states: read it as a plain checkpoint below
         if state is not None:
             sd = dict(state["model"])
+            model = {k: v for k, v in state["config"]["model"].items() if k != "queue_per_type"}
+            arch = AirNetConfig.from_dict({**model, "queue_size": sd["E.E.queue"].shape[1]})
             if state.get("ema"):
                 sd.update({f"R.{k}": v for k, v in state["ema"].items()})
-                return sd, f"training state {path} (epoch {state['epoch']}, EMA restorer)"
-            return sd, f"training state {path} (epoch {state['epoch']})"
-    return load_state_dict(path)[0], str(path)
+                return sd, f"training state {path} (epoch {state['epoch']}, EMA restorer)", arch
+            return sd, f"training state {path} (epoch {state['epoch']})", arch
+    sd, metadata = load_state_dict(path)
+    return sd, str(path), stored_config(path, metadata, sd)
 
 
-def apply_init(model: AirNet, sd: Mapping[str, torch.Tensor], partial: bool = False) -> list[str]:
+def apply_init(
+    model: AirNet, sd: Mapping[str, torch.Tensor], partial: bool = False, source: AirNetConfig | None = None
+) -> list[str]:
     """Load ``sd`` into ``model`` and return a report, one line per fact.
 
     Strict by default: any missing, unexpected or wrongly shaped tensor is an error naming it
     (a file with inference weights only loads the restorer and the encoder's first block).
     ``partial`` loads every tensor whose name and shape fit and leaves the rest as initialised.
     A MoCo queue of another length (a different number of degradation types) always starts fresh.
+    Weights of a restorer without the global residual (``source``) that start one with it get a zero
+    tail: their tail maps features to the image, not to a correction, and a zero correction makes the
+    run start from the identity, which leaves clean photos exactly alone.
     """
     own = model.state_dict()
     sd = dict(sd)
@@ -82,6 +93,11 @@ def apply_init(model: AirNet, sd: Mapping[str, torch.Tensor], partial: bool = Fa
         report.append(f"loaded {sum(k in sd for k in own)} of {len(own)} tensors")
         if not any(k.startswith("E.E.encoder_k.") for k in sd):
             report.append("the file holds inference weights only: the rest of the encoder starts fresh")
+    if model.config.global_residual and source is not None and not source.global_residual:
+        with torch.no_grad():
+            for p in model.R.tail.parameters():
+                p.zero_()
+        report.append("restorer tail: zero (the init weights have no global residual; the run starts as the identity)")
     if not any(k.startswith("E.E.encoder_k.") for k in sd):
         # The momentum encoder starts as a copy of the query encoder, as MoCo does.
         for p_q, p_k in zip(model.E.E.encoder_q.parameters(), model.E.E.encoder_k.parameters()):

@@ -29,7 +29,7 @@ from airnet_restore.train.config import ModelSection, TrainConfig
 from airnet_restore.train.distributed import DistInfo, agree_stop, all_reduce_mean, gather_keys, init_from_env
 from airnet_restore.train.init import apply_init, init_state_dict
 from airnet_restore.train.schedule import lr_at
-from airnet_restore.weights import infer_config, load_into, save_weights
+from airnet_restore.weights import load_into, save_weights
 
 LOG_EVERY = 10
 
@@ -126,10 +126,10 @@ class Trainer:
         self.device = torch.device(requested.type, self.dist.local_rank) if requested.type == "cuda" else requested
         self.init_report: list[str] = []
         self.resumed_from: Path | None = None
-        init_sd = None
+        init_sd, init_arch = None, None
         if config.train.init:
-            init_sd, source = init_state_dict(config.train.init)
-            config = self._config_for_init(config, init_sd)
+            init_sd, source, init_arch = init_state_dict(config.train.init)
+            config = self._config_for_init(config, init_arch)
             self.init_report.append(f"initialised from {source}")
         self.config = config
         t = config.train
@@ -141,11 +141,13 @@ class Trainer:
         global_batch = n_types * config.data.per_type * self.dist.world_size
         if queue % global_batch:
             raise AirNetError(f"queue size {queue} is not divisible by the global batch {global_batch}")
-        self.model_config = AirNetConfig(m.n_feats, m.n_groups, m.n_blocks, m.enc_channels, m.dim, queue, m.m, m.T)
+        self.model_config = AirNetConfig(n_feats=m.n_feats, n_groups=m.n_groups, n_blocks=m.n_blocks,
+                                         enc_channels=m.enc_channels, dim=m.dim, queue_size=queue, m=m.m, T=m.T,
+                                         global_residual=m.global_residual)
         torch.manual_seed(t.seed)  # identical initial weights and queue on every rank
         self.model = AirNet(self.model_config, dcn_impl=t.dcn_impl)
         if init_sd is not None:
-            self.init_report += apply_init(self.model, init_sd, partial=t.init_partial)
+            self.init_report += apply_init(self.model, init_sd, partial=t.init_partial, source=init_arch)
         self.model.to(self.device)
         if "encoder" in t.freeze:
             self.model.E.E.encoder_q.requires_grad_(False)
@@ -172,18 +174,15 @@ class Trainer:
             self.log({"event": "init", "detail": line})
 
     @staticmethod
-    def _config_for_init(config: TrainConfig, sd: dict[str, torch.Tensor]) -> TrainConfig:
+    def _config_for_init(config: TrainConfig, arch: AirNetConfig) -> TrainConfig:
         """The config a run from existing weights uses: their architecture where the config names
         none, and no encoder warm-up unless asked for (the encoder is already trained)."""
-        from airnet_restore.variants import VARIANTS
-
         update: dict[str, Any] = {}
         if "model" not in config.model_fields_set:
-            spec = config.train.init
-            arch = VARIANTS[spec].config if spec in VARIANTS else infer_config(sd)
             update["model"] = ModelSection(n_feats=arch.n_feats, n_groups=arch.n_groups, n_blocks=arch.n_blocks,
                                            enc_channels=arch.enc_channels, dim=arch.dim,
-                                           queue_per_type=config.model.queue_per_type, m=arch.m, T=arch.T)
+                                           queue_per_type=config.model.queue_per_type, m=arch.m, T=arch.T,
+                                           global_residual=arch.global_residual)
         if not config.train.init_warmup:
             update["train"] = config.train.model_copy(update={"epochs_encoder": 0})
         return config.model_copy(update=update)

@@ -12,6 +12,11 @@ from typing import Literal, get_args
 Impl = Literal["auto", "torchvision", "grid_sample", "numba"]
 IMPLS: tuple[Impl, ...] = get_args(Impl)
 
+# Numeric precisions (see ``airnet_restore.precision``): restoring takes every one, training all but fp64.
+Precision = Literal["fp32", "fp16", "bf16", "fp64"]
+PRECISIONS: tuple[Precision, ...] = get_args(Precision)
+TrainPrecision = Literal["fp32", "fp16", "bf16"]
+
 # The registered variant used when none is named (see ``airnet_restore.variants``).
 DEFAULT_VARIANT = "airnet-general"
 
@@ -20,6 +25,8 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 # Pillow refuses images over 2 x Image.MAX_IMAGE_PIXELS (about 179 MP) as decompression bombs;
 # our own limit sits just below, so one clear message covers both.
 DEFAULT_MAX_PIXELS = 178_000_000
+# JPEG outputs: quality (1-100) unless --jpeg-quality says otherwise; chroma is never subsampled.
+JPEG_QUALITY = 95
 
 # Tiled vs whole airnet-lite output on a 1024x683 photo with 256-px tiles: 60.8 dB PSNR at
 # overlap 32, 72.7 dB at overlap 64 (README, training report).

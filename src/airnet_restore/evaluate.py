@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import csv
 import json
-import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,15 +31,15 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from airnet_restore.baselines import cbm3d, cbm3d_blind, dehaze_dcp, nlm, wavelet
-from airnet_restore.data.aio import load_rgb8
-from airnet_restore.data.layouts import clean_folder, read_layout
-from airnet_restore.degradations import HELDOUT_KINDS, REGISTRY, get_degradation, official_test_noise, spatially_variant_noise
-from airnet_restore.errors import AirNetError
-from airnet_restore.metrics import Protocol, average, crop_to_multiple
-from airnet_restore.models.airnet import AirNet
-from airnet_restore.inference.pipeline import restore_tensor
 from airnet_restore.atomic import atomic_write
+from airnet_restore.baselines import cbm3d, cbm3d_blind, dehaze_dcp, nlm, wavelet
+from airnet_restore.data.aio import load_rgb8, synthetic_pairs
+from airnet_restore.data.layouts import clean_folder, read_pairs
+from airnet_restore.degradations import HELDOUT_KINDS, REGISTRY, official_test_noise, spatially_variant_noise
+from airnet_restore.errors import AirNetError
+from airnet_restore.inference.pipeline import restore_tensor
+from airnet_restore.metrics import Protocol, average, centre_crop, crop_to_multiple
+from airnet_restore.models.airnet import AirNet
 
 NOISE_SETS = ("bsd68", "urban100")
 PAIRED_SETS = {"rain100l": "rain100l", "paired": "paired", "sots": "sots"}
@@ -64,46 +63,47 @@ class Task:
 
 
 def _crop(a: np.ndarray, protocol: Protocol, crop: int | None) -> np.ndarray:
+    """HxWxC ``a`` centre-cropped to ``crop`` (if given), then as the protocol says."""
+    t = torch.from_numpy(a).permute(2, 0, 1)
     if crop:
-        h, w = a.shape[:2]
-        top, left = max(0, (h - crop) // 2), max(0, (w - crop) // 2)
-        a = a[top : top + crop, left : left + crop]
+        t = centre_crop(t, crop, crop)
     if protocol.crop_base:
-        a = crop_to_multiple(torch.from_numpy(a).permute(2, 0, 1), protocol.crop_base).permute(1, 2, 0).numpy()
-    return np.ascontiguousarray(a)
+        t = crop_to_multiple(t, protocol.crop_base)
+    return np.ascontiguousarray(t.permute(1, 2, 0).numpy())
 
 
-def _select(files: list[Path], include: Sequence[str]) -> list[Path]:
+def _select(files: list[Path], include: Sequence[str], folder: Path) -> list[Path]:
     if not include:
         return files
     missing = sorted(set(include) - {f.name for f in files})
     if missing:
-        raise AirNetError(f"files not found: {', '.join(missing)}")
+        raise AirNetError(f"files not found in {folder}: {', '.join(missing)}")
     return [f for f in files if f.name in set(include)]
 
 
-def build_tasks(name: str, path: str | Path, protocol: Protocol, crop: int | None = None, include: Sequence[str] = ()) -> list[Task]:
-    """The tasks of one ``NAME=PATH`` set (inputs cropped as the protocol says, before any noise)."""
+def build_tasks(
+    name: str, path: str | Path, protocol: Protocol, crop: int | None = None, include: Sequence[str] = (), seed: int = 0
+) -> list[Task]:
+    """The tasks of one ``NAME=PATH`` set: inputs cropped as the protocol says, then degraded from ``seed``
+    (0: the paper's noise); training validation builds its pairs here too."""
     path = Path(path)
     label = path.name if name in ("paired",) else name
     if name in NOISE_SETS or name in ("bsd68-sv", "clean") or name in REGISTRY or "+" in name:
-        files = _select(clean_folder(path), include)
+        files = _select(clean_folder(path), include, path)
         cleans = [_crop(load_rgb8(f), protocol, crop) for f in files]
         names = [f.name for f in files]
         if name == "clean":
             return [Task("clean", names, [c.copy() for c in cleans], cleans, kind="clean")]
         if name in NOISE_SETS:
-            noisy = official_test_noise(cleans)
+            noisy = official_test_noise(cleans, seed=seed)
             return [Task(f"{name} s{int(s)}", names, noisy[s], cleans, float(s), "noise") for s in noisy]
         if name == "bsd68-sv":
-            rng = np.random.RandomState(0)
+            rng = np.random.RandomState(seed)
             return [Task("bsd68 spatially variant", names, [spatially_variant_noise(c, rng) for c in cleans], cleans)]
-        fn = get_degradation(name)
-        rng = np.random.default_rng([0, zlib.crc32(name.encode())])
         kind, sigma = DEGRADATION_KINDS.get(name, ("other", None))
-        return [Task(name, names, [fn(c, rng) for c in cleans], cleans, sigma, kind)]
+        return [Task(name, names, [d for d, _ in synthetic_pairs(cleans, name, seed)], cleans, sigma, kind)]
     if name in PAIRED_SETS:
-        pairs, missing = read_layout(path, PAIRED_SETS[name])
+        pairs, missing = read_pairs(path, PAIRED_SETS[name])
         if missing:
             raise AirNetError(f"{path}: {len(missing)} input(s) without a target, e.g. {missing[0]}")
         pairs = [p for p in pairs if not include or p.degraded.name in set(include)]
@@ -135,6 +135,9 @@ def identity(degraded: np.ndarray, task: Task) -> np.ndarray:  # noqa: ARG001
 
 
 def cbm3d_method(degraded: np.ndarray, task: Task) -> np.ndarray:
+    """CBM3D told the true noise sigma (applies only to tasks that know it)."""
+    if task.sigma is None:
+        raise ValueError(f"task {task.label!r} has no known noise sigma for CBM3D")
     return cbm3d(degraded.astype(np.float64) / 255.0, task.sigma)
 
 

@@ -21,11 +21,18 @@ import torch.nn.functional as F
 from airnet_restore.errors import AirNetError
 
 
-def crop_to_multiple(x: torch.Tensor, base: int = 16) -> torch.Tensor:
-    """Centre-crop (..., H, W) to multiples of ``base``: top/left lose floor(r/2), the rest comes off bottom/right."""
+def centre_crop(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """The centre ``height`` x ``width`` window of (..., H, W), whole axes where shorter: top/left lose
+    floor(excess/2), the rest comes off bottom/right."""
     h, w = x.shape[-2:]
-    top, left = (h % base) // 2, (w % base) // 2
-    return x[..., top : top + h - h % base, left : left + w - w % base]
+    top, left = max(0, (h - height) // 2), max(0, (w - width) // 2)
+    return x[..., top : top + height, left : left + width]
+
+
+def crop_to_multiple(x: torch.Tensor, base: int = 16) -> torch.Tensor:
+    """Centre-crop (..., H, W) to multiples of ``base``."""
+    h, w = x.shape[-2:]
+    return centre_crop(x, h - h % base, w - w % base)
 
 
 def rgb_to_y(x: torch.Tensor) -> torch.Tensor:

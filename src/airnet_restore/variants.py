@@ -1,32 +1,197 @@
-"""Named model variants as data: an architecture config, an optional bundled weight file, a description."""
+"""Named model variants as data: each one a descriptor of what a caller must know about the model.
+
+In the manner of spandrel's model descriptor and timm's pretrained config, a ``Variant`` holds the
+architecture, where its weights come from and their sha256, the licence, the tasks the weights were
+trained for, whether half precision is safe, the smallest input, tiling and memory per pixel.
+``load_model``, the tiler, ``airnet info`` and the ONNX export read these facts here.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
+import torch
+
+from airnet_restore.constants import DEFAULT_OVERLAP, DEFAULT_VARIANT, Impl
 from airnet_restore.errors import AirNetError
 from airnet_restore.models.airnet import AirNet, AirNetConfig
+
+# Thinner images are reflect-padded to this size and cropped back: the network's zero padding at
+# every layer ruins a thin strip. airnet-lite on a 1x600 row of a real photo with sigma-25 noise
+# (20.4 dB): 12.3 dB restored alone before, 26.8 dB padded (16 px of padding already gives that).
+MIN_SIDE = 32
+# Peak bytes per pixel of an inference forward, per feature channel, by device type; sizes tiles
+# from free memory. cpu: measured with the numba DCN (benchmarks/README.md). cuda: the "memory per
+# pixel" section of benchmarks/gpu_check.py measured at most 74 on an H100 (airnet and airnet-lite,
+# fp32 and bf16), plus margin. Other device types use the largest value.
+BYTES_PER_PIXEL_PER_CHANNEL: dict[str, int] = {"cpu": 48, "cuda": 96}
+
+OFFICIAL_REPO = "https://github.com/XLearning-SCU/2022-CVPR-AirNet"
+OFFICIAL_SOURCE = (
+    "the authors' Google Drive folder https://drive.google.com/drive/folders/1DS_iJsP5Epzz78fZRz8lEINcnhBF6Uws "
+    f"or Baidu Netdisk https://pan.baidu.com/s/1usrpGA8FIyj1ogsZQE_Emg (password cr7d), linked from {OFFICIAL_REPO}"
+)
+# The repository's git history holds ckpt/All.pth (not the others); `git hash-object All.pth` prints this id.
+ALL_IN_GIT = "; also ckpt/All.pth in that repository's git history (git blob 9eb4389b8e340133841e4f9884e3fabc3a92e3c2)"
+OFFICIAL_LICENCE = f"none stated: {OFFICIAL_REPO} has no licence file; ask the authors before redistributing"
+BUNDLED_LICENCE = (
+    "weights trained on photographs under GPL-2+, LGPL-3, CC-BY-4.0, CC-BY-SA-3.0/4.0, CC0 and public domain; "
+    "see assets/CREDITS.md for authors and sources"
+)
+DCN_FP32 = "deformable convolutions always run in fp32"
+
+
+def bytes_per_pixel_per_channel(device: torch.device) -> int:
+    """The peak-memory constant of ``device``'s type (the largest one for an unmeasured type)."""
+    return BYTES_PER_PIXEL_PER_CHANNEL.get(device.type, max(BYTES_PER_PIXEL_PER_CHANNEL.values()))
+
+
+def weights_dir() -> Path:
+    """Where weights that are not bundled are looked for: ``$AIRNET_WEIGHTS_DIR``, else ``~/.cache/airnet-restore``."""
+    return Path(os.environ.get("AIRNET_WEIGHTS_DIR") or Path.home() / ".cache" / "airnet-restore")
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class Weights:
+    """A variant's weight file: its name, where it comes from, and the sha256 of its bytes (None where unknown)."""
+
+    file: str
+    source: str
+    sha256: str | None = None
+    bundled: bool = False
 
 
 @dataclass(frozen=True)
 class Variant:
+    """A named model: its architecture and the facts a caller needs to use its weights."""
+
     name: str
     config: AirNetConfig
     description: str
-    weights: str | None = None  # file name under airnet_restore/assets/, if bundled
+    licence: str
+    tasks: tuple[str, ...] = ()  # what the weights were trained for (degradation names where registered)
+    training_data: str = "none"
+    weights: Weights | None = None
+    half_safe: bool | None = None  # fp16/bf16 restore measured against fp32; None: not measured
+    half_note: str = "not measured"
+    min_side: int = MIN_SIDE
+
+    def bytes_per_pixel(self, device: torch.device) -> int:
+        """Peak bytes one pixel takes in an inference forward on ``device`` (sizes tiles)."""
+        return bytes_per_pixel_per_channel(device) * self.config.n_feats
 
     def weights_path(self) -> Path | None:
-        """The bundled weight file, or None when this variant ships without weights."""
+        """The weight file if it is here (bundled, or put in ``weights_dir()``), else None."""
         if self.weights is None:
             return None
-        path = Path(str(resources.files("airnet_restore") / "assets" / self.weights))
+        folder = Path(str(resources.files("airnet_restore") / "assets")) if self.weights.bundled else weights_dir()
+        path = folder / self.weights.file
         return path if path.is_file() else None
+
+    def checked_weights(self) -> Path:
+        """The weight file, its sha256 checked where known; else a one-line ``AirNetError`` saying where to get it."""
+        if self.weights is None:
+            raise AirNetError(f"variant {self.name!r} ships without weights; pass a weights file "
+                              f"(official .pth or our .safetensors) instead")
+        path = self.weights_path()
+        if path is None:
+            raise AirNetError(f"variant {self.name!r} needs {self.weights.file}, which is not bundled: get it from "
+                              f"{self.weights.source}, then put it in {weights_dir()} or pass its path")
+        if self.weights.sha256 and file_sha256(path) != self.weights.sha256:
+            raise AirNetError(f"{path}: sha256 differs from {self.name}'s registered {self.weights.sha256[:16]}...: "
+                              f"the file is corrupt or another file; get it again from {self.weights.source}")
+        return path
+
+    def facts(self) -> dict[str, str]:
+        """The descriptor as text, for ``airnet info`` and the ONNX metadata."""
+        w = self.weights
+        memory = ", ".join(f"{t} {self.bytes_per_pixel(torch.device(t)):,} B" for t in BYTES_PER_PIXEL_PER_CHANNEL)
+        return {
+            "name": self.name,
+            "description": self.description,
+            "licence": self.licence,
+            "tasks": ", ".join(self.tasks) or "none (no weights)",
+            "training": self.training_data,
+            "weights": "none" if w is None else f"{w.file}: {w.source}",
+            "sha256": "none" if w is None else w.sha256 or "unknown (not published), not checked",
+            "half_precision": f"{_safety(self.half_safe)}: {self.half_note}; {DCN_FP32}",
+            "min_size": f"{self.min_side}: reflect-pad smaller sides to {self.min_side} px and crop the output back",
+            "tiling": f"the restorer is local, so tiles are sound: overlap tiles by {DEFAULT_OVERLAP} px and "
+            "cross-fade the overlaps (as `airnet restore` does); memory grows with tile area",
+            "memory_per_pixel": f"{memory} at inference (peak, per pixel of a tile)",
+            "config": json.dumps(self.config.to_dict()),
+        }
+
+    def summary(self) -> str:
+        """What ``airnet info`` prints: sizes, where the weights are, and the descriptor."""
+        n_r, n_e, n_all = parameter_counts(replace(self.config, queue_size=1))  # the queue holds no parameter
+        path = self.weights_path()
+        found = f"here: {path}" if path else "not bundled, not found" if self.weights else "none"
+        default = " (default)" if self.name == DEFAULT_VARIANT else ""
+        lines = [f"{self.name}{default}: restorer {n_r:,} + encoder {n_e:,} x 2 = {n_all:,} parameters; weights {found}",
+                 f"    {self.description}"]
+        skip = {"name", "description", "config"}
+        lines += [f"    {k.replace('_', ' ')}: {v}" for k, v in self.facts().items() if k not in skip]
+        return "\n".join(lines)
+
+
+@lru_cache(maxsize=8)
+def parameter_counts(config: AirNetConfig) -> tuple[int, int, int]:
+    """Parameters of the restorer, of one encoder (query or key) and of the whole model."""
+    model = AirNet(config)
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    return count(model.R), count(model.E.E.encoder_q), count(model)
+
+
+def _safety(safe: bool | None) -> str:
+    return {True: "safe", False: "unsafe", None: "unknown"}[safe]
+
+
+def describe(name: str, config: AirNetConfig, metadata: Mapping[str, str]) -> Variant:
+    """The descriptor of a weights file that is no registered variant, from what its metadata says."""
+    try:
+        types = json.loads(metadata.get("training", "{}"))["config"]["data"]["types"]
+        tasks = tuple(dict.fromkeys(t.get("degradation") or t["name"] for t in types))
+    except (ValueError, KeyError, TypeError):
+        tasks = ()
+    return Variant(name=name, config=config, description=metadata.get("description", ""),
+                   licence=metadata.get("licence", "unspecified"), tasks=tasks,
+                   training_data=metadata.get("training_data", metadata.get("source", "unknown")))
 
 
 # CPU-sized architecture: 24 channels, 3 groups x 3 blocks (467 k parameters needed at inference).
 LITE = AirNetConfig(n_feats=24, n_groups=3, n_blocks=3, enc_channels=(24, 64, 128), dim=128)
+PAPER_NOISE = ("noise15", "noise25", "noise50")
+
+
+def _official(name: str, file: str, queue: int, tasks: tuple[str, ...], data: str, what: str, source: str) -> Variant:
+    """An official checkpoint of the authors: the paper's architecture with a queue of ``queue`` keys."""
+    return Variant(
+        name=name,
+        config=AirNetConfig(queue_size=queue),
+        description=f"the authors' official {file} ({what}), about 37 MB; loaded unchanged, never downloaded by this project.",
+        licence=OFFICIAL_LICENCE,
+        tasks=tasks,
+        training_data=data,
+        weights=Weights(file, source),
+    )
+
 
 VARIANTS: dict[str, Variant] = {
     v.name: v
@@ -35,7 +200,8 @@ VARIANTS: dict[str, Variant] = {
             name="airnet",
             config=AirNetConfig(),
             description="the paper's architecture (CVPR 2022): 5 groups x 5 blocks at 64 channels, 8.93 M parameters. "
-            "No weights are bundled: load the official All.pth with --weights PATH or train your own.",
+            "No weights are bundled: load the official All.pth (airnet-all) or train your own.",
+            licence="MIT (the code; no weights)",
         ),
         Variant(
             name="airnet-lite",
@@ -43,7 +209,13 @@ VARIANTS: dict[str, Variant] = {
             description="a narrower, shallower AirNet for CPUs (the default until v2), trained by this project on "
             "real photographs with the paper's noise (sigma 15/25/50), one rain and one haze model; strong on "
             "Gaussian noise, but it darkens clean photos and does not remove rain unlike its training rain.",
-            weights="airnet-lite.safetensors",
+            licence=BUNDLED_LICENCE,
+            tasks=(*PAPER_NOISE, "rain", "haze"),
+            training_data="34 real photographs (shared/data/photos minus 6 for validation), degraded on the fly",
+            weights=Weights("airnet-lite.safetensors", "bundled with airnet-restore (training/airnet-lite)",
+                            "d73be4a32429aad7b163fb29236fd9778c1d5b55fff451e051d007f8ecb6c16a", bundled=True),
+            half_safe=True,
+            half_note="the bundled sample restored in fp16/bf16 is 77.5/57.8 dB from fp32 (H100), 79.2/59.0 dB (CPU)",
         ),
         Variant(
             name="airnet-general",
@@ -51,8 +223,23 @@ VARIANTS: dict[str, Variant] = {
             description="airnet-lite's architecture trained further on the general family (clean photos, noise of "
             "any level and form, randomised rain and haze, mixtures): the default of `airnet restore`; much "
             "gentler on clean photos and better on unseen rain than airnet-lite, weaker on strong Gaussian noise.",
-            weights="airnet-general.safetensors",
+            licence=BUNDLED_LICENCE,
+            tasks=("clean", "noise_any", "rain_any", "haze_any", "haze_any+noise_any", "rain_any+noise_any",
+                   "haze_any+rain_any"),
+            training_data="34 real photographs (shared/data/photos minus 6 for validation), degraded on the fly",
+            weights=Weights("airnet-general.safetensors", "bundled with airnet-restore (training/airnet-general)",
+                            "66fc9f4fd3cf496eb0f36ea9ec17b8065f0f31dcd92565011481770e067a5b36", bundled=True),
+            half_safe=True,
+            half_note="the bundled sample restored in fp16/bf16 is 79.3/58.6 dB from fp32 (CPU); trained with bf16 autocast",
         ),
+        _official("airnet-all", "All.pth", 5 * 256, (*PAPER_NOISE, "rain", "haze"),
+                  "BSD400 + WED (noise), Rain100L training set (rain), RESIDE OTS (haze)",
+                  "the paper's all-in-one model, the one for unknown corruption", OFFICIAL_SOURCE + ALL_IN_GIT),
+        _official("airnet-denoise", "Denoise.pth", 3 * 256, PAPER_NOISE, "BSD400 + WED", "Gaussian noise only",
+                  OFFICIAL_SOURCE),
+        _official("airnet-derain", "Derain.pth", 256, ("rain",), "Rain100L training set (200 images)",
+                  "Rain100L-style rain only", OFFICIAL_SOURCE),
+        _official("airnet-dehaze", "Dehaze.pth", 256, ("haze",), "RESIDE OTS", "SOTS-style haze only", OFFICIAL_SOURCE),
     )
 }
 
@@ -68,14 +255,15 @@ def list_variants() -> list[Variant]:
 
 
 def get_variant(name: str) -> Variant:
+    """The registered variant ``name``; an unknown name is an ``AirNetError`` listing them."""
     try:
         return VARIANTS[name]
     except KeyError:
         raise AirNetError(f"unknown model variant {name!r}; registered: {', '.join(VARIANTS)}") from None
 
 
-def load_model(name_or_path: str | Path, device: str = "auto", dcn_impl: str = "auto") -> AirNet:
-    """An eval-mode ``AirNet`` from a registered variant name or a weights file, on ``device``."""
+def load_model(name_or_path: str | os.PathLike[str], device: str = "auto", dcn_impl: Impl = "auto") -> AirNet:
+    """An eval-mode ``AirNet`` from a registered variant name (weights checked) or a weights file, on ``device``."""
     from airnet_restore.device import resolve_device
     from airnet_restore.ops.deform_conv import check_impl
     from airnet_restore.weights import build_model
@@ -84,14 +272,7 @@ def load_model(name_or_path: str | Path, device: str = "auto", dcn_impl: str = "
     check_impl(dcn_impl, target)
 
     if str(name_or_path) in VARIANTS:
-        variant = VARIANTS[str(name_or_path)]
-        path = variant.weights_path()
-        if path is None:
-            raise AirNetError(
-                f"variant {variant.name!r} ships without weights; pass a weights file "
-                f"(official .pth or our .safetensors) instead"
-            )
-        model, _ = build_model(path)
+        model, _ = build_model(VARIANTS[str(name_or_path)].checked_weights())
     elif Path(name_or_path).suffix or Path(name_or_path).exists():
         model, _ = build_model(name_or_path)
     else:

@@ -131,8 +131,8 @@ def test_resume_auto_without_a_state_says_it_starts_fresh(photos, tmp_path):
 
 
 def test_the_finetune_preset_trains_the_default_weights_on_a_paired_folder(tmp_path):
-    from PIL import Image
     import numpy as np
+    from PIL import Image
 
     from tests.train.test_train import REPO
 

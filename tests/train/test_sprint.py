@@ -26,7 +26,7 @@ def test_sprint_trains_within_its_budget_and_hands_back_state_weights_and_log(ph
     summary = json.loads((out / "sprint.json").read_text())
     assert summary["steps_after"] > 0 and summary["minutes"] < 1.0
     assert {p.name for p in out.iterdir()} == {"state.pt", "best.safetensors", "last.safetensors", "log.jsonl", "sprint.json"}
-    model, meta = build_model(out / "best.safetensors")
+    _, meta = build_model(out / "best.safetensors")
     assert json.loads(meta["training"])["steps"] == summary["steps_after"]
     # it can continue from the state it handed back
     assert load_sprint().main([*args[:2], "--resume", str(out / "state.pt"), *args[4:]]) == 0

@@ -71,7 +71,7 @@ def test_interrupt_and_resume_is_bit_identical(photos, tmp_path):
         assert torch.equal(a[k], b[k]), k
     assert all(torch.equal(v, resumed.ema.shadow[k]) for k, v in straight.ema.shadow.items())
     # exported weights are ready for airnet restore
-    model, meta = build_model(tmp_path / "b" / "last.safetensors")
+    _, meta = build_model(tmp_path / "b" / "last.safetensors")
     assert json.loads(meta["training"])["steps"] == 9
 
 
@@ -87,7 +87,9 @@ def test_lr_schedule_matches_the_paper_table():
     "override,message",
     [
         ("train.lr=-1", "config key 'train.lr'"),
-        ("train.amp=fp64", "config key 'train.amp'"),
+        ("train.precision=fp64", "config key 'train.precision'"),
+        ("train.amp=fp64", "train.amp, the old name of train.precision, must be none, fp16 or bf16, got 'fp64'"),
+        ("model.n_feats=0", "model config: n_feats must be an integer from 1 to 256, got 0"),
         ("data.types.0.name=snow", "unknown degradation 'snow'"),
         ("train.learning_rate=1", "config key 'train.learning_rate': Extra inputs are not permitted"),
     ],
@@ -141,3 +143,12 @@ def test_ema_switched_on_at_resume_starts_from_the_resumed_weights(photos, tmp_p
     assert resumed.epoch == 1
     for k, v in resumed.model.R.state_dict().items():
         assert torch.equal(resumed.ema.shadow[k], v), k
+
+
+@pytest.mark.parametrize(("setting", "expected"), [(None, True), ("false", False)])
+def test_cpu_training_runs_channels_last_unless_switched_off(photos, tmp_path, setting, expected):
+    extra = ("train.iters_per_epoch=1", "train.epochs=1") + ((f"train.channels_last={setting}",) if setting else ())
+    trainer = Trainer(smoke_config(photos, *extra), tmp_path / "run", progress=False)
+    weight = trainer.model.R.head[0].weight
+    assert trainer.channels_last is expected
+    assert weight.is_contiguous(memory_format=torch.channels_last) is expected

@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     from airnet_restore.data.aio import AIODataset, TypeSource, augment, load_rgb8, random_crop, synthetic_pairs
 
 __all__ = [
-    "AIODataset", "LAYOUTS", "Pair", "TypeSource", "augment", "list_images", "load_rgb8", "paired_folders",
+    "LAYOUTS", "AIODataset", "Pair", "TypeSource", "augment", "list_images", "load_rgb8", "paired_folders",
     "random_crop", "read_layout", "synthetic_pairs",
 ]
 # Names of the sampler, which needs torch: imported on first use (PEP 562) so the layouts load alone.

@@ -11,6 +11,7 @@ read disjoint batches.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -28,7 +29,7 @@ from airnet_restore.image_io import from_float, read_image
 @lru_cache(maxsize=256)
 def load_rgb8(path: Path) -> np.ndarray:
     """A file as uint8 HxWx3 RGB (grey replicated, as the paper's ``convert('RGB')``), cached per process."""
-    return from_float(read_image(path).rgb, np.uint8)
+    return from_float(read_image(path).rgb, np.dtype(np.uint8))
 
 
 @dataclass(frozen=True)
@@ -157,12 +158,9 @@ class AIODataset(Dataset):
         return t, to_tensor(d1), to_tensor(d2), to_tensor(c1), to_tensor(c2)
 
 
-def synthetic_pairs(cleans: list[Path], degradation: str, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Deterministic (degraded, clean) uint8 pairs from clean files: validation and evaluation sets."""
+def synthetic_pairs(cleans: Sequence[np.ndarray], degradation: str, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Deterministic (degraded, clean) uint8 RGB pairs, the pairs of ``airnet eval`` and of training validation:
+    one generator seeded by (seed, degradation name) degrades the (already cropped) images in order."""
     fn = get_degradation(degradation)
     rng = np.random.default_rng([seed, zlib.crc32(degradation.encode())])
-    out = []
-    for path in cleans:
-        clean = load_rgb8(path)
-        out.append((fn(clean, rng), clean))
-    return out
+    return [(fn(clean, rng), clean) for clean in cleans]

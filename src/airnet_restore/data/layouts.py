@@ -122,8 +122,13 @@ LAYOUTS = ("clean", *PAIRED_LAYOUTS)
 
 def read_layout(root: str | Path, layout: str) -> tuple[list[Pair] | list[Path], list[Path]]:
     """(pairs or clean files, files without a partner) of ``root`` read as ``layout``."""
-    if layout == "clean":
-        return clean_folder(root), []
-    if layout not in PAIRED_LAYOUTS:
+    if layout not in LAYOUTS:
         raise AirNetError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
+    return (clean_folder(root), []) if layout == "clean" else read_pairs(root, layout)
+
+
+def read_pairs(root: str | Path, layout: str) -> tuple[list[Pair], list[Path]]:
+    """(pairs, degraded files without a target) of ``root`` read as the paired ``layout``."""
+    if layout not in PAIRED_LAYOUTS:
+        raise AirNetError(f"unknown paired layout {layout!r}; choose one of {', '.join(PAIRED_LAYOUTS)}")
     return PAIRED_LAYOUTS[layout](root)

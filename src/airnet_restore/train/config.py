@@ -2,33 +2,61 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_type_hints
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
+from airnet_restore.constants import Impl, TrainPrecision
 from airnet_restore.data.layouts import PAIRED_LAYOUTS
 from airnet_restore.degradations import get_degradation
 from airnet_restore.errors import AirNetError
+from airnet_restore.models.airnet import AirNetConfig
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class ModelSection(Strict):
-    """Architecture (AirNetConfig); the paper's values by default."""
+class _ModelSection(Strict):
+    """Architecture: every field of ``AirNetConfig`` (names, types, the paper's defaults) but the MoCo
+    queue, which is given per degradation type: the run's queue is ``queue_per_type`` x its types."""
 
-    n_feats: int = Field(64, ge=1)
-    n_groups: int = Field(5, ge=1)
-    n_blocks: int = Field(5, ge=1)
-    enc_channels: tuple[int, int, int] = (64, 128, 256)
-    dim: int = Field(256, ge=1)
-    queue_per_type: int = Field(256, ge=1, description="queue size K = queue_per_type x batch (the paper: 256)")
-    m: float = Field(0.999, ge=0, le=1)
-    T: float = Field(0.07, gt=0)
-    global_residual: bool = Field(False, description="add the input to the restorer's output (not the paper's)")
+    queue_per_type: int = Field(256, ge=1, description="queue size K = queue_per_type x types (the paper: 256)")
+
+    @model_validator(mode="after")
+    def _valid_architecture(self) -> _ModelSection:
+        try:
+            self.airnet_config(self.queue_per_type)  # types and size bounds, as for a weights file
+        except AirNetError as e:
+            raise ValueError(str(e)) from None
+        return self
+
+    def airnet_config(self, queue_size: int) -> AirNetConfig:
+        """The network's config with the run's queue size."""
+        return AirNetConfig(**self.model_dump(exclude={"queue_per_type"}), queue_size=queue_size)
+
+    @classmethod
+    def of(cls, config: AirNetConfig, queue_per_type: int) -> _ModelSection:
+        """The section that builds ``config``'s architecture."""
+        fields = {k: v for k, v in config.to_dict().items() if k != "queue_size"}
+        return ModelSection(**fields, queue_per_type=queue_per_type)
+
+
+def _airnet_fields() -> dict[str, Any]:
+    """(type, default) of every ``AirNetConfig`` field but ``queue_size``: new fields join automatically."""
+    hints = get_type_hints(AirNetConfig)
+    return {f.name: (hints[f.name], f.default) for f in dataclasses.fields(AirNetConfig) if f.name != "queue_size"}
+
+
+if TYPE_CHECKING:
+    ModelSection = _ModelSection
+else:
+    ModelSection = create_model("ModelSection", __base__=_ModelSection, __doc__=_ModelSection.__doc__,
+                                __module__=__name__, **_airnet_fields())
 
 
 class TypeSection(Strict):
@@ -42,7 +70,7 @@ class TypeSection(Strict):
     root: Path | None = None
 
     @model_validator(mode="after")
-    def _one_source(self) -> "TypeSection":
+    def _one_source(self) -> TypeSection:
         if (self.clean is None) == (self.root is None):
             raise ValueError("give either 'clean' (a folder of clean images) or 'layout' + 'root'")
         if self.root is not None and self.layout not in PAIRED_LAYOUTS:
@@ -71,6 +99,7 @@ class ValSection(Strict):
     every: int = Field(10, ge=1, description="epochs between validations")
     crop: int | None = Field(256, ge=16, description="centre crop for speed; none = whole images")
     protocol: str = "airnet"
+    seed: int = Field(0, description="seed of the degradations, as `airnet eval --seed`")
 
 
 class TrainSection(Strict):
@@ -83,17 +112,34 @@ class TrainSection(Strict):
     lr_halve_every: int = Field(125, ge=1)
     contrastive_weight: float = Field(0.1, ge=0)
     seed: int = 0
-    amp: Literal["none", "bf16", "fp16"] = "none"
+    precision: TrainPrecision = Field("fp32", description="fp16 and bf16 autocast; fp16 with loss scaling (old name: amp, none = fp32)")
     ema: float | None = Field(None, gt=0, lt=1, description="decay of an EMA of the restorer weights")
-    channels_last: bool = False
+    channels_last: bool | None = Field(
+        None, description="channels-last memory layout; default: on for CPU training (faster there), off elsewhere"
+    )
     checkpoint_every: int = Field(50, ge=1, description="epochs between checkpoints")
     checkpoint_minutes: float | None = Field(None, gt=0, description="also checkpoint every this many minutes")
-    dcn_impl: Literal["auto", "torchvision", "grid_sample", "numba"] = "auto"
+    dcn_impl: Impl = "auto"
     max_minutes: float | None = Field(None, gt=0, description="stop (with a checkpoint) after this long")
     init: str | None = Field(None, description="start from these weights: a variant name, .safetensors, .pth or training state")
     init_partial: bool = Field(False, description="with init: load what fits, initialise the rest fresh, and report both")
     init_warmup: bool = Field(False, description="with init: still run the encoder warm-up (skipped by default)")
     freeze: list[Literal["encoder"]] = Field(default_factory=list, description="parts left untouched by training")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_amp(cls, data: Any) -> Any:
+        """``amp: none|fp16|bf16``, the old spelling of ``precision: fp32|fp16|bf16``, is still read."""
+        if not isinstance(data, dict) or "amp" not in data:
+            return data
+        data = dict(data)
+        amp = data.pop("amp")
+        if "precision" in data:
+            raise ValueError("give train.precision only (train.amp is its old name)")
+        if amp not in ("none", "fp16", "bf16"):
+            raise ValueError(f"train.amp, the old name of train.precision, must be none, fp16 or bf16, got {amp!r}")
+        data["precision"] = "fp32" if amp == "none" else amp
+        return data
 
 
 class TrainConfig(Strict):
@@ -119,7 +165,7 @@ def _set(tree: dict, dotted: str, value: Any) -> None:
         node[last] = value
 
 
-def load_config(path: str | Path, overrides: list[str] = ()) -> TrainConfig:
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> TrainConfig:
     """Read a YAML preset, apply ``key.sub=value`` overrides (values parsed as YAML), validate.
 
     Relative data paths are relative to the working directory, as in the official code.

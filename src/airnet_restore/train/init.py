@@ -6,10 +6,12 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import torch
+from pydantic import ValidationError
 
 from airnet_restore.errors import AirNetError
 from airnet_restore.models.airnet import AirNet, AirNetConfig
 from airnet_restore.train.checkpoint import load_state
+from airnet_restore.train.config import ModelSection
 from airnet_restore.weights import INFERENCE_PREFIXES, TORCH_SUFFIXES, load_into, load_state_dict, stored_config
 
 QUEUE_KEYS = ("E.E.queue", "E.E.queue_ptr")
@@ -18,7 +20,7 @@ QUEUE_KEYS = ("E.E.queue", "E.E.queue_ptr")
 def init_state_dict(spec: str) -> tuple[dict[str, torch.Tensor], str, AirNetConfig]:
     """The state dict to start from, a description of where it came from, and its architecture.
 
-    ``spec`` is a registered variant (its bundled weights), our safetensors, an official ``.pth``,
+    ``spec`` is a registered variant (its weights, checked), our safetensors, an official ``.pth``,
     or one of our training states, whose EMA restorer (if any) is taken, as it is what was exported.
     The architecture is the one recorded with the weights (variant, metadata or training config),
     else read off the tensor shapes.
@@ -27,9 +29,7 @@ def init_state_dict(spec: str) -> tuple[dict[str, torch.Tensor], str, AirNetConf
 
     if spec in VARIANTS:
         variant = VARIANTS[spec]
-        path = variant.weights_path()
-        if path is None:
-            raise AirNetError(f"variant {spec!r} ships without weights: nothing to initialise from")
+        path = variant.checked_weights()
         return load_state_dict(path)[0], f"variant {spec} ({path.name})", variant.config
     path = Path(spec)
     if not path.is_file():
@@ -41,8 +41,10 @@ def init_state_dict(spec: str) -> tuple[dict[str, torch.Tensor], str, AirNetConf
             state = None  # not one of our training states: read it as a plain checkpoint below
         if state is not None:
             sd = dict(state["model"])
-            model = {k: v for k, v in state["config"]["model"].items() if k != "queue_per_type"}
-            arch = AirNetConfig.from_dict({**model, "queue_size": sd["E.E.queue"].shape[1]})
+            try:
+                arch = ModelSection.model_validate(state["config"]["model"]).airnet_config(sd["E.E.queue"].shape[1])
+            except ValidationError as e:
+                raise AirNetError(f"{path}: the state's model config is not valid: {e.errors()[0]['msg']}") from None
             if state.get("ema"):
                 sd.update({f"R.{k}": v for k, v in state["ema"].items()})
                 return sd, f"training state {path} (epoch {state['epoch']}, EMA restorer)", arch

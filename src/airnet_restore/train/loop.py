@@ -7,7 +7,7 @@ import math
 import signal
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -17,19 +17,24 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from airnet_restore.data.aio import AIODataset, TypeSource, synthetic_pairs
-from airnet_restore.data.layouts import clean_folder, list_images, read_layout
+from airnet_restore.data.aio import AIODataset, TypeSource
+from airnet_restore.data.layouts import clean_folder, read_pairs
 from airnet_restore.device import resolve_device
 from airnet_restore.errors import AirNetError
-from airnet_restore.metrics import get_protocol
+from airnet_restore.evaluate import Task, build_tasks, evaluate, model_method
 from airnet_restore.memory import tune_allocator
+from airnet_restore.metrics import average, get_protocol
 from airnet_restore.models.airnet import AirNet, AirNetConfig
+from airnet_restore.precision import autocast
 from airnet_restore.train.checkpoint import latest_state, load_state, save_state, state_path
 from airnet_restore.train.config import ModelSection, TrainConfig
 from airnet_restore.train.distributed import DistInfo, agree_stop, all_reduce_mean, gather_keys, init_from_env
 from airnet_restore.train.init import apply_init, init_state_dict
 from airnet_restore.train.schedule import lr_at
 from airnet_restore.weights import load_into, save_weights
+
+if TYPE_CHECKING:
+    from torch.utils.tensorboard import SummaryWriter
 
 LOG_EVERY = 10
 
@@ -59,35 +64,22 @@ def build_sources(config: TrainConfig) -> list[TypeSource]:
             if not files:
                 raise AirNetError(f"type {t.name!r}: every image of {t.clean} is excluded")
             sources.append(TypeSource(t.name, clean=files, degradation=t.degradation))
-        else:
-            pairs, _ = read_layout(t.root, t.layout)
-            if not pairs:
-                raise AirNetError(f"type {t.name!r}: no complete pairs in {t.root} (layout {t.layout})")
-            sources.append(TypeSource(t.name, pairs=tuple(pairs)))
+            continue
+        assert t.root is not None and t.layout is not None  # TypeSection: a clean folder, or a layout and its root
+        pairs, _ = read_pairs(t.root, t.layout)
+        if not pairs:
+            raise AirNetError(f"type {t.name!r}: no complete pairs in {t.root} (layout {t.layout})")
+        sources.append(TypeSource(t.name, pairs=tuple(pairs)))
     return sources
 
 
-def build_val_set(config: TrainConfig) -> dict[str, list[tuple[torch.Tensor, torch.Tensor]]]:
-    """Deterministic validation pairs per degradation, centre-cropped: {name: [(degraded, clean)]}."""
+def build_val_tasks(config: TrainConfig) -> list[Task]:
+    """The validation pairs: the tasks ``airnet eval`` builds from the same photos, degradations, crop and seed."""
     v = config.val
     if v.clean is None:
-        return {}
-    files = list_images(v.clean, what="clean validation images")
-    if v.files:
-        missing = sorted(set(v.files) - {f.name for f in files})
-        if missing:
-            raise AirNetError(f"validation files not found in {v.clean}: {', '.join(missing)}")
-        files = [f for f in files if f.name in set(v.files)]
-
-    def prep(a: np.ndarray) -> torch.Tensor:
-        t = torch.from_numpy(a).permute(2, 0, 1).float() / 255.0
-        if v.crop:
-            h, w = t.shape[-2:]
-            top, left = max(0, (h - v.crop) // 2), max(0, (w - v.crop) // 2)
-            t = t[:, top : top + v.crop, left : left + v.crop]
-        return t
-
-    return {d: [(prep(x), prep(y)) for x, y in synthetic_pairs(files, d, seed=config.train.seed)] for d in v.degradations}
+        return []
+    protocol = get_protocol(v.protocol)
+    return [task for name in v.degradations for task in build_tasks(name, v.clean, protocol, v.crop, v.files, v.seed)]
 
 
 class EMA:
@@ -134,16 +126,14 @@ class Trainer:
         self.config = config
         t = config.train
         self.sources = build_sources(config)
-        self.val_set = build_val_set(config) if self.dist.is_main else {}
+        self.val_tasks = build_val_tasks(config) if self.dist.is_main else []
         n_types = len(self.sources)
         m = config.model
         queue = m.queue_per_type * n_types
         global_batch = n_types * config.data.per_type * self.dist.world_size
         if queue % global_batch:
             raise AirNetError(f"queue size {queue} is not divisible by the global batch {global_batch}")
-        self.model_config = AirNetConfig(n_feats=m.n_feats, n_groups=m.n_groups, n_blocks=m.n_blocks,
-                                         enc_channels=m.enc_channels, dim=m.dim, queue_size=queue, m=m.m, T=m.T,
-                                         global_residual=m.global_residual)
+        self.model_config = m.airnet_config(queue)
         torch.manual_seed(t.seed)  # identical initial weights and queue on every rank
         self.model = AirNet(self.model_config, dcn_impl=t.dcn_impl)
         if init_sd is not None:
@@ -151,7 +141,8 @@ class Trainer:
         self.model.to(self.device)
         if "encoder" in t.freeze:
             self.model.E.E.encoder_q.requires_grad_(False)
-        if t.channels_last:
+        self.channels_last = self.device.type == "cpu" if t.channels_last is None else t.channels_last
+        if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
         if self.dist.enabled and self.device.type == "cuda":
             # BatchNorm choice under DDP: SyncBatchNorm on GPUs, so encoder statistics are global.
@@ -160,14 +151,14 @@ class Trainer:
         self.step_module: nn.Module = TrainStep(self.model)
         self.wrapped_joint: bool | None = None
         self.optimizer = torch.optim.Adam([p for p in self.model.parameters() if p.requires_grad], lr=t.lr)
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=t.amp == "fp16")
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=t.precision == "fp16")
         self.ema = EMA(self.model.R, t.ema) if t.ema else None
         self.dataset = AIODataset(self.sources, config.data.patch_size, t.iters_per_epoch, t.seed, self.dist.rank,
                                   self.dist.world_size, per_type=config.data.per_type)
         self.epoch, self.iteration, self.global_step = 0, 0, 0
         self.best = -math.inf
         self.stop_requested = False
-        self.writer = None
+        self.writer: SummaryWriter | None = None
         if resume:
             self._resume(resume)
         for line in self.init_report:
@@ -179,10 +170,7 @@ class Trainer:
         none, and no encoder warm-up unless asked for (the encoder is already trained)."""
         update: dict[str, Any] = {}
         if "model" not in config.model_fields_set:
-            update["model"] = ModelSection(n_feats=arch.n_feats, n_groups=arch.n_groups, n_blocks=arch.n_blocks,
-                                           enc_channels=arch.enc_channels, dim=arch.dim,
-                                           queue_per_type=config.model.queue_per_type, m=arch.m, T=arch.T,
-                                           global_residual=arch.global_residual)
+            update["model"] = ModelSection.of(arch, config.model.queue_per_type)
         if not config.train.init_warmup:
             update["train"] = config.train.model_copy(update={"epochs_encoder": 0})
         return config.model_copy(update=update)
@@ -201,7 +189,7 @@ class Trainer:
 
     # ---------------------------------------------------------------- state
     def state(self) -> dict[str, Any]:
-        rng = {"torch": torch.get_rng_state()}
+        rng: dict[str, Any] = {"torch": torch.get_rng_state()}
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
         return {
@@ -231,7 +219,7 @@ class Trainer:
         if self.ema:
             # A shadow from the state (read onto the CPU) moves to the training device; EMA switched
             # on at resume starts from the resumed weights, not the initial ones.
-            self.ema = EMA(self.model.R, self.config.train.ema, shadow=state["ema"])
+            self.ema = EMA(self.model.R, self.ema.decay, shadow=state["ema"])
         self.epoch, self.iteration, self.global_step = state["epoch"], state["iteration"], state["global_step"]
         saved = state["config"]["train"]
         if saved.get("init") and not self.config.train.init:
@@ -254,13 +242,17 @@ class Trainer:
         self.export("last")
         return path
 
+    def inference_model(self) -> AirNet:
+        """What validation scores and ``export`` writes: the model, with the EMA restorer if enabled."""
+        if not self.ema:
+            return self.model
+        model = AirNet(self.model_config, dcn_impl=self.config.train.dcn_impl).to(self.device)
+        model.load_state_dict(self.model.state_dict())
+        model.R.load_state_dict(self.ema.shadow)
+        return model
+
     def export(self, which: str) -> Path:
         """Inference weights as safetensors, ready for ``airnet restore`` (EMA weights if enabled)."""
-        model = self.model
-        if self.ema:
-            model = AirNet(self.model_config)
-            model.load_state_dict(self.model.state_dict())
-            model.R.load_state_dict(self.ema.shadow)
         meta = {
             "variant": self.name,
             "training": {"config": self.config.model_dump(mode="json"), "epoch": self.epoch,
@@ -268,7 +260,7 @@ class Trainer:
             "licence": self.config.licence,
             "description": self.config.description,
         }
-        return save_weights(model, self.run_dir / f"{which}.safetensors", metadata=meta)
+        return save_weights(self.inference_model(), self.run_dir / f"{which}.safetensors", metadata=meta)
 
     # ---------------------------------------------------------------- logging
     def log(self, record: dict[str, Any]) -> None:
@@ -312,24 +304,19 @@ class Trainer:
             prefetch_factor=4 if workers else None,
         ))
 
-    def _autocast(self):
-        amp = self.config.train.amp
-        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp, torch.float32)
-        return torch.autocast(self.device.type, dtype=dtype, enabled=amp != "none")
-
     def train_step(self, batch) -> torch.Tensor:
         """One optimiser step; returns (loss, l1, contrast, acc) on the device, not synchronised."""
         t = self.config.train
         joint = self.epoch >= t.epochs_encoder
         self._wrap(joint)
         _, d1, d2, c1, _ = batch
-        fmt = torch.channels_last if t.channels_last else torch.contiguous_format
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
         d1, d2, c1 = (x.to(self.device, non_blocking=True).contiguous(memory_format=fmt) for x in (d1, d2, c1))
         self.model.train()
         if "encoder" in t.freeze:  # frozen means frozen: BatchNorm statistics too
             self.model.E.E.encoder_q.eval()
             self.model.E.E.encoder_k.eval()
-        with self._autocast():
+        with autocast(self.device, t.precision):
             restored, logits, labels, keys = self.step_module(d1, d2, joint)
             contrast = F.cross_entropy(logits.float(), labels)
             l1 = F.l1_loss(restored.float(), c1) if joint else torch.zeros((), device=self.device)
@@ -344,28 +331,28 @@ class Trainer:
         acc = (logits.argmax(dim=1) == labels).float().mean()
         return torch.stack([loss.detach(), l1.detach(), contrast.detach(), acc])
 
-    @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        if not self.val_set:
+        """PSNR and SSIM per validation task and their mean PSNR, scored exactly as ``airnet eval`` scores."""
+        if not self.val_tasks:
             return {}
-        model = self.model
-        if self.ema:
-            model = AirNet(self.model_config).to(self.device)
-            model.load_state_dict(self.model.state_dict())
-            model.R.load_state_dict(self.ema.shadow)
-        model.eval()
-        protocol = get_protocol(self.config.val.protocol)
+        restore = model_method(self.inference_model(), tile=None)
+        first: dict[str, np.ndarray] = {}
+
+        def method(degraded: np.ndarray, task: Task) -> np.ndarray:
+            out = restore(degraded, task)
+            first.setdefault(task.label, out)
+            return out
+
+        report = evaluate(self.val_tasks, {self.name: (method, lambda _: True)}, get_protocol(self.config.val.protocol),
+                          progress=False)
         results: dict[str, float] = {}
-        for name, pairs in self.val_set.items():
-            scores = [protocol.score(model(x[None].to(self.device)).float().cpu(), y[None]) for x, y in pairs]
-            results[f"{name}/psnr"] = float(np.mean([p.item() for p, _ in scores]))
-            results[f"{name}/ssim"] = float(np.mean([s.item() for _, s in scores]))
-            if self.writer is not None:
-                x, y = pairs[0]
-                out = model(x[None].to(self.device)).float().cpu().clamp(0, 1)[0]
-                grid = torch.cat([x, out, y], dim=2)  # input | output | clean
-                self.writer.add_image(f"val/{name}", grid, self.global_step)
-        results["mean/psnr"] = float(np.mean([v for k, v in results.items() if k.endswith("/psnr")]))
+        for label, (psnr, ssim) in report.scores[self.name].items():
+            results[f"{label}/psnr"], results[f"{label}/ssim"] = psnr, ssim
+        results["mean/psnr"] = average([psnr for psnr, _ in report.scores[self.name].values()])
+        if self.writer is not None:
+            for task in self.val_tasks:
+                grid = np.concatenate([task.degraded[0] / 255.0, first[task.label], task.clean[0] / 255.0], axis=1)
+                self.writer.add_image(f"val/{task.label}", grid.astype(np.float32), self.global_step, dataformats="HWC")
         return results
 
     def _signal(self, signum, frame) -> None:  # noqa: ARG002
@@ -434,6 +421,9 @@ class Trainer:
         if not results:
             return
         self.log({"event": "validation", "epoch": self.epoch, "step": self.global_step, **results})
+        if self.progress:
+            psnr = ", ".join(f"{k.removesuffix('/psnr')} {v:.2f}" for k, v in results.items() if k.endswith("/psnr"))
+            tqdm.write(f"validation PSNR (dB) after epoch {self.epoch}: {psnr}")
         for k, v in results.items():
             self._scalar(f"val/{k}", v)
         if results["mean/psnr"] > self.best:

@@ -1,0 +1,75 @@
+"""Run the web app: load the model once, warm it up, listen (loopback unless told otherwise)."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import sys
+from pathlib import Path
+
+from airnet_restore.constants import DEFAULT_VARIANT
+from airnet_restore.errors import AirNetError
+from airnet_restore.web import DEFAULT_HOST, DEFAULT_PORT, Limits
+
+
+def exposure_warning(host: str) -> str | None:
+    """A warning when ``host`` lets other machines reach the server, else None."""
+    if host == "localhost":
+        return None
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return None
+    except ValueError:
+        pass
+    return (f"warning: listening on {host}: anyone who can reach this machine on that address can upload images "
+            f"and use its processor; there is no authentication (the default --host {DEFAULT_HOST} keeps it local)")
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host``:``port`` (0: any free port); a one-line error when that fails."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError as e:
+        sock.close()
+        raise AirNetError(f"cannot listen on {host}:{port}: {e.strerror or e}; choose another --port or --host") from None
+    return sock
+
+
+def serve(
+    weights: str = DEFAULT_VARIANT,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    device: str = "auto",
+    limits: Limits = Limits(),
+) -> None:
+    """Serve the page and the API until interrupted; prints the address once the model is ready."""
+    try:
+        import uvicorn
+
+        from airnet_restore.web.app import create_app
+    except ImportError as e:
+        raise AirNetError(f"airnet serve needs the web extra ({e.name} is missing): pip install 'airnet-restore[web]'") from None
+    import torch
+
+    from airnet_restore.inference import restore_tensor
+    from airnet_restore.inference.pipeline import model_device
+    from airnet_restore.variants import load_model
+
+    if str(weights).endswith(".onnx"):
+        raise AirNetError("airnet serve runs PyTorch weights: give a variant, .safetensors or .pth with --weights")
+    sock = listen(host, port)
+    model = load_model(weights, device=device)
+    restore_tensor(model, torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(0)))  # compiles kernels once
+    name = str(weights) if not Path(str(weights)).suffix else Path(str(weights)).name
+    app = create_app(model, name, limits)
+    bound_host, bound_port = sock.getsockname()[:2]
+    url_host = f"[{bound_host}]" if ":" in bound_host else bound_host
+    if warning := exposure_warning(host):
+        print(warning, file=sys.stderr)
+    print(f"airnet serve: http://{url_host}:{bound_port}/ (model {name} on {model_device(model)}; Ctrl+C stops)", flush=True)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5))
+    server.run(sockets=[sock])

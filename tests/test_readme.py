@@ -1,0 +1,330 @@
+"""The README's code blocks, run for real: every shell command and Python example keeps working.
+
+Each fenced block of README.md is one test case, named after its section. Shell commands run one
+by one in a sandbox that holds what they name (small photos, an official-format ``All.pth``,
+dataset folders, the configs) and ``../shared/data/photos``; every command needs a plan in
+``COMMANDS``: run as written, run with appended arguments that make it small, or skipped with
+the reason. A command without a plan fails the test, as does a plan whose command is gone.
+Python blocks run as they are. Blocks with a slow command are marked slow: ``pytest -m slow``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from airnet_restore.models import AirNet, AirNetConfig
+
+REPO = Path(__file__).resolve().parents[1]
+README = REPO / "README.md"
+SHELL = {"bash", "sh", "shell", "console"}
+VALIDATION = ("Storm.png", "LadyBird.png", "coffee.png", "friends_by_Aitzol_Berasategi.png", "Path.png",
+              "Bridge_by_Sander_Klootwijk.png")
+ENV = {"P": "../shared/data/photos", "VAL": ", ".join(VALIDATION), "NODE_RANK": "0"}
+# One thread per command unless the environment says otherwise: on a busy 2-core machine a second
+# thread spins instead of working (a small eval took 136 s with two threads, 17 s with one).
+THREADS = {"OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
+
+# Blocks that are not code, by id.
+NOT_CODE = {"architecture": "the source tree"}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How the test runs one README command."""
+
+    extra: str = ""  # appended arguments that make it small
+    creates: tuple[str, ...] = ()  # paths the command must write
+    skip: str = ""  # why it is not run
+    cuda: bool = False  # runs only where CUDA is available
+    slow: bool = False  # its block is marked slow
+    serves: str = ""  # a server: it runs in the background until the block ends, and this URL must answer
+
+
+# Train for one step on 32-px crops, validate on 32-px crops.
+SMALL = "--set train.epochs=1 --set train.iters_per_epoch=1 --set data.patch_size=32 --set val.crop=32"
+# The paper's preset with a tiny model and no data workers.
+TINY_AIO = (SMALL + " --set data.workers=0 --set 'model={n_feats: 8, n_groups: 1, n_blocks: 1, "
+            "enc_channels: [8, 8, 16], dim: 16, queue_per_type: 4}'")
+# The held-out protocol on two of the photos with two quick baselines.
+HELDOUT_SMALL = "--include Storm.png,coffee.png --baselines identity,wavelet"
+
+COMMANDS: dict[str, Plan] = {
+    # Quickstart
+    'python -m pip install -e ".[test]" && python -m pytest': Plan(
+        skip="installs the package and runs the whole suite, this test included"),
+    "airnet restore --sample -o restored": Plan(creates=("restored/sample_noisy.png",)),
+    # Restoring images
+    'airnet restore photo.jpg scans/ "shots/**/*.png" -o restored': Plan(creates=("restored/photo.jpg",)),
+    "airnet restore raw16.tif -o out --ext png --suffix _clean": Plan(creates=("out/raw16_clean.png",)),
+    "airnet restore scans/ -o out --ext jpg --jpeg-quality 90": Plan(creates=("out/a.jpg", "out/old/b.jpg")),
+    "airnet restore big.jpg -o out --device cuda --precision bf16 --tile 512": Plan(cuda=True, creates=("out/big.jpg",)),
+    "airnet restore photo.jpg -o out --weights All.pth": Plan(creates=("out/photo.jpg",)),
+    # ONNX
+    'python -m pip install -e ".[onnx]"': Plan(skip="installs the onnx extras, which the test extras include"),
+    "airnet export airnet-general.onnx": Plan(creates=("airnet-general.onnx",), slow=True),
+    "airnet restore photo.jpg -o out --backend onnxruntime --weights airnet-general.onnx": Plan(
+        creates=("out/photo.jpg",)),
+    # Web app and HTTP API
+    'python -m pip install -e ".[web]"': Plan(skip="installs the web extras, which the test extras include"),
+    "airnet serve": Plan(serves="http://127.0.0.1:7860/api/health"),
+    "curl -F image=@photo.jpg http://127.0.0.1:7860/api/restore -o photo_restored.png": Plan(
+        extra="--fail", creates=("photo_restored.png",)),
+    "curl http://127.0.0.1:7860/api/health": Plan(extra="--fail"),
+    # Training report
+    "airnet eval --weights airnet-general --weights airnet-lite --heldout runs/heldout-photos --crop 192 "
+    "--device cpu --out reports/heldout-v2": Plan(creates=("reports/heldout-v2/results.md",), slow=True),
+    "airnet eval --weights airnet-lite --set noise15=$P --set noise25=$P --set noise50=$P --set rain=$P --set haze=$P "
+    "--include Storm.png,LadyBird.png,coffee.png,friends_by_Aitzol_Berasategi.png,Path.png,"
+    "Bridge_by_Sander_Klootwijk.png --crop 512 --grid 6 --out reports/airnet-lite": Plan(
+        creates=("reports/airnet-lite/results.md",), slow=True),
+    "airnet train configs/lite.yaml --run-dir runs/lite --name airnet-lite": Plan(extra=SMALL, slow=True),
+    "airnet train configs/lite.yaml --run-dir runs/lite --name airnet-lite --resume auto "
+    "--set train.lr_joint=2.5e-4 --set train.ema=0.999": Plan(extra=SMALL + " --set train.epochs=2"),
+    "airnet convert runs/lite/best.safetensors src/airnet_restore/assets/airnet-lite.safetensors --half": Plan(
+        creates=("src/airnet_restore/assets/airnet-lite.safetensors",)),
+    # Evaluation
+    "airnet eval --weights All.pth --set bsd68=data/test/denoise/bsd68 --set rain100l=data/test/derain/Rain100L "
+    "--set sots=data/test/dehaze --out eval/all": Plan(creates=("eval/all/results.md", "eval/all/per_image.csv"),
+                                                       slow=True),
+    "python benchmarks/heldout_photos.py runs/heldout-photos": Plan(creates=("runs/heldout-photos/SOURCES.md",)),
+    "airnet eval --weights airnet-general --heldout runs/heldout-photos --crop 192 --out reports/heldout-mine": Plan(
+        extra=HELDOUT_SMALL, creates=("reports/heldout-mine/results.md",), slow=True),
+    # Training
+    "airnet train configs/aio.yaml": Plan(extra=TINY_AIO, creates=("runs/aio/last.safetensors",), slow=True),
+    "airnet train configs/aio.yaml --set train.epochs=1000 --run-dir runs/aio-1000": Plan(extra=TINY_AIO),
+    "airnet train configs/smoke.yaml --run-dir runs/smoke": Plan(creates=("runs/smoke/best.safetensors",)),
+    "airnet train configs/aio.yaml --resume auto": Plan(extra=TINY_AIO + " --set train.epochs=2"),
+    # Start from existing weights
+    "airnet train configs/general.yaml --init training/airnet-lite/state.pt --run-dir runs/general": Plan(
+        extra=SMALL, creates=("runs/general/last.safetensors",), slow=True),
+    "airnet train configs/aio.yaml --init All.pth": Plan(extra=SMALL + " --set data.workers=0"),
+    "airnet train configs/my.yaml --init airnet-general --init-partial": Plan(creates=("runs/my/last.safetensors",)),
+    # Fine-tune on your own photos
+    "airnet data check my_pairs --layout paired": Plan(),
+    "airnet train configs/finetune.yaml --set data.types.0.root=my_pairs --run-dir runs/mine": Plan(
+        extra=SMALL, slow=True),
+    "airnet restore new_photos/ -o restored --weights runs/mine/last.safetensors": Plan(
+        creates=("restored/new.png",)),
+    "airnet train configs/finetune.yaml --run-dir runs/ft-rain --set train.epochs=8 --set \"data.types=[{name: ho_rain, "
+    "clean: ../shared/data/photos, exclude: [$VAL]}, {name: clean, clean: ../shared/data/photos, exclude: [$VAL]}]\"": Plan(
+        extra=SMALL, slow=True),
+    "airnet eval --weights airnet-general --weights runs/ft-rain/last.safetensors --heldout runs/heldout-photos "
+    "--baselines identity --crop 192 --out reports/finetune-ho-rain": Plan(
+        creates=("reports/finetune-ho-rain/results.md",)),
+    # A GPU sprint
+    "python training/sprint.py --config configs/general.yaml --resume training/airnet-general/state.pt --minutes 8 "
+    "--out OUT --device cuda --name airnet-general --wheels .whl": Plan(
+        cuda=True, extra="--minutes 0.1 --set data.patch_size=32 --set val.crop=32", creates=("OUT/state.pt",)),
+    # Several GPUs and nodes
+    "airnet train configs/aio.yaml --device cuda": Plan(cuda=True, extra=TINY_AIO),
+    "torchrun --nproc_per_node=4 -m airnet_restore train configs/aio.yaml": Plan(
+        extra=TINY_AIO, slow=True),
+    "torchrun --nnodes=2 --node_rank=$NODE_RANK --nproc_per_node=8 --master_addr=HOST0 --master_port=29500 "
+    "-m airnet_restore train configs/aio.yaml": Plan(skip="needs two machines, the first reachable as HOST0"),
+}
+
+
+@dataclass(frozen=True)
+class Block:
+    """One fenced block of README.md."""
+
+    id: str
+    lang: str
+    text: str
+
+    def commands(self) -> list[str]:
+        """Its shell commands: continued lines joined, comments and blank lines dropped."""
+        joined = re.sub(r"\s*\\\n\s*", " ", self.text)
+        return [c for c in (re.sub(r"(^|\s)#.*$", "", line).strip() for line in joined.splitlines()) if c]
+
+    def plans(self) -> list[tuple[str, Plan | None]]:
+        return [(c, COMMANDS.get(c)) for c in self.commands()]
+
+
+def readme_blocks() -> list[Block]:
+    """The fenced blocks of README.md, named after their section (numbered where a section has several)."""
+    found: list[tuple[str, str, str]] = []
+    section, lang, body = "top", None, []
+    for line in README.read_text().splitlines():
+        fence = re.match(r"^```(\S*)\s*$", line)
+        if lang is not None:
+            if fence and not fence[1]:
+                found.append((section, lang, "\n".join(body)))
+                lang = None
+            else:
+                body.append(line)
+        elif fence:
+            lang, body = fence[1], []
+        elif line.startswith("#"):
+            section = re.sub(r"[^a-z0-9]+", "-", line.lstrip("#").lower()).strip("-")
+    counts = {s: [f[0] for f in found].count(s) for s, _, _ in found}
+    seen: dict[str, int] = {}
+    blocks = []
+    for s, lang, text in found:
+        seen[s] = seen.get(s, 0) + 1
+        blocks.append(Block(s if counts[s] == 1 else f"{s}-{seen[s]}", lang, text))
+    return blocks
+
+
+BLOCKS = readme_blocks()
+CODE = [b for b in BLOCKS if b.lang in SHELL or b.lang == "python"]
+
+
+def _param(block: Block):
+    """The block as a test case, slow where one of its commands is."""
+    slow = any(p is not None and p.slow for _, p in block.plans())
+    return pytest.param(block, id=block.id, marks=[pytest.mark.slow] if slow else [])
+
+
+def test_every_readme_command_has_a_plan():
+    """A new README command must be run or skipped with a reason here; a plan must name a README command."""
+    commands = {c for b in CODE if b.lang in SHELL for c in b.commands()}
+    missing = sorted(commands - COMMANDS.keys())
+    assert not missing, f"README commands without a plan in COMMANDS (run, made small, or skipped with a reason): {missing}"
+    stale = sorted(COMMANDS.keys() - commands)
+    assert not stale, f"plans whose command is no longer in README.md: {stale}"
+    other = {b.id for b in BLOCKS if b not in CODE}
+    assert other == NOT_CODE.keys(), f"blocks neither shell nor python: {other}; NOT_CODE lists {set(NOT_CODE)}"
+
+
+def photo(h: int, w: int, seed: int) -> np.ndarray:
+    """A small synthetic RGB photo: gradients, a disc and mild texture."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    disc = ((y - h / 2) ** 2 + (x - w / 3) ** 2 < (h / 4) ** 2) * 80.0
+    img = np.stack([x * 2 + 40 * seed, y * 3, (x + y) + disc], axis=2) + rng.normal(0, 4, (h, w, 3))
+    return np.clip(img % 256, 0, 255).astype(np.uint8)
+
+
+def save(path: Path, img: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(img).save(path)
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Path:
+    """A working folder holding everything the README's commands name, next to ``../shared/data/photos``."""
+    photos = tmp_path / "shared" / "data" / "photos"
+    names = [*VALIDATION, "Aqua.png", "Blinds.png"]
+    for i, name in enumerate(names):
+        save(photos / name, photo(64, 64, i))
+    (photos / "sources.json").write_text(json.dumps({Path(n).stem: {"source": "synthetic", "licence": "CC0"}
+                                                     for n in names}))
+    work = tmp_path / "work"
+    shutil.copytree(REPO / "configs", work / "configs")
+    shutil.copytree(REPO / "benchmarks", work / "benchmarks")
+    for name in ("sprint.py", "airnet-lite/state.pt", "airnet-general/state.pt"):  # read only
+        (work / "training" / name).parent.mkdir(parents=True, exist_ok=True)
+        (work / "training" / name).symlink_to(REPO / "training" / name)
+    # configs/my.yaml of the README: a model wider than the default, initialised from it where shapes fit.
+    (work / "configs" / "my.yaml").write_text(
+        "model: {n_feats: 32, n_groups: 3, n_blocks: 3, enc_channels: [24, 64, 128], dim: 128}\n"
+        "data: {types: [{name: noise_any, clean: ../shared/data/photos}], patch_size: 32}\n"
+        "val: {clean: ../shared/data/photos, files: [Storm.png], degradations: [noise_any], crop: 32}\n"
+        "train: {epochs: 1, iters_per_epoch: 1}\n")
+    for name, i in (("photo.jpg", 1), ("big.jpg", 2), ("noisy.png", 3), ("scans/a.png", 4), ("scans/old/b.png", 5),
+                    ("shots/day1.png", 6), ("shots/x/day2.png", 7), ("new_photos/new.png", 8)):
+        save(work / name, photo(48, 64, i))
+    cv2.imwrite(str(work / "raw16.tif"), photo(40, 56, 9).astype(np.uint16) * 257)
+    torch.manual_seed(0)
+    official = AirNet(AirNetConfig(n_feats=8, n_groups=1, n_blocks=1, enc_channels=(8, 8, 16), dim=16, queue_size=16))
+    torch.save(official.state_dict(), work / "All.pth")
+    data = work / "data"
+    for i in range(2):
+        clean = photo(64, 64, 10 + i)
+        save(data / "Train/Denoise" / f"{i}.png", clean)
+        save(data / "Train/Derain/rainy" / f"rain-{i}.png", photo(64, 64, 20 + i))
+        save(data / "Train/Derain/gt" / f"norain-{i}.png", clean)
+        save(data / "Train/Dehaze/synthetic/part1" / f"{i}_0.8_0.1.png", photo(64, 64, 30 + i))
+        save(data / "Train/Dehaze/original" / f"{i}.png", clean)
+        save(data / "test/denoise/bsd68" / f"{i}.png", clean)
+        save(data / "test/derain/Rain100L/input" / f"{i}.png", photo(64, 64, 20 + i))
+        save(data / "test/derain/Rain100L/target" / f"{i}.png", clean)
+        save(data / "test/dehaze/input" / f"{i}_0.8_0.1.png", photo(64, 64, 30 + i))
+        save(data / "test/dehaze/target" / f"{i}.png", clean)
+        save(work / "my_pairs/input" / f"{i}.png", photo(64, 64, 20 + i))
+        save(work / "my_pairs/target" / f"{i}.png", clean)
+    for name in ("Storm.png", "coffee.png"):
+        save(work / "runs/heldout-photos" / name, np.asarray(Image.open(photos / name)))
+    return work
+
+
+def environment() -> dict[str, str]:
+    """The commands' environment: README variables, ``python`` and ``airnet`` of this interpreter first on PATH."""
+    return {**THREADS, **os.environ, **ENV, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+
+
+def run(args: list[str] | str, cwd: Path) -> None:
+    """Run a command (a string goes through bash); it must succeed."""
+    cmd = ["bash", "-c", args] if isinstance(args, str) else args
+    done = subprocess.run(cmd, cwd=cwd, env=environment(), capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, f"{args}\nexit {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+
+
+def answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5):
+            return True
+    except OSError:  # refused, reset, HTTP error, timeout
+        return False
+
+
+@contextmanager
+def serving(command: str, cwd: Path, url: str) -> Iterator[None]:
+    """Run a server command in the background; enter once ``url`` answers, stop the server on exit."""
+    assert not answers(url), f"{url} answers before {command!r} started: the port is taken"
+    log = cwd.parent / "server.log"
+    with log.open("w") as out:
+        server = subprocess.Popen(["bash", "-c", f"exec {command}"], cwd=cwd, env=environment(), stdout=out,
+                                  stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 300
+        while not answers(url):
+            assert server.poll() is None, f"{command!r} exited {server.returncode}:\n{log.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, f"{url} did not answer within 300 s:\n{log.read_text()[-3000:]}"
+            time.sleep(0.5)
+        yield
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
+@pytest.mark.parametrize("block", [_param(b) for b in CODE])
+def test_readme_block(block: Block, sandbox: Path):
+    """Each command of the block succeeds in the sandbox and writes what it should."""
+    if block.lang == "python":
+        run([sys.executable, "-c", block.text], sandbox)
+        return
+    skipped = []
+    with ExitStack() as servers:
+        for command, plan in block.plans():
+            assert plan is not None, f"no plan in COMMANDS for the README command {command!r}"
+            reason = plan.skip or ("needs CUDA" if plan.cuda and not torch.cuda.is_available() else "")
+            if reason:
+                skipped.append(f"{command}: {reason}")
+                continue
+            if plan.serves:
+                servers.enter_context(serving(f"{command} {plan.extra}", sandbox, plan.serves))
+            else:
+                run(f"{command} {plan.extra}", sandbox)
+            for path in plan.creates:
+                assert (sandbox / path).is_file(), f"{command!r} did not write {path}"
+    if len(skipped) == len(block.commands()):
+        pytest.skip("; ".join(skipped))

@@ -1,4 +1,5 @@
-"""ONNX export and the onnxruntime backend: parity with the PyTorch forward, the pipeline, clear errors."""
+"""ONNX export and the onnxruntime backend: parity with the PyTorch forward (float32: within 1e-4;
+float64: identical uint8), the pipeline, clear errors."""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ import sys
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from airnet_restore.cli import main
 from airnet_restore.errors import AirNetError
 from airnet_restore.export import FORMAT, OnnxRestorer, descriptor, export_onnx
-from airnet_restore.inference import restore
+from airnet_restore.inference import restore, restore_tensor
 from tests.conftest import TINY, make_tiny
 
 for _module in ("onnx", "onnxscript", "onnxruntime"):
@@ -24,8 +26,15 @@ def exported(tmp_path_factory) -> tuple[torch.nn.Module, OnnxRestorer]:
     """The tiny model (torchvision's DCN, the reference: no JIT wait) and its export, run by onnxruntime."""
     model = make_tiny().set_dcn_impl("torchvision").eval()
     path = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
-    export_onnx(model, path, metadata=descriptor("tiny", TINY, {"licence": "CC0"}, half=False))
+    export_onnx(model, path, metadata=descriptor("tiny", TINY, {"licence": "CC0"}, "fp32"))
     return model, OnnxRestorer(path, threads=2)
+
+
+@pytest.fixture(scope="module")
+def exported64(tmp_path_factory) -> OnnxRestorer:
+    """The tiny model's float64 export, run by onnxruntime."""
+    path = tmp_path_factory.mktemp("onnx") / "tiny64.onnx"
+    return OnnxRestorer(export_onnx(make_tiny(), path, precision="fp64", metadata=descriptor("tiny", TINY, {}, "fp64")))
 
 
 @pytest.mark.parametrize("shape", [(1, 3, 33, 47), (2, 3, 40, 31), (1, 3, 7, 90)])
@@ -59,9 +68,32 @@ def test_pipeline_keeps_depth_and_alpha_and_tiles_what_would_not_fit(exported, m
     assert np.abs(out.astype(np.int64) - ref.astype(np.int64)).max() <= 8  # 1e-4 of 65535
 
 
+@pytest.mark.parametrize("impl", ["numba", "torchvision"])
+def test_float64_export_gives_the_uint8_output_of_pytorch_fp64(exported64, impl):
+    """Odd sizes, 8 and 16 bits, a thin image (reflect-padded) and a tiled one: identical, not merely close."""
+    model = make_tiny().set_dcn_impl(impl).eval()
+    assert exported64.metadata["precision"].startswith("float64")
+    rng = np.random.default_rng(17)
+    cases = [((33, 47, 3), np.uint8, {}), ((7, 90, 3), np.uint8, {}), ((41, 29, 3), np.uint16, {}),
+             ((90, 71, 3), np.uint8, {"tile": 48, "tile_overlap": 8})]
+    for shape, dtype, options in cases:
+        image = rng.integers(0, np.iinfo(dtype).max + 1, size=shape, dtype=dtype)
+        ref = restore(image, model, precision="fp64", **options)
+        out = restore(image, exported64, **options)
+        assert out.dtype == dtype and np.array_equal(out, ref), (shape, dtype)
+    x = torch.rand(2, 3, 35, 52, generator=torch.Generator().manual_seed(5))
+    ref, out = restore_tensor(model, x, precision="fp64", tile=None), restore_tensor(exported64, x, tile=None)
+    assert (out - ref).abs().max() <= 1e-7  # float32 outputs of float64 computations: at most 1 ulp apart
+
+
+def test_fp64_is_refused_for_the_onnxruntime_backend(exported64):
+    with pytest.raises(AirNetError, match="export with --double"):
+        restore_tensor(exported64, torch.rand(3, 40, 40), precision="fp64")
+
+
 def test_half_export_runs_in_onnxruntime(tmp_path):
     model = make_tiny().set_dcn_impl("torchvision").eval()
-    path = export_onnx(model, tmp_path / "half.onnx", half=True, metadata=descriptor("tiny", TINY, {}, half=True))
+    path = export_onnx(model, tmp_path / "half.onnx", precision="fp16", metadata=descriptor("tiny", TINY, {}, "fp16"))
     x = torch.rand(1, 3, 35, 41, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         ref = model(x)
@@ -97,3 +129,25 @@ def test_cli_refuses_mismatched_backend_and_weights(tmp_path, capsys):
     args = ["restore", "--sample", "-o", str(tmp_path / "o"), "--backend", "onnxruntime", "--weights", "m.onnx"]
     assert main([*args, "--precision", "fp16"]) == 2
     assert "drop --device, --precision and --dcn" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_sample_through_onnxruntime_in_float64_is_identical_to_pytorch(tmp_path):
+    """The issue's check with the default weights: `airnet restore --sample`, PyTorch vs onnxruntime, in float64."""
+    model = tmp_path / "default64.onnx"
+    assert main(["export", "--double", str(model)]) == 0
+    assert main(["restore", "--sample", "-q", "-o", str(tmp_path / "torch"), "--precision", "fp64"]) == 0
+    assert main(["restore", "--sample", "-q", "-o", str(tmp_path / "ort"), "--backend", "onnxruntime", "--weights", str(model)]) == 0
+    ref, out = (np.asarray(Image.open(tmp_path / d / "sample_noisy.png")) for d in ("torch", "ort"))
+    assert out.dtype == np.uint8 and out.shape == (300, 400, 3) and np.array_equal(out, ref)
+
+
+@pytest.mark.slow
+def test_sample_through_onnxruntime_in_float32_is_within_one_level(tmp_path):
+    """The default float32 paths round differently: a few values in 100,000 land on the neighbouring level."""
+    model = tmp_path / "default.onnx"
+    assert main(["export", str(model)]) == 0
+    assert main(["restore", "--sample", "-q", "-o", str(tmp_path / "torch")]) == 0
+    assert main(["restore", "--sample", "-q", "-o", str(tmp_path / "ort"), "--backend", "onnxruntime", "--weights", str(model)]) == 0
+    ref, out = (np.asarray(Image.open(tmp_path / d / "sample_noisy.png")).astype(int) for d in ("torch", "ort"))
+    assert np.abs(out - ref).max() <= 1 and np.count_nonzero(out != ref) <= 1e-4 * ref.size

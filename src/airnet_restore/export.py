@@ -3,6 +3,11 @@
 The exported graph is what AirNet's eval forward runs: the restorer ``R`` and the query
 encoder's first ResBlock ``E_pre``, with dynamic batch, height and width. Input and output
 are float32 RGB in [0, 1], NCHW; the variant's descriptor is written into the ONNX metadata.
+
+Two float32 implementations (ours, onnxruntime's) sum in different orders, so their outputs differ
+by up to about 1e-6 and a few uint8 values in 100,000 round to the neighbouring level. A float64
+export (``precision="fp64"``) run by onnxruntime and ``restore(..., precision="fp64")`` in
+PyTorch agree to about 1e-15, so their uint8 outputs are identical (README, ONNX).
 """
 
 from __future__ import annotations
@@ -14,27 +19,42 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
 from torch import nn
 
 from airnet_restore.atomic import atomic_write
-from airnet_restore.constants import DEFAULT_OVERLAP
 from airnet_restore.errors import AirNetError
 from airnet_restore.models.airnet import AirNet, AirNetConfig
-from airnet_restore.inference.pipeline import MIN_SIDE
 from airnet_restore.inference.tiling import available_ram
-from airnet_restore.variants import VARIANTS, load_model
+from airnet_restore.variants import VARIANTS, Variant, describe, load_model
 from airnet_restore.weights import load_state_dict
 
+if TYPE_CHECKING:
+    import onnx
+
 OPSET = 19  # the first opset with DeformConv
+Precision = Literal["fp32", "fp16", "fp64"]
+PRECISIONS: dict[str, tuple[torch.dtype, str]] = {
+    "fp32": (torch.float32, "float32"),
+    "fp16": (torch.float16, "float16 (deformable convolutions in float32)"),
+    "fp64": (torch.float64, "float64 (float32 input and output)"),
+}
 FORMAT = "airnet-restore-onnx"
 INSTALL_HINT = "pip install 'airnet-restore[onnx]'"
 # Peak bytes per pixel per feature channel of an onnxruntime CPU forward: airnet-lite (24
 # channels) measured 6.1 kB per pixel at 256 px and 7.0 kB at 1024 px (benchmarks/onnx_speed.py),
-# 8x our PyTorch path; sizes the tiles of the onnxruntime backend.
+# 8x our PyTorch path; sizes the tiles of the onnxruntime backend. A float64 export needs FP64_MEMORY times
+# that: 11.7 kB per pixel at 512 px (2.5x float32), over 12 kB at 1024 px (killed at 12.7 GB by the OOM killer).
 ORT_BYTES_PER_PIXEL_PER_CHANNEL = 300
+FP64_MEMORY = 3
+
+
+def ort_bytes_per_pixel(config: AirNetConfig, precision: Precision) -> int:
+    """Peak memory per pixel of an onnxruntime CPU forward of an export (a float16 one counts as float32)."""
+    return ORT_BYTES_PER_PIXEL_PER_CHANNEL * config.n_feats * (FP64_MEMORY if precision == "fp64" else 1)
 
 
 def _require(module: str, purpose: str) -> ModuleType:
@@ -58,49 +78,51 @@ class InferenceNet(nn.Module):
 
 
 class _CastIO(nn.Module):
-    """Keeps the graph's input and output float32 around a float16 network."""
+    """Keeps the graph's input and output float32 around a float16 or float64 network."""
 
-    def __init__(self, net: nn.Module) -> None:
+    def __init__(self, net: nn.Module, dtype: torch.dtype) -> None:
         super().__init__()
-        self.net = net
+        self.net = net.to(dtype)
+        self.dtype = dtype
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x.half()).float()
+        return self.net(x.to(self.dtype)).float()
 
 
-def descriptor(name: str, config: AirNetConfig, source: Mapping[str, str], half: bool) -> dict[str, str]:
-    """The ONNX metadata of an export: who the model is and how to feed it."""
+def descriptor(
+    name: str, config: AirNetConfig, source: Mapping[str, str], precision: Precision, variant: Variant | None = None
+) -> dict[str, str]:
+    """The ONNX metadata of an export: the model's descriptor (``variant``'s, else one read from ``source``,
+    the weight file's metadata) and how to feed the graph."""
     return {
         "format": FORMAT,
+        **(variant or describe(name, config, source)).facts(),
         "name": name,
-        "description": source.get("description", ""),
-        "licence": source.get("licence", "unspecified"),
-        "training": source.get("training_data", source.get("source", "unknown")),
         "validation": source.get("validation", ""),
         "config": json.dumps(config.to_dict()),
-        "precision": "float16 (deformable convolutions in float32)" if half else "float32",
+        "precision": PRECISIONS[precision][1],
         "input": "float32 RGB in [0, 1], NCHW (batch, 3, height, width), any height and width",
         "output": "float32 RGB, NCHW, the input's shape; clamp to [0, 1]",
-        "min_size": f"{MIN_SIDE}: reflect-pad smaller sides to {MIN_SIDE} px and crop the output back",
-        "tiling": f"the restorer is local, so tiles are sound: overlap tiles by {DEFAULT_OVERLAP} px and "
-        f"cross-fade the overlaps (as `airnet restore --backend onnxruntime` does); memory grows with tile area",
+        "memory_per_pixel": f"{ort_bytes_per_pixel(config, precision):,} B with onnxruntime on a CPU",
     }
 
 
 def export_onnx(
-    model: AirNet, out: str | os.PathLike, *, half: bool = False, metadata: Mapping[str, str] | None = None
+    model: AirNet, out: str | os.PathLike, *, precision: Precision = "fp32", metadata: Mapping[str, str] | None = None
 ) -> Path:
     """Write ``model``'s inference graph to ``out`` (ONNX, opset 19, dynamic batch/height/width), atomically.
 
-    ``half`` stores float16 weights and computes in float16 except the deformable convolutions
-    (float32); the graph's input and output stay float32. ``metadata`` goes into the model's
-    metadata properties (see ``descriptor``).
+    ``precision``: fp32; fp16 stores float16 weights and computes in float16 except the deformable
+    convolutions (float32); fp64 computes in float64 (``float64_kernels``). The graph's input and
+    output stay float32. ``metadata`` goes into the model's metadata properties (see ``descriptor``).
     """
+    if precision not in PRECISIONS:
+        raise AirNetError(f"unknown export precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     onnx = _require("onnx", "ONNX export")
     _require("onnxscript", "ONNX export")
     net: nn.Module = InferenceNet(copy.deepcopy(model).cpu().float().set_dcn_impl("torchvision")).eval()
-    if half:
-        net = _CastIO(net.half()).eval()
+    if precision != "fp32":
+        net = _CastIO(net, PRECISIONS[precision][0]).eval()
     batch, height, width = (torch.export.Dim(n, min=1) for n in ("batch", "height", "width"))
     try:
         program = torch.onnx.export(
@@ -112,19 +134,79 @@ def export_onnx(
     proto = program.model_proto
     for node in proto.graph.node:
         del node.metadata_props[:]  # the exporter's debug records (stack traces, FX nodes): a quarter of the file
+    if precision == "fp64":
+        float64_kernels(proto.graph)
     onnx.helper.set_model_props(proto, dict(metadata or {}))
     return atomic_write(Path(out), lambda tmp: onnx.save(proto, str(tmp)))
 
 
-def export_weights(weights: str | os.PathLike, out: str | os.PathLike, *, half: bool = False) -> Path:
+def float64_kernels(graph: onnx.GraphProto) -> None:
+    """Rewrite a float64 graph, in place, into operators that onnxruntime's CPU runs in float64.
+
+    It has no float64 ``Conv`` or ``LeakyRelu``: a convolution becomes a ``DeformConv`` with zero
+    offsets (bilinear weights 1 and 0: the same sums), ``LeakyRelu`` becomes ``Max(x, alpha * x)``.
+    Every convolution here keeps the input's height and width, so one zero-offset tensor per kernel
+    size, shaped from the input, serves them all.
+    """
+    from onnx import TensorProto, helper, numpy_helper
+
+    initializers = {t.name: t for t in graph.initializer}
+    added = [numpy_helper.from_array(np.array([i], np.int64), f"_airnet_i{i}") for i in (0, 1, 2, 4)]
+    nodes = [
+        helper.make_node("Shape", [graph.input[0].name], ["_airnet_shape"]),
+        helper.make_node("Slice", ["_airnet_shape", "_airnet_i0", "_airnet_i1"], ["_airnet_batch"]),
+        helper.make_node("Slice", ["_airnet_shape", "_airnet_i2", "_airnet_i4"], ["_airnet_hw"]),
+    ]
+    zeros: dict[int, str] = {}
+
+    def zero_offsets(k: int) -> str:
+        if k not in zeros:
+            zeros[k] = f"_airnet_zero_offsets_{k}"
+            added.append(numpy_helper.from_array(np.array([2 * k * k], np.int64), f"_airnet_taps_{k}"))
+            nodes.append(helper.make_node("Concat", ["_airnet_batch", f"_airnet_taps_{k}", "_airnet_hw"],
+                                          [f"_airnet_offset_shape_{k}"], axis=0))
+            nodes.append(helper.make_node("ConstantOfShape", [f"_airnet_offset_shape_{k}"], [zeros[k]],
+                                          value=helper.make_tensor("zero", TensorProto.DOUBLE, [1], [0.0])))
+        return zeros[k]
+
+    for node in graph.node:
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        if node.op_type == "Conv":
+            k = initializers[node.input[1]].dims[-1]
+            same = [k // 2] * 4
+            if (attrs.get("pads", [0] * 4), attrs.get("strides", [1, 1]), attrs.get("dilations", [1, 1]),
+                    attrs.get("group", 1)) != (same, [1, 1], [1, 1], 1) or k % 2 == 0:
+                raise AirNetError(f"float64 export: convolution {node.name} is not size-preserving ({attrs})")
+            inputs = [node.input[0], node.input[1], zero_offsets(k), *node.input[2:3]]
+            nodes.append(helper.make_node("DeformConv", inputs, list(node.output), node.name, kernel_shape=[k, k], pads=same))
+        elif node.op_type == "LeakyRelu":
+            # ONNX keeps alpha as float32; PyTorch multiplies by the model's float64 slope, the
+            # shortest decimal that rounds to it (0.1, not 0.10000000149).
+            alpha = float(str(np.float32(attrs["alpha"])))
+            if not 0 <= alpha <= 1:
+                raise AirNetError(f"float64 export: LeakyRelu {node.name} has alpha {alpha}, outside [0, 1]")
+            scaled = f"{node.output[0]}_scaled"
+            added.append(numpy_helper.from_array(np.array(alpha, np.float64), f"{node.output[0]}_alpha"))
+            nodes.append(helper.make_node("Mul", [node.input[0], f"{node.output[0]}_alpha"], [scaled]))
+            nodes.append(helper.make_node("Max", [node.input[0], scaled], list(node.output), node.name))
+        else:
+            nodes.append(node)
+    graph.initializer.extend(added)
+    del graph.node[:]
+    graph.node.extend(nodes)
+
+
+def export_weights(weights: str | os.PathLike, out: str | os.PathLike, *, precision: Precision = "fp32") -> Path:
     """Export a registered variant or a weights file (official ``.pth`` or our safetensors) to ONNX."""
     model = load_model(weights, device="cpu")
-    if str(weights) in VARIANTS:
-        name, source = str(weights), _file_metadata(VARIANTS[str(weights)].weights_path())
+    variant = VARIANTS.get(str(weights))
+    if variant is not None:
+        name, source = variant.name, _file_metadata(variant.weights_path())
     else:
         source = _file_metadata(Path(weights))
         name = source.get("variant", Path(weights).stem)
-    return export_onnx(model, out, half=half, metadata=descriptor(name, model.config, source, half))
+    metadata = descriptor(name, model.config, source, precision, variant)
+    return export_onnx(model, out, precision=precision, metadata=metadata)
 
 
 def _file_metadata(path: Path | None) -> dict[str, str]:
@@ -163,6 +245,8 @@ class OnnxRestorer(nn.Module):
             raise AirNetError(f"{path}: not an airnet export (no {FORMAT!r} metadata); make one with `airnet export`")
         self.config = AirNetConfig.from_dict(json.loads(self.metadata["config"]))
         self.input_name = self.session.get_inputs()[0].name
+        precision = "fp64" if self.metadata.get("precision") == PRECISIONS["fp64"][1] else "fp32"
+        self.bytes_per_pixel = ort_bytes_per_pixel(self.config, precision)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Restore (B,3,H,W) floats; returns float32 on CPU, unclamped like ``AirNet``.
@@ -170,7 +254,7 @@ class OnnxRestorer(nn.Module):
         A tile that would not fit in half the available memory raises an out-of-memory
         ``RuntimeError`` before it runs (a real one would kill the process), so the tiler splits it.
         """
-        needed = x.shape[0] * x.shape[-2] * x.shape[-1] * ORT_BYTES_PER_PIXEL_PER_CHANNEL * self.config.n_feats
+        needed = x.shape[0] * x.shape[-2] * x.shape[-1] * self.bytes_per_pixel
         if needed > 0.5 * available_ram():
             raise RuntimeError(f"out of memory: onnxruntime would need about {needed / 2**30:.1f} GiB for this tile")
         feed = np.ascontiguousarray(x.detach().cpu().float().numpy())

@@ -26,14 +26,15 @@ class DCNLayer(nn.Module):
         self.dcn_impl: Impl = dcn_impl
         bound = 1.0 / math.sqrt(channels * 9)
         nn.init.uniform_(self.weight, -bound, bound)
-        nn.init.zeros_(self.conv_offset_mask.weight)
-        nn.init.zeros_(self.conv_offset_mask.bias)
+        for p in self.conv_offset_mask.parameters():  # weight and bias
+            nn.init.zeros_(p)
 
     def forward(self, x: torch.Tensor, inter: torch.Tensor) -> torch.Tensor:
         om = self.conv_offset_mask(torch.cat([x, inter], dim=1))
         offset, mask = om[:, :18], torch.sigmoid(om[:, 18:])
-        # DCN always in fp32: no half-precision deformable kernel exists on CPU, and
+        # DCN in fp32 (fp64 in a float64 model): no half-precision deformable kernel exists on CPU, and
         # torchvision casts it on CUDA anyway.
+        dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
         with torch.autocast(device_type=x.device.type, enabled=False):
-            out = deform_conv3x3(x.float(), offset.float(), mask.float(), self.weight.float(), self.dcn_impl)
+            out = deform_conv3x3(x.to(dtype), offset.to(dtype), mask.to(dtype), self.weight.to(dtype), self.dcn_impl)
         return out.to(x.dtype)

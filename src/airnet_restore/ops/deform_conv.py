@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torchvision.ops import deform_conv2d as _tv_deform_conv2d
 
 from airnet_restore.constants import IMPLS, Impl
 from airnet_restore.errors import AirNetError
@@ -51,7 +50,9 @@ def deform_conv3x3(
     if impl == "auto":
         impl = auto_impl(x.device)
     if impl == "torchvision":
-        return _tv_deform_conv2d(x, offset, weight, None, stride=1, padding=1, dilation=1, mask=mask)
+        from torchvision.ops import deform_conv2d  # imported here: 1.8 s of start-up that CPU runs never need
+
+        return deform_conv2d(x, offset, weight, None, stride=1, padding=1, dilation=1, mask=mask)
     if impl == "grid_sample":
         return deform_conv3x3_grid_sample(x, offset, mask, weight)
     return deform_conv3x3_numba(x, offset, mask, weight)

@@ -65,3 +65,22 @@ def test_every_option_of_every_subcommand_has_a_description():
 
     missing = [f"{prog} {action.option_strings or action.dest}" for prog, action in walk(build_parser()) if not action.help]
     assert not missing, missing
+
+
+def test_restore_jpeg_quality_is_checked_before_the_model_and_16_to_8_bits_warns(tmp_path, capsys):
+    import cv2
+    import numpy as np
+
+    from airnet_restore.weights import save_weights
+
+    weights = save_weights(make_tiny(), tmp_path / "tiny.safetensors")
+    cv2.imwrite(str(tmp_path / "deep.png"), np.random.default_rng(0).integers(0, 65536, (24, 24, 3), dtype=np.uint16))
+    common = [str(tmp_path / "deep.png"), "--weights", str(weights), "--ext", "jpg", "-q"]
+    assert main(["restore", *common, "-o", str(tmp_path / "bad"), "--jpeg-quality", "101", "--weights", "missing"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "airnet restore: error: JPEG quality must be a whole number from 1 to 100, got 101"
+    assert not (tmp_path / "bad").exists()
+    assert main(["restore", *common, "-o", str(tmp_path / "out"), "--jpeg-quality", "60"]) == 0
+    captured = capsys.readouterr()
+    assert f"warning: {tmp_path / 'deep.png'}: 16-bit input written as 8-bit .jpg; use --ext png or tif" in captured.err
+    assert "1 restored, 0 failed" in captured.out and (tmp_path / "out" / "deep.jpg").is_file()

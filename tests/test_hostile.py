@@ -189,17 +189,22 @@ def test_grey_alpha_stays_grey_alpha_through_a_real_model(tmp_path):
         np.testing.assert_array_equal(np.asarray(im)[:, :, 1], np.asarray(Image.open(src))[:, :, 1])
 
 
-def test_16_bit_grey_alpha_keeps_equal_channels_and_alpha(tmp_path):
-    """OpenCV cannot write 2 channels: 16-bit grey + alpha is written as RGBA with equal colour channels."""
+def test_16_bit_grey_alpha_stays_16_bit_grey_alpha(tmp_path, identity):
+    """Neither OpenCV nor Pillow writes 16-bit grey + alpha: our own PNG encoder does; TIFF is refused before the model."""
     from airnet_restore.image_io import ImageData
 
     la = noise((6, 7, 2), np.uint16)
     grey = np.repeat(la[:, :, :1] / 65535.0, 3, axis=2)
     path = write_image(tmp_path / "la16.png", ImageData(grey.astype(np.float32), np.dtype(np.uint16), True, la[:, :, 1]), grey)
+    head = path.read_bytes()
+    assert (head[24], head[25]) == (16, 4)  # IHDR: 16 bits, grey + alpha
     back = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     np.testing.assert_array_equal(back[:, :, 3], la[:, :, 1])
-    for c in range(3):
-        np.testing.assert_array_equal(back[:, :, c], la[:, :, 0])
+    np.testing.assert_array_equal(back[:, :, 0], la[:, :, 0])
+    data = read_image(path)
+    assert data.grey and data.dtype == np.uint16
+    report = restore_files([path], tmp_path / "o", identity, ext="tiff", progress=False)
+    assert "cannot write 16-bit grey + alpha as TIFF" in report.failed[0][1] and Identity.calls == 0
 
 
 # ---- tiny images: padded to a working size ---------------------------------------------------
@@ -298,7 +303,8 @@ def test_two_inputs_with_one_output_are_both_refused_before_any_write(tmp_path, 
     for sub in ("a", "b"):
         (tmp_path / sub).mkdir()
         save(tmp_path / sub / "x.png", noise((8, 8, 3)))
-    report = restore_files([str(tmp_path / "*" / "x.png")], tmp_path / "o", identity, progress=False)
+    files = [tmp_path / "a" / "x.png", tmp_path / "b" / "x.png"]  # files are written by their names
+    report = restore_files(files, tmp_path / "o", identity, progress=False)
     assert not report.done and len(report.failed) == 2 and "written by 2 inputs" in report.failed[0][1]
     assert not (tmp_path / "o").exists() and Identity.calls == 0
 

@@ -1,44 +1,56 @@
 """Image files in and out without losing anything: bit depth, grey, alpha, orientation, ICC, EXIF.
 
 OpenCV decodes the pixels (it keeps 16 bits per channel, which Pillow drops for RGB);
-Pillow verifies the file and reads the metadata. Inside the library an image is RGB float
-in [0, 1]; this module is the only place that knows about files, BGR and integer depths.
+Pillow verifies the file and reads the metadata. Pixels stay at the file's depth (a 24-megapixel
+photo is 72 MB as uint8, 288 MB as float32) until the restorer converts them tile by tile to
+RGB float in [0, 1]; this module is the only place that knows about files, BGR and integer depths.
 """
 
 from __future__ import annotations
 
 import os
 import stat
+import struct
 import warnings
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, TiffImagePlugin, UnidentifiedImageError
 
 from airnet_restore.atomic import atomic_write
-from airnet_restore.constants import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES
+from airnet_restore.constants import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, JPEG_QUALITY
 from airnet_restore.errors import AirNetError
 
 EXIF_ORIENTATION = 0x0112
+# Formats that hold 8 bits per channel only; float is written as 16 bits except in TIFF.
+EIGHT_BIT_SUFFIXES = (".jpg", ".jpeg", ".bmp", ".webp")
+FLOAT_SUFFIXES = (".tif", ".tiff")
+DEPTH_NAMES = {np.dtype(np.uint8): "8-bit", np.dtype(np.uint16): "16-bit", np.dtype(np.float32): "float"}
 
 
 @dataclass
 class ImageData:
     """Decoded pixels plus what is needed to write them back faithfully.
 
-    ``rgb`` is HxWx3 float32 in [0, 1] (grey is replicated); ``alpha`` is the original
-    alpha plane, untouched; ``dtype`` is the stored integer type (uint8 or uint16) or float32.
+    ``pixels`` is HxWx3 RGB at the file's depth (uint8, uint16 or float32; grey is replicated);
+    ``alpha`` is the original alpha plane, untouched; ``dtype`` is the depth to write back.
     """
 
-    rgb: np.ndarray
+    pixels: np.ndarray
     dtype: np.dtype
     grey: bool = False
     alpha: np.ndarray | None = None
     icc_profile: bytes | None = None
     exif: bytes | None = None
     extra: dict = field(default_factory=dict)
+
+    @property
+    def rgb(self) -> np.ndarray:
+        """The colour as a new HxWx3 float32 array in [0, 1]."""
+        return to_float(self.pixels)
 
 
 def _scale(dtype: np.dtype) -> float:
@@ -129,14 +141,35 @@ def _png_grey_alpha(path: Path) -> bool:
 
 
 def _decode_tiff_with_opencv(path: Path, max_pixels: int) -> np.ndarray:
-    """TIFFs Pillow cannot open (float32 RGB): pixels from OpenCV, no metadata."""
+    """TIFFs Pillow cannot open (float32 RGB): pixels from OpenCV, no metadata.
+
+    One that OpenCV would decode with fewer channels or bits than it holds (16-bit grey + alpha
+    comes out as 8-bit grey) is refused.
+    """
     pixels = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     if pixels is None:
         raise AirNetError(f"{path}: not an image (or an unsupported format)")
     h, w = pixels.shape[:2]
     if w * h > max_pixels:
         raise AirNetError(f"{path}: {w}x{h} = {w * h:,} pixels is over the limit of {max_pixels:,} (--max-pixels)")
+    stored, decoded = _tiff_layout(path), (1 if pixels.ndim == 2 else pixels.shape[2], 8 * pixels.dtype.itemsize)
+    if stored is not None and stored != decoded:
+        raise AirNetError(f"{path}: a TIFF of {stored[0]} channels x {stored[1]} bits that OpenCV reads as "
+                          f"{decoded[0]} x {decoded[1]} bits, losing data; save it as PNG")
     return _rgb_order(pixels)
+
+
+def _tiff_layout(path: Path) -> tuple[int, int] | None:
+    """(samples per pixel, bits per sample) of a TIFF's first image, or None where the header cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            ifd = TiffImagePlugin.ImageFileDirectory_v2(f.read(8))
+            f.seek(ifd.next)
+            ifd.load(f)
+        bits = ifd.get(258, 1)
+        return int(ifd.get(277, 1)), int(bits[0] if isinstance(bits, tuple) else bits)
+    except (OSError, SyntaxError, ValueError, struct.error):
+        return None
 
 
 def _rgb_order(pixels: np.ndarray) -> np.ndarray:
@@ -200,40 +233,86 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
         raise AirNetError(f"{path}: unsupported pixel type {pixels.dtype}; expected 8- or 16-bit integers or 32-bit float")
     check_pixels(pixels, str(path))
     rgb, grey, alpha = split_channels(_orient(pixels, orientation))
-    return ImageData(to_float(rgb), pixels.dtype, grey, alpha, icc, exif)
+    return ImageData(rgb, pixels.dtype, grey, alpha, icc, exif)
 
 
-def check_writable(path: Path) -> None:
-    """Refuse, before any work, an output whose format cannot be written (GIF, AVIF, no extension)."""
+def check_writable(path: Path, image: ImageData | None = None) -> None:
+    """Refuse, before any work, an output whose format cannot be written (GIF, AVIF, no extension),
+    or cannot hold ``image``'s grey + alpha at its depth (16-bit or float TIFF)."""
     suffix = path.suffix.lower()
     if suffix not in IMAGE_SUFFIXES:
         raise AirNetError(f"{path}: cannot write {suffix or 'files without an extension'}; use one of {', '.join(IMAGE_SUFFIXES)} (--ext)")
+    if image is not None and image.grey and image.alpha is not None and suffix in FLOAT_SUFFIXES and image.dtype != np.uint8:
+        raise AirNetError(f"{path}: cannot write {DEPTH_NAMES[np.dtype(image.dtype)]} grey + alpha as TIFF (no writer here keeps it grey); use --ext png")
 
 
-def write_image(path: str | os.PathLike, image: ImageData, rgb: np.ndarray) -> Path:
-    """Write restored ``rgb`` (HxWx3 float) with the source's depth, grey/alpha, ICC and EXIF, atomically.
+def check_jpeg_quality(quality: int) -> int:
+    """``quality`` if it is a JPEG quality (1-100), else an ``AirNetError``."""
+    if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
+        raise AirNetError(f"JPEG quality must be a whole number from 1 to 100, got {quality!r}")
+    return quality
 
+
+def output_dtype(dtype: np.dtype, suffix: str) -> np.dtype:
+    """The depth a ``suffix`` file gets for pixels of ``dtype``: uint8 in 8-bit formats, float as uint16 outside TIFF."""
+    suffix = suffix.lower()
+    if suffix in EIGHT_BIT_SUFFIXES:
+        return np.dtype(np.uint8)
+    if np.dtype(dtype) == np.float32 and suffix not in FLOAT_SUFFIXES:
+        return np.dtype(np.uint16)
+    return np.dtype(dtype)
+
+
+def depth_warning(dtype: np.dtype, suffix: str) -> str | None:
+    """A one-line warning when a ``suffix`` file cannot keep the depth of ``dtype`` pixels, else None."""
+    out = output_dtype(dtype, suffix)
+    if out.itemsize >= np.dtype(dtype).itemsize:
+        return None
+    name = DEPTH_NAMES[np.dtype(dtype)]
+    keep = "tif" if name == "float" else "png or tif"
+    return f"{name} input written as {DEPTH_NAMES[out]} {suffix.lower()}; use --ext {keep} to keep {name}"
+
+
+def encode_png_grey_alpha_16(pixels: np.ndarray) -> bytes:
+    """HxWx2 uint16 grey + alpha as PNG bytes (colour type 4, 16 bits), which OpenCV and Pillow cannot write.
+
+    Rows use the PNG "Up" filter (each byte minus the one above, modulo 256) and one zlib stream.
+    """
+    h, w, _ = pixels.shape
+    raw = np.ascontiguousarray(pixels, dtype=">u2").view(np.uint8).reshape(h, w * 4)
+    up = np.diff(raw, axis=0, prepend=np.zeros((1, w * 4), np.uint8))
+    rows = np.hstack([np.full((h, 1), 2, np.uint8), up])  # filter type 2 at the start of each row
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", w, h, 16, 4, 0, 0, 0)  # 16 bits, grey + alpha, deflate, no interlace
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows.tobytes(), 6)) + chunk(b"IEND", b"")
+
+
+def write_image(path: str | os.PathLike, image: ImageData, rgb: np.ndarray, jpeg_quality: int = JPEG_QUALITY) -> Path:
+    """Write restored ``rgb`` with the source's depth, grey/alpha, ICC and EXIF, atomically.
+
+    ``rgb`` is HxWx3: float in [0, 1], or integers already at ``output_dtype`` (kept as they are).
     8-bit files go through Pillow (ICC and EXIF kept where the format allows); 16-bit and
-    float through OpenCV (pixels exact, metadata dropped: OpenCV cannot write it). OpenCV
-    cannot write grey + alpha either: 16-bit and float grey + alpha is written as RGBA whose
-    three colour channels are equal.
+    float through OpenCV (pixels exact, metadata dropped: OpenCV cannot write it), and 16-bit
+    grey + alpha PNG through ``encode_png_grey_alpha_16``. ``jpeg_quality`` applies to JPEG.
     """
     path = Path(path)
-    check_writable(path)
+    check_writable(path, image)
+    check_jpeg_quality(jpeg_quality)
     suffix = path.suffix.lower()
-    dtype = image.dtype
-    if suffix in (".jpg", ".jpeg", ".bmp", ".webp") and dtype != np.uint8:
-        dtype = np.dtype(np.uint8)  # these formats are 8-bit only
-    if dtype == np.float32 and suffix not in (".tif", ".tiff"):
-        dtype = np.dtype(np.uint16)
+    dtype = output_dtype(image.dtype, suffix)
+    if rgb.dtype != dtype:
+        rgb = from_float(rgb if rgb.dtype.kind == "f" else to_float(rgb), dtype)
     alpha = image.alpha
     if alpha is not None and suffix in (".jpg", ".jpeg"):
         alpha = None  # JPEG has no alpha
     if alpha is not None and alpha.dtype != dtype:
         alpha = from_float(to_float(alpha), dtype)
-    pixels = join_channels(from_float(rgb, dtype), image.grey, alpha)
-    if pixels.ndim == 3 and pixels.shape[2] == 2 and (dtype != np.uint8 or suffix == ".bmp"):
-        pixels = pixels[:, :, [0, 0, 0, 1]]  # grey + alpha as RGBA with equal colour channels
+    pixels = join_channels(rgb, image.grey, alpha)
+    if pixels.ndim == 3 and pixels.shape[2] == 2 and suffix == ".bmp":
+        pixels = pixels[:, :, [0, 0, 0, 1]]  # BMP has no grey + alpha: RGBA with equal colour channels
 
     def write(tmp: Path) -> None:
         if dtype == np.uint8:
@@ -243,8 +322,10 @@ def write_image(path: str | os.PathLike, image: ImageData, rgb: np.ndarray) -> P
             if image.exif and suffix in (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp"):
                 kwargs["exif"] = image.exif
             if suffix in (".jpg", ".jpeg"):
-                kwargs.update(quality=95, subsampling=0)
+                kwargs.update(quality=jpeg_quality, subsampling=0)
             Image.fromarray(pixels).save(tmp, **kwargs)
+        elif pixels.ndim == 3 and pixels.shape[2] == 2:
+            tmp.write_bytes(encode_png_grey_alpha_16(pixels))
         else:
             bgr = pixels
             if pixels.ndim == 3:

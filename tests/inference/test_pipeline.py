@@ -167,3 +167,110 @@ def test_cli_without_weights_says_what_to_do(tmp_path, capsys):
     code = main(["restore", str(tmp_path), "-o", str(tmp_path / "o"), "--weights", "airnet"])
     assert code == 2
     assert "ships without weights" in capsys.readouterr().err
+
+
+def whole_buffer_tiling(model, image, tile, overlap):
+    """The tiler before streaming: whole-image float accumulators, divided at the end (the oracle)."""
+    from airnet_restore.inference.tiling import axis_weight, tile_starts
+
+    x = torch.from_numpy(image.astype(np.float32) / 255).permute(2, 0, 1)[None]
+    _, _, h, w = x.shape
+    out, weight = torch.zeros(1, 3, h, w), torch.zeros(1, 1, h, w)
+    model.to(memory_format=torch.channels_last)
+    for y0 in tile_starts(h, tile, overlap):
+        for x0 in tile_starts(w, tile, overlap):
+            th, tw = min(tile, h), min(tile, w)
+            with torch.no_grad():
+                result = model(x[:, :, y0 : y0 + th, x0 : x0 + tw].contiguous(memory_format=torch.channels_last))
+            wy = torch.from_numpy(axis_weight(y0, th, h, overlap)).view(1, 1, th, 1)
+            wx = torch.from_numpy(axis_weight(x0, tw, w, overlap)).view(1, 1, 1, tw)
+            out[:, :, y0 : y0 + th, x0 : x0 + tw] += result * (wy * wx)
+            weight[:, :, y0 : y0 + th, x0 : x0 + tw] += wy * wx
+    return (out / weight).clamp(0, 1)[0].permute(1, 2, 0).numpy()
+
+
+@pytest.mark.parametrize("tile,overlap", [(32, 8), (48, 20), (40, 12)])
+def test_streamed_tiles_give_exactly_the_whole_buffer_result(tmp_path, tiny, tile, overlap):
+    """Tiles converted one at a time and rows stored as they finish: the same bytes as before."""
+    from airnet_restore.image_io import from_float
+
+    img = np.random.default_rng(8).integers(0, 256, (83, 101, 3), dtype=np.uint8)
+    expected = from_float(whole_buffer_tiling(tiny, img, tile, overlap), np.uint8)
+    np.testing.assert_array_equal(restore(img, tiny, tile=tile, tile_overlap=overlap), expected)
+    Image.fromarray(img).save(tmp_path / "in.png")
+    report = restore_files([tmp_path / "in.png"], tmp_path / "out", tiny, tile=tile, tile_overlap=overlap, progress=False)
+    np.testing.assert_array_equal(np.asarray(Image.open(report.done[0][1])), expected)
+    tensor = restore_tensor(tiny, torch.from_numpy(img).permute(2, 0, 1) / 255, tile=tile, tile_overlap=overlap)
+    np.testing.assert_array_equal(from_float(tensor.permute(1, 2, 0).numpy(), np.uint8), expected)
+
+
+def test_a_file_is_never_converted_to_float_whole(tmp_path, tiny, monkeypatch):
+    """Only tiles become float: the image stays at its depth (a 24-megapixel photo: 72 MB, not 288 MB)."""
+    from airnet_restore.inference import pipeline
+
+    sizes = []
+
+    def spy(pixels):
+        sizes.append(pixels.shape[0] * pixels.shape[1])
+        return to_float(pixels)
+
+    to_float = pipeline.to_float
+    monkeypatch.setattr(pipeline, "to_float", spy)
+    Image.fromarray(np.random.default_rng(9).integers(0, 256, (150, 200, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    report = restore_files([tmp_path / "a.png"], tmp_path / "out", tiny, tile=64, tile_overlap=16, progress=False)
+    assert len(report.done) == 1 and sizes and max(sizes) <= 64 * 64
+
+
+def test_globs_keep_the_tree_below_their_fixed_prefix(tmp_path, identity, monkeypatch):
+    shots = tmp_path / "src" / "shots"
+    for rel in ("day1/morning/z.png", "day2/z.png", "top.png", "day2/notes.txt"):
+        (shots / rel).parent.mkdir(parents=True, exist_ok=True)
+        if rel.endswith(".png"):
+            Image.new("RGB", (8, 8), (10, 20, 30)).save(shots / rel)
+        else:
+            (shots / rel).write_text("not an image")
+    report = restore_files([str(shots / "**" / "*.png")], tmp_path / "out", identity, progress=False)
+    assert not report.failed
+    written = sorted(str(d.relative_to(tmp_path / "out")) for _, d in report.done)
+    assert written == ["day1/morning/z.png", "day2/z.png", "top.png"]
+    monkeypatch.chdir(tmp_path / "src")
+    for pattern, expected in [
+        ("shots/*/z.png", ["day2/z.png"]),  # a wildcard folder is kept
+        ("*/day*/*.png", ["shots/day2/z.png"]),  # no fixed prefix: relative to the working folder
+        ("shots/day2/*.png", ["z.png"]),  # wildcards in the name only: just the names
+    ]:
+        out = tmp_path / pattern.replace("*", "_").replace("/", "-")
+        report = restore_files([pattern], out, identity, progress=False)
+        assert sorted(str(d.relative_to(out)) for _, d in report.done) == expected, pattern
+
+
+def test_jpeg_quality_and_the_16_to_8_bit_warning(tmp_path, identity):
+    import cv2
+
+    rng = np.random.default_rng(10)
+    cv2.imwrite(str(tmp_path / "deep.png"), rng.integers(0, 65536, (40, 40, 3), dtype=np.uint16))
+    Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(tmp_path / "flat.png")
+    inputs = [tmp_path / "deep.png", tmp_path / "flat.png"]
+    low = restore_files(inputs, tmp_path / "q20", identity, ext="jpg", jpeg_quality=20, progress=False)
+    high = restore_files(inputs, tmp_path / "q95", identity, ext="jpg", progress=False)
+    assert len(low.done) == len(high.done) == 2
+    for name in ("deep.jpg", "flat.jpg"):
+        assert (tmp_path / "q20" / name).stat().st_size < (tmp_path / "q95" / name).stat().st_size
+    assert low.warnings == [(tmp_path / "deep.png", "16-bit input written as 8-bit .jpg; use --ext png or tif to keep 16-bit")]
+    assert not restore_files(inputs, tmp_path / "png", identity, ext="png", progress=False).warnings
+    with pytest.raises(AirNetError, match="JPEG quality must be a whole number from 1 to 100, got 0"):
+        restore_files(inputs, tmp_path / "bad", identity, ext="jpg", jpeg_quality=0, progress=False)
+    assert not (tmp_path / "bad").exists()
+
+
+def test_16_bit_grey_alpha_is_restored_into_a_16_bit_grey_alpha_png(tmp_path, identity):
+    from airnet_restore.image_io import encode_png_grey_alpha_16
+
+    la = np.random.default_rng(11).integers(0, 65536, (20, 24, 2), dtype=np.uint16)
+    (tmp_path / "la16.png").write_bytes(encode_png_grey_alpha_16(la))
+    report = restore_files([tmp_path / "la16.png"], tmp_path / "out", identity, progress=False)
+    out = report.done[0][1].read_bytes()
+    assert (out[24], out[25]) == (16, 4)  # IHDR: 16 bits, grey + alpha
+    assert out == (tmp_path / "la16.png").read_bytes()  # the identity model gives the same pixels, byte for byte
+    report = restore_files([tmp_path / "la16.png"], tmp_path / "tif", identity, ext="tif", progress=False)
+    assert "grey + alpha as TIFF" in report.failed[0][1] and not (tmp_path / "tif").exists()

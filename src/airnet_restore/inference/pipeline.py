@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import glob
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -14,34 +16,40 @@ from typing import Literal, TypeVar
 import numpy as np
 import torch
 from PIL import Image
+from torch import nn
 from tqdm.auto import tqdm
 
 from airnet_restore.atomic import remove_stale_parts
-from airnet_restore.constants import DEFAULT_MAX_PIXELS, DEFAULT_OVERLAP, DEFAULT_VARIANT, IMAGE_SUFFIXES
+from airnet_restore.constants import (
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_OVERLAP,
+    DEFAULT_VARIANT,
+    IMAGE_SUFFIXES,
+    JPEG_QUALITY,
+    Precision,
+)
 from airnet_restore.errors import AirNetError
 from airnet_restore.memory import tune_allocator
 from airnet_restore.models.airnet import AirNet
 from airnet_restore.image_io import (
+    check_jpeg_quality,
     check_pixels,
     check_writable,
+    depth_warning,
     from_float,
     join_channels,
+    output_dtype,
     read_image,
     split_channels,
     to_float,
     write_image,
 )
-from airnet_restore.inference.tiling import auto_tile_size, run_tiled
-from airnet_restore.variants import load_model
+from airnet_restore.inference.tiling import Forward, auto_tile_size, run_tiled, tiled_bands
+from airnet_restore.precision import autocast, check_precision
+from airnet_restore.variants import MIN_SIDE, load_model
 
-Precision = Literal["fp32", "fp16", "bf16"]
-PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 Tile = int | Literal["auto"] | None
 ImageLike = TypeVar("ImageLike", np.ndarray, Image.Image, torch.Tensor)
-# Thinner images are reflect-padded to this size and cropped back: the network's zero padding at
-# every layer ruins a thin strip. airnet-lite on a 1x600 row of a real photo with sigma-25 noise
-# (20.4 dB): 12.3 dB restored alone before, 26.8 dB padded (16 px of padding already gives that).
-MIN_SIDE = 32
 
 
 @lru_cache(maxsize=4)
@@ -68,10 +76,9 @@ def restore_tensor(
     """Restore (3,H,W) or (B,3,H,W) RGB floats in [0, 1]; the output has the input's shape, device and dtype.
 
     Images are processed one at a time on the model's device; each is kept whole or
-    tiled (``tile``: "auto" from free memory, an int, or None for never).
+    tiled (``tile``: "auto" from free memory, an int, or None for never). The image stays on
+    its device (only tiles move to the model's), and the model is left as it was given.
     """
-    if precision not in PRECISIONS:
-        raise AirNetError(f"unknown precision {precision!r}; choose fp32, fp16 or bf16")
     if x.dim() not in (3, 4) or x.shape[-3] != 3:
         raise AirNetError(f"expected an RGB tensor of shape (3,H,W) or (B,3,H,W), got {tuple(x.shape)}")
     if not x.is_floating_point():
@@ -80,42 +87,126 @@ def restore_tensor(
         raise AirNetError(f"empty image tensor of shape {tuple(x.shape)}")
     if not torch.isfinite(x).all():
         raise AirNetError("the image tensor holds NaN or infinite values; replace them with finite values first")
-    tune_allocator()
+    forward, device = _forward(model, precision)
     batch = x if x.dim() == 4 else x[None]
-    device = model_device(model)
-    model.eval()
-    if device.type == "cpu":
-        model.to(memory_format=torch.channels_last)  # fastest layout for the fused CPU kernel (benchmarks)
-    dtype = PRECISIONS[precision]
-
-    def forward(t: torch.Tensor) -> torch.Tensor:
-        if device.type == "cpu":
-            t = t.contiguous(memory_format=torch.channels_last)
-        with torch.no_grad(), torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            return model(t)
-
     outs = []
     for image in batch:
         h, w = image.shape[-2:]
-        image, (top, left) = _pad_to_working_size(image.detach().float().cpu().clamp(0, 1))
+        (top, bottom), (left, right) = _working_padding(h, w)
+        image = _reflect_pad(image.detach().float().clamp(0, 1), (top, bottom), (left, right))
         size = auto_tile_size(*image.shape[-2:], model.config.n_feats, device, tile_overlap) if tile == "auto" else tile
         result = run_tiled(forward, image[None], device, size, tile_overlap, progress)[:, :, top : top + h, left : left + w]
-        if not torch.isfinite(result).all():
-            raise AirNetError(f"the model produced NaN or infinite values (precision {precision}); try --precision fp32")
+        _check_finite(result, precision)
         outs.append(result.clamp(0, 1))
     out = torch.cat(outs).to(device=x.device, dtype=x.dtype)
     return out if x.dim() == 4 else out[0]
 
 
-def _pad_to_working_size(image: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Reflect-pad (3,H,W) to at least ``MIN_SIDE`` on each side (a 1-pixel side is replicated); returns the offsets."""
+def _forward(model: AirNet, precision: Precision) -> tuple[Forward, torch.device]:
+    """The model's inference forward at ``precision`` (in eval mode, the model's own modes restored
+    after each call) and the device it runs on."""
+    check_precision(precision)
+    tune_allocator()
+    device = model_device(model)
+    net = _float64(model, device) if precision == "fp64" else model
+
+    def forward(t: torch.Tensor) -> torch.Tensor:
+        if precision == "fp64":
+            t = t.double()
+        if device.type == "cpu":
+            t = t.contiguous(memory_format=torch.channels_last)  # fastest layout for the fused CPU kernel (benchmarks)
+        with torch.no_grad(), autocast(device, precision), _eval_mode(net):
+            return net(t)
+
+    return forward, device
+
+
+@contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[None]:
+    """``model`` in eval mode inside, every module's own mode back after: the caller's model is left as it was."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
+def _float64(model: AirNet, device: torch.device) -> nn.Module:
+    """A float64 copy of ``model`` (precision fp64)."""
+    if device.type == "mps" or next(model.parameters(), None) is None:
+        raise AirNetError("precision fp64 runs a PyTorch model on a CPU or CUDA device; for onnxruntime export with --double")
+    return copy.deepcopy(model).double()
+
+
+def _reflect_pad(image: torch.Tensor, rows: tuple[int, int], cols: tuple[int, int]) -> torch.Tensor:
+    """(3,H,W) reflect-padded by (top, bottom) rows and (left, right) columns on its own device, as
+    ``numpy.pad(mode="reflect")``: pads longer than a side reflect again, a 1-pixel side is replicated."""
+    if not any(rows) and not any(cols):
+        return image
     h, w = image.shape[-2:]
+    return image[:, _reflect_index(h, *rows, image.device)][:, :, _reflect_index(w, *cols, image.device)]
+
+
+def _reflect_index(n: int, before: int, after: int, device: torch.device) -> torch.Tensor:
+    i = torch.arange(-before, n + after, device=device)
+    if n == 1:
+        return torch.zeros_like(i)
+    period = 2 * (n - 1)
+    i = i.remainder(period)
+    return torch.where(i >= n, period - i, i)
+
+
+def _working_padding(h: int, w: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(top, bottom), (left, right) reflect padding that brings each side to at least ``MIN_SIDE``."""
     ph, pw = max(0, MIN_SIDE - h), max(0, MIN_SIDE - w)
-    if not ph and not pw:
-        return image, (0, 0)
-    top, left = ph // 2, pw // 2
-    padded = np.pad(image.numpy(), ((0, 0), (top, ph - top), (left, pw - left)), mode="reflect")
-    return torch.from_numpy(padded), (top, left)
+    return (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2)
+
+
+def _check_finite(result: torch.Tensor, precision: str) -> None:
+    if not torch.isfinite(result).all():
+        raise AirNetError(f"the model produced NaN or infinite values (precision {precision}); try --precision fp32")
+
+
+def _restore_pixels(
+    model: AirNet,
+    pixels: np.ndarray,
+    dtype: np.dtype | None = None,
+    *,
+    tile: Tile = "auto",
+    tile_overlap: int = DEFAULT_OVERLAP,
+    precision: Precision = "fp32",
+    progress: bool = False,
+) -> np.ndarray:
+    """Restore HxWx3 RGB pixels (uint8, uint16 or float in [0, 1]) into a new HxWx3 array of ``dtype``
+    (default: the input's), as ``restore_tensor`` would, without a float copy of the whole image:
+    each tile is converted to float on its own and each finished band of rows stored at once."""
+    if pixels.ndim != 3 or pixels.shape[2] != 3:
+        raise AirNetError(f"expected HxWx3 RGB pixels, got shape {pixels.shape}")
+    if pixels.size == 0:
+        raise AirNetError(f"empty image (shape {pixels.shape})")
+    to_float(pixels[:1, :1])  # refuses an unsupported pixel type before any work
+    forward, device = _forward(model, precision)
+    h, w = pixels.shape[:2]
+    (top, bottom), (left, right) = _working_padding(h, w)
+    if top or bottom or left or right:
+        pixels = np.pad(pixels, ((top, bottom), (left, right), (0, 0)), mode="reflect")
+    height, width = pixels.shape[:2]
+    size = auto_tile_size(height, width, model.config.n_feats, device, tile_overlap) if tile == "auto" else tile
+    out = np.empty((h, w, 3), dtype if dtype is not None else pixels.dtype)
+
+    def crop(y: int, x: int, th: int, tw: int) -> torch.Tensor:
+        return torch.from_numpy(to_float(pixels[y : y + th, x : x + tw])).permute(2, 0, 1)[None].clamp(0, 1)
+
+    for y0, band in tiled_bands(forward, crop, height, width, device, size, tile_overlap, progress):
+        first, last = max(y0, top), min(y0 + band.shape[2], top + h)  # the band's rows inside the unpadded image
+        if first >= last:
+            continue
+        rows = band[0, :, first - y0 : last - y0, left : left + w]
+        _check_finite(rows, precision)
+        out[first - top : last - top] = from_float(rows.clamp(0, 1).permute(1, 2, 0).numpy(), out.dtype)
+    return out
 
 
 def restore(image: ImageLike | str | os.PathLike, model: AirNet | None = None, **options) -> ImageLike | np.ndarray:
@@ -132,8 +223,7 @@ def restore(image: ImageLike | str | os.PathLike, model: AirNet | None = None, *
         return restore_tensor(model, image, **options)
     if isinstance(image, (str, os.PathLike)):
         data = read_image(image)
-        rgb = _restore_rgb(model, data.rgb, options)
-        return join_channels(from_float(rgb, data.dtype), data.grey, data.alpha)
+        return join_channels(_restore_pixels(model, data.pixels, data.dtype, **options), data.grey, data.alpha)
     if isinstance(image, Image.Image):
         mode = image.mode
         if mode not in ("L", "LA", "RGB", "RGBA", "I;16"):
@@ -143,23 +233,19 @@ def restore(image: ImageLike | str | os.PathLike, model: AirNet | None = None, *
     if isinstance(image, np.ndarray):
         check_pixels(image)
         rgb, grey, alpha = split_channels(image)
-        restored = _restore_rgb(model, to_float(rgb), options)
-        return join_channels(from_float(restored, image.dtype), grey, alpha).reshape(image.shape)
+        return join_channels(_restore_pixels(model, rgb, **options), grey, alpha).reshape(image.shape)
     raise AirNetError(f"cannot restore an object of type {type(image).__name__}; pass an array, PIL image, tensor or path")
-
-
-def _restore_rgb(model: AirNet, rgb: np.ndarray, options: dict) -> np.ndarray:
-    x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)
-    return restore_tensor(model, x, **options).permute(1, 2, 0).numpy()
 
 
 @dataclass
 class RestoreReport:
-    """What a batch run did: outputs written, inputs skipped, and failures with their reasons."""
+    """What a batch run did: outputs written, inputs skipped, failures with their reasons, and warnings
+    about outputs written all the same (a 16-bit input written as 8-bit JPEG)."""
 
     done: list[tuple[Path, Path]] = field(default_factory=list)
     skipped: list[tuple[Path, str]] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[tuple[Path, str]] = field(default_factory=list)
     seconds: float = 0.0
 
     def summary(self) -> str:
@@ -174,7 +260,8 @@ def collect_inputs(
 
     Folders are walked recursively for image files, skipping hidden files and folders
     (``._x.png``, ``.thumbnails/``) and the output folder itself (so a rerun never restores
-    its own outputs).
+    its own outputs). Folders keep their tree below the folder, globs below their fixed prefix
+    (``shots/**/*.png`` writes ``shots/day1/z.png`` as ``day1/z.png``); a file is written by its name.
     """
     found: list[tuple[Path, Path]] = []
     problems: list[tuple[str, str]] = []
@@ -194,8 +281,16 @@ def collect_inputs(
             matches = sorted(Path(m) for m in glob.glob(str(item), recursive=True) if Path(m).is_file())
             if not matches:
                 problems.append((str(item), "no such file, folder or matching glob"))
-            found += [(m, Path(m.name)) for m in matches]
+            prefix = glob_prefix(str(item))
+            found += [(m, m.relative_to(prefix)) for m in matches]
     return found, problems
+
+
+def glob_prefix(pattern: str) -> Path:
+    """The leading folders of a glob pattern that hold no wildcard (``*``, ``?``, ``[``); ``.`` if none."""
+    parts = Path(pattern).parts[:-1]
+    fixed = next((i for i, part in enumerate(parts) if any(c in part for c in "*?[")), len(parts))
+    return Path(*parts[:fixed]) if fixed else Path(".")
 
 
 def _walk_images(root: Path, skip: tuple[int, int] | None) -> list[Path]:
@@ -304,17 +399,21 @@ def restore_files(
     skip_existing: bool = False,
     overwrite: bool = False,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    jpeg_quality: int = JPEG_QUALITY,
     progress: bool = True,
     **options,
 ) -> RestoreReport:
-    """Restore every input into ``outdir`` (mirroring folder trees); one bad file never stops the batch.
+    """Restore every input into ``outdir`` (mirroring folder and glob trees); one bad file never stops the batch.
 
     All outputs are planned before anything is written (``plan_outputs``); inputs are never
     overwritten unless ``overwrite`` (and then each only by its own output); outputs are
-    written atomically, and temporary files left by a killed run are removed.
+    written atomically, and temporary files left by a killed run are removed. An image is
+    held at its file's depth and restored tile by tile straight into the output's depth;
+    an output that cannot keep the input's depth is written with a warning in the report.
     """
     start = time.perf_counter()
     report = RestoreReport()
+    check_jpeg_quality(jpeg_quality)
     outdir = check_output_folder(outdir, ext)
     pairs, report.failed = collect_inputs(inputs, outdir)
     jobs, refused = plan_outputs(pairs, outdir, suffix=suffix, ext=ext, overwrite=overwrite)
@@ -329,10 +428,11 @@ def restore_files(
         bar.set_postfix_str(src.name)
         try:
             data = read_image(src, max_pixels=max_pixels)
+            check_writable(dst, data)
             if model is None:
                 model = default_model()
-            rgb = _restore_rgb(model, data.rgb, {**options, "progress": progress})
-            write_image(dst, data, rgb)
+            pixels = _restore_pixels(model, data.pixels, output_dtype(data.dtype, dst.suffix), **options, progress=progress)
+            write_image(dst, data, pixels, jpeg_quality=jpeg_quality)
         except (AirNetError, OSError) as e:
             report.failed.append((str(src), str(e).removeprefix(f"{src}: ")))
             continue
@@ -340,5 +440,7 @@ def restore_files(
             report.failed.append((str(src), "out of memory; use a smaller --tile or --max-pixels"))
             continue
         report.done.append((src, dst))
+        if warning := depth_warning(data.dtype, dst.suffix):
+            report.warnings.append((src, warning))
     report.seconds = time.perf_counter() - start
     return report

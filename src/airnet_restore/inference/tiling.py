@@ -1,6 +1,8 @@
 """Run the model over an image of any size: whole, or in overlapping tiles blended without seams.
 
-The whole image stays in CPU memory; only tiles go to the device. AirNet's restorer is
+Only tiles go to the device, and the caller supplies them (``crop``), so the image can stay at
+its file's depth until each tile is converted; the output comes back in finished bands of rows,
+so the caller can store it at its own depth too. AirNet's restorer is
 conditioned on a local full-resolution map (not a global vector), so tiling is sound.
 Each tile overlaps its neighbours by ``overlap`` pixels: the outer quarter of an overlap
 is context only, the middle half is a smooth (sine) cross-fade. Image borders are never
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 import gc
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,15 +22,13 @@ from tqdm.auto import tqdm
 
 from airnet_restore.constants import DEFAULT_OVERLAP, MIN_TILE
 from airnet_restore.errors import AirNetError
+from airnet_restore.variants import BYTES_PER_PIXEL_PER_CHANNEL as BYTES_PER_PIXEL_PER_CHANNEL  # the descriptor's fact
+from airnet_restore.variants import bytes_per_pixel_per_channel
 
 # On a CPU, a forward may use at most this much on top of the image buffers: bigger tiles are no
-# faster there, and a 24-megapixel photo is restored in about 3 GB (benchmarks/README.md).
+# faster there, and a 24-megapixel photo is restored in 2.3 GB peak RSS (benchmarks/README.md).
 CPU_FORWARD_BYTES = 0.6 * 2**30
-# Peak bytes per pixel of an inference forward, per feature channel, by device type; sizes
-# tiles from free memory. cpu: measured with the numba DCN (benchmarks/README.md). cuda: the
-# "memory per pixel" section of benchmarks/gpu_check.py measured at most 74 on an H100 (airnet
-# and airnet-lite, fp32 and bf16), plus margin. Other device types use the largest value.
-BYTES_PER_PIXEL_PER_CHANNEL: dict[str, int] = {"cpu": 48, "cuda": 96}
+CPU = torch.device("cpu")
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
@@ -53,11 +53,6 @@ def axis_weight(start: int, size: int, length: int, overlap: int) -> np.ndarray:
 
 def is_out_of_memory(e: BaseException) -> bool:
     return isinstance(e, torch.OutOfMemoryError) or (isinstance(e, RuntimeError) and "out of memory" in str(e))
-
-
-def bytes_per_pixel_per_channel(device: torch.device) -> int:
-    """The peak-memory constant of ``device``'s type (the largest one for an unmeasured type)."""
-    return BYTES_PER_PIXEL_PER_CHANNEL.get(device.type, max(BYTES_PER_PIXEL_PER_CHANNEL.values()))
 
 
 def free_cuda_memory(device: torch.device) -> int:
@@ -91,54 +86,94 @@ def available_ram() -> float:
     return 4.0 * 2**30
 
 
+Forward = Callable[[torch.Tensor], torch.Tensor]
+# crop(y, x, height, width) -> the (1,3,height,width) float tile of the image at (y, x), on the CPU.
+Crop = Callable[[int, int, int, int], torch.Tensor]
+
+
 def run_tiled(
-    forward: Callable[[torch.Tensor], torch.Tensor],
+    forward: Forward,
     image: torch.Tensor,
     device: torch.device,
     tile: int | None,
     overlap: int,
     progress: bool = False,
 ) -> torch.Tensor:
-    """Apply ``forward`` to ``image`` (1,3,H,W on CPU) whole (``tile`` None) or tiled; returns CPU float32.
+    """Apply ``forward`` to ``image`` (1,3,H,W) whole (``tile`` None) or tiled; returns float32 on the image's device.
 
     A tile that runs out of device memory is split into smaller tiles and retried.
     """
     _, _, h, w = image.shape
+    out = torch.empty(1, 3, h, w, device=image.device)
+
+    def crop(y: int, x: int, th: int, tw: int) -> torch.Tensor:
+        return image[:, :, y : y + th, x : x + tw]
+
+    for y0, band in tiled_bands(forward, crop, h, w, device, tile, overlap, progress, home=image.device):
+        out[:, :, y0 : y0 + band.shape[2]] = band
+    return out
+
+
+def tiled_bands(
+    forward: Forward,
+    crop: Crop,
+    height: int,
+    width: int,
+    device: torch.device,
+    tile: int | None,
+    overlap: int,
+    progress: bool = False,
+    home: torch.device = CPU,
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """``run_tiled`` on an image given by ``crop``: yields (first row, (1,3,rows,width) float32) bands
+    from top to bottom, each final once yielded; only one row of tiles is held at a time. The tiles
+    come from and the bands stay on ``home`` (the image's device); only tiles go to ``device``."""
+    h, w = height, width
     if tile is not None and tile < MIN_TILE:
         raise AirNetError(f"tile size {tile} is too small; use at least {MIN_TILE}")
     if tile is None or (h <= tile and w <= tile):
-        result = _attempt(forward, image, device)
+        result = _attempt(forward, crop(0, 0, h, w), device)
         if result is not None:
-            return result
+            yield 0, result
+            return
         _free(device)
         tile = _smaller(max(h, w), overlap)
     if overlap < 0 or 2 * overlap >= tile:
         raise AirNetError(f"tile overlap {overlap} must be >= 0 and less than half the tile size {tile}")
     ys, xs = tile_starts(h, tile, overlap), tile_starts(w, tile, overlap)
-    out = torch.zeros(1, 3, h, w)
-    weight = torch.zeros(1, 1, h, w)
-    for y0, x0 in tqdm([(y, x) for y in ys for x in xs], desc="tiles", unit="tile", leave=False, disable=not progress):
-        th, tw = min(tile, h), min(tile, w)
-        patch = image[:, :, y0 : y0 + th, x0 : x0 + tw]
-        result = _attempt(forward, patch, device)
-        if result is None:
-            _free(device)
-            result = run_tiled(forward, patch, device, _smaller(tile, overlap), overlap, progress=False)
-        wy = torch.from_numpy(axis_weight(y0, th, h, overlap)).view(1, 1, th, 1)
-        wx = torch.from_numpy(axis_weight(x0, tw, w, overlap)).view(1, 1, 1, tw)
-        out[:, :, y0 : y0 + th, x0 : x0 + tw] += result * (wy * wx)
-        weight[:, :, y0 : y0 + th, x0 : x0 + tw] += wy * wx
-    return out / weight
+    th, tw = min(tile, h), min(tile, w)
+    carry = None  # sums over the rows that the previous row of tiles shares with this one
+    with tqdm(total=len(ys) * len(xs), desc="tiles", unit="tile", leave=False, disable=not progress) as bar:
+        for i, y0 in enumerate(ys):
+            out = torch.zeros(1, 3, th, w, device=home)
+            weight = torch.zeros(1, 1, th, w, device=home)
+            if carry is not None:
+                n = carry[0].shape[2]
+                out[:, :, :n], weight[:, :, :n] = carry
+            wy = torch.from_numpy(axis_weight(y0, th, h, overlap)).view(1, 1, th, 1).to(home)
+            for x0 in xs:
+                patch = crop(y0, x0, th, tw)
+                result = _attempt(forward, patch, device)
+                if result is None:
+                    _free(device)
+                    result = run_tiled(forward, patch, device, _smaller(tile, overlap), overlap, progress=False)
+                wx = torch.from_numpy(axis_weight(x0, tw, w, overlap)).view(1, 1, 1, tw).to(home)
+                out[:, :, :, x0 : x0 + tw] += result * (wy * wx)
+                weight[:, :, :, x0 : x0 + tw] += wy * wx
+                bar.update()
+            done = (ys[i + 1] if i + 1 < len(ys) else h) - y0  # rows no later tile touches
+            yield y0, out[:, :, :done] / weight[:, :, :done]
+            carry = out[:, :, done:], weight[:, :, done:]
 
 
-def _attempt(forward: Callable[[torch.Tensor], torch.Tensor], patch: torch.Tensor, device: torch.device) -> torch.Tensor | None:
-    """``forward(patch)`` on ``device`` as CPU float32, or None when the device ran out of memory.
+def _attempt(forward: Forward, patch: torch.Tensor, device: torch.device) -> torch.Tensor | None:
+    """``forward(patch)`` on ``device`` as float32 on the patch's own device, or None when the device ran out of memory.
 
     Returning from outside the handler drops the exception and its traceback, whose frames hold the
     failed forward's activations, so the caller can free them before it retries.
     """
     try:
-        return forward(patch.to(device)).float().cpu()
+        return forward(patch.to(device)).float().to(patch.device)
     except BaseException as e:
         if not is_out_of_memory(e):
             raise

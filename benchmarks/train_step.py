@@ -7,8 +7,8 @@ Paths (``--paths``, comma list):
 - ``today``: the path before issue 11: ``grid_sample`` DCN, glibc's default malloc settings.
 - ``alloc``: ``grid_sample`` DCN with the tuned allocator (``airnet_restore.memory``).
 - ``numba``: the numba DCN with its backward, glibc's default malloc settings.
-- ``new``: the new default, numba DCN and tuned allocator (what ``airnet train`` does).
-- ``new-cl``: the new default in the channels-last layout (``train.channels_last: true``).
+- ``new``: numba DCN and tuned allocator in the default layout (``train.channels_last: false``).
+- ``new-cl``: the same in the channels-last layout: what ``airnet train`` does on a CPU.
 
 malloc settings hold for a whole process and cannot be undone, so every path runs in its own
 child process; the paths take turns, ``--rounds`` times, so a noisy machine slows all alike.

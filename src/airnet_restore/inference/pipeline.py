@@ -169,7 +169,7 @@ def _check_finite(result: torch.Tensor, precision: str) -> None:
         raise AirNetError(f"the model produced NaN or infinite values (precision {precision}); try --precision fp32")
 
 
-def _restore_pixels(
+def restore_pixels(
     model: AirNet,
     pixels: np.ndarray,
     dtype: np.dtype | None = None,
@@ -223,7 +223,7 @@ def restore(image: ImageLike | str | os.PathLike, model: AirNet | None = None, *
         return restore_tensor(model, image, **options)
     if isinstance(image, (str, os.PathLike)):
         data = read_image(image)
-        return join_channels(_restore_pixels(model, data.pixels, data.dtype, **options), data.grey, data.alpha)
+        return join_channels(restore_pixels(model, data.pixels, data.dtype, **options), data.grey, data.alpha)
     if isinstance(image, Image.Image):
         mode = image.mode
         if mode not in ("L", "LA", "RGB", "RGBA", "I;16"):
@@ -233,7 +233,7 @@ def restore(image: ImageLike | str | os.PathLike, model: AirNet | None = None, *
     if isinstance(image, np.ndarray):
         check_pixels(image)
         rgb, grey, alpha = split_channels(image)
-        return join_channels(_restore_pixels(model, rgb, **options), grey, alpha).reshape(image.shape)
+        return join_channels(restore_pixels(model, rgb, **options), grey, alpha).reshape(image.shape)
     raise AirNetError(f"cannot restore an object of type {type(image).__name__}; pass an array, PIL image, tensor or path")
 
 
@@ -431,7 +431,7 @@ def restore_files(
             check_writable(dst, data)
             if model is None:
                 model = default_model()
-            pixels = _restore_pixels(model, data.pixels, output_dtype(data.dtype, dst.suffix), **options, progress=progress)
+            pixels = restore_pixels(model, data.pixels, output_dtype(data.dtype, dst.suffix), **options, progress=progress)
             write_image(dst, data, pixels, jpeg_quality=jpeg_quality)
         except (AirNetError, OSError) as e:
             report.failed.append((str(src), str(e).removeprefix(f"{src}: ")))

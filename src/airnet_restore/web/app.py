@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -28,9 +27,8 @@ from PIL import Image, UnidentifiedImageError
 from starlette.exceptions import HTTPException
 
 from airnet_restore.errors import AirNetError
-from airnet_restore.image_io import read_image, write_image
-from airnet_restore.inference import restore_tensor
-from airnet_restore.inference.pipeline import model_device
+from airnet_restore.image_io import output_dtype, read_image, write_image
+from airnet_restore.inference.pipeline import model_device, restore_pixels
 from airnet_restore.web import Limits
 from airnet_restore.web.detect import detect, find_inspector
 from airnet_restore.web.jobs import JobCancelled, JobQueue
@@ -82,9 +80,9 @@ def restore_file(model: torch.nn.Module, src: Path, dst: Path, max_pixels: int) 
         data = read_image(src, max_pixels=max_pixels)
     except AirNetError as e:
         raise UploadError(400, str(e).removeprefix(f"{src}: ")) from None
-    x = torch.from_numpy(np.ascontiguousarray(data.rgb)).permute(2, 0, 1)
-    write_image(dst, data, restore_tensor(model, x).permute(1, 2, 0).numpy())
-    return data.rgb.shape[0] * data.rgb.shape[1]
+    # The path `airnet restore` takes for a file, so the pixels are the CLI's exactly.
+    write_image(dst, data, restore_pixels(model, data.pixels, output_dtype(data.dtype, dst.suffix)))
+    return data.pixels.shape[0] * data.pixels.shape[1]
 
 
 def create_app(model: torch.nn.Module, model_name: str, limits: Limits = Limits(), *, inspect: bool = True) -> FastAPI:

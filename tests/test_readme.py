@@ -106,6 +106,18 @@ COMMANDS: dict[str, Plan] = {
     "python benchmarks/heldout_photos.py runs/heldout-photos": Plan(creates=("runs/heldout-photos/SOURCES.md",)),
     "airnet eval --weights airnet-general --heldout runs/heldout-photos --crop 192 --out reports/heldout-mine": Plan(
         extra=HELDOUT_SMALL, creates=("reports/heldout-mine/results.md",), slow=True),
+    # What is wrong with this image? (airnet inspect)
+    "airnet inspect --calibrate airnet-general calibrated.safetensors --photos ../shared/data/photos": Plan(
+        creates=("calibrated.safetensors",)),
+    "airnet inspect photo.jpg scans/ --weights calibrated.safetensors": Plan(),
+    "airnet inspect photo.jpg big.jpg noisy.png --weights calibrated.safetensors --json --map maps --plot embedding.png": Plan(
+        creates=("maps/photo.jpg.map.png", "embedding.png")),
+    "airnet inspect --calibrate airnet-general runs/general-cal.safetensors --photos ../shared/data/photos": Plan(
+        creates=("runs/general-cal.safetensors",)),
+    "python benchmarks/inspect_heldout.py --weights runs/general-cal.safetensors --out reports/inspect-airnet-general "
+    "--plot docs/inspect-embedding.png --map-demo docs/inspect-region-map.png": Plan(
+        extra="--include Storm.png,coffee.png --crops 1 --seeds 1",
+        creates=("reports/inspect-airnet-general/confusion.md", "docs/inspect-embedding.png", "docs/inspect-region-map.png")),
     # Training
     "airnet train configs/aio.yaml": Plan(extra=TINY_AIO, creates=("runs/aio/last.safetensors",), slow=True),
     "airnet train configs/aio.yaml --set train.epochs=1000 --run-dir runs/aio-1000": Plan(extra=TINY_AIO),

@@ -13,15 +13,18 @@ if TYPE_CHECKING:
     from airnet_restore.errors import AirNetError
     from airnet_restore.models import AirNet, AirNetConfig
     from airnet_restore.inference import restore, restore_files
+    from airnet_restore.inspection import inspect
     from airnet_restore.variants import list_variants, load_model
 
-__all__ = ["AirNet", "AirNetConfig", "AirNetError", "list_variants", "load_model", "restore", "restore_files", "__version__"]
+__all__ = ["AirNet", "AirNetConfig", "AirNetError", "inspect", "list_variants", "load_model", "restore", "restore_files",
+           "__version__"]
 
 # Public name -> the module that defines it.
 _EXPORTS = {
     "AirNet": "airnet_restore.models",
     "AirNetConfig": "airnet_restore.models",
     "AirNetError": "airnet_restore.errors",
+    "inspect": "airnet_restore.inspection",
     "list_variants": "airnet_restore.variants",
     "load_model": "airnet_restore.variants",
     "restore": "airnet_restore.inference",

@@ -13,28 +13,21 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from airnet_restore.constants import DEFAULT_MAX_PIXELS, DEFAULT_OVERLAP, DEFAULT_VARIANT, IMPLS, MIN_TILE
+from airnet_restore.constants import DEFAULT_MAX_PIXELS, DEFAULT_OVERLAP, DEFAULT_VARIANT, IMPLS, JPEG_QUALITY, MIN_TILE, PRECISIONS
 from airnet_restore.data.layouts import LAYOUTS
 from airnet_restore.errors import AirNetError
+from airnet_restore.web import DEFAULT_HOST, DEFAULT_PORT, Limits
 
 if TYPE_CHECKING:
     from airnet_restore.export import OnnxRestorer
+    from airnet_restore.inspection import InspectReport
 
 
-def _cmd_info(args: argparse.Namespace) -> int:
-    from airnet_restore.models import AirNet
+def _cmd_info(_args: argparse.Namespace) -> int:
     from airnet_restore.variants import list_variants
 
     for v in list_variants():
-        model = AirNet(v.config)
-        n_r = sum(p.numel() for p in model.R.parameters())
-        n_e = sum(p.numel() for p in model.E.E.encoder_q.parameters())
-        n_all = sum(p.numel() for p in model.parameters())
-        weights = v.weights_path()
-        default = " (default)" if v.name == DEFAULT_VARIANT else ""
-        print(f"{v.name}{default}: restorer {n_r:,} + encoder {n_e:,} x 2 = {n_all:,} parameters; "
-              f"weights: {weights if weights else 'none bundled'}")
-        print(f"    {v.description}")
+        print(v.summary())
     return 0
 
 
@@ -62,6 +55,7 @@ def _tile(value: str) -> int | str | None:
 
 
 def _cmd_restore(args: argparse.Namespace) -> int:
+    from airnet_restore.image_io import check_jpeg_quality
     from airnet_restore.inference import check_output_folder, restore_files
     from airnet_restore.variants import load_model, sample_image
 
@@ -69,6 +63,7 @@ def _cmd_restore(args: argparse.Namespace) -> int:
     if not inputs:
         raise AirNetError("no inputs: give image files, folders or globs, or --sample for the bundled sample")
     check_output_folder(args.output, args.ext)  # before the model loads
+    check_jpeg_quality(args.jpeg_quality)
     if args.backend == "onnxruntime":
         model = _onnx_backend(args)
     elif str(args.weights).endswith(".onnx"):
@@ -84,17 +79,30 @@ def _cmd_restore(args: argparse.Namespace) -> int:
         skip_existing=args.skip_existing,
         overwrite=args.overwrite,
         max_pixels=args.max_pixels,
+        jpeg_quality=args.jpeg_quality,
         tile=args.tile,
         tile_overlap=args.tile_overlap,
         precision=args.precision,
         progress=not args.quiet,
     )
+    detected = _detections(args, model, [src for src, _ in report.done])
+    found = detected.by_file()
     for src, dst in report.done:
-        print(f"{src} -> {dst}")
+        print(f"{src} -> {dst}" + (f"  [{found[str(src)].summary()}]" if str(src) in found else ""))
+    for src, warning in report.warnings:
+        print(f"warning: {src}: {warning}", file=sys.stderr)
     for src, reason in report.failed:
         print(f"FAILED {src}: {reason}", file=sys.stderr)
-    print(report.summary())
+    print(report.summary() + (f"; detected: {detected.counts()}" if detected.results else ""))
     return 1 if report.failed else 0
+
+
+def _detections(args: argparse.Namespace, model: object, files: list[Path]) -> InspectReport:
+    """What ``airnet restore`` shows beside each image: inspection with the restored weights' prototypes, if any."""
+    from airnet_restore.inspection import InspectReport, inspect_files, optional_inspector
+
+    inspector = optional_inspector(args.weights, model) if args.backend == "torch" and files else None
+    return inspect_files(files, inspector, max_pixels=args.max_pixels, progress=False) if inspector else InspectReport()
 
 
 def _onnx_backend(args: argparse.Namespace) -> OnnxRestorer:
@@ -105,14 +113,14 @@ def _onnx_backend(args: argparse.Namespace) -> OnnxRestorer:
         raise AirNetError("--backend onnxruntime needs --weights MODEL.onnx (make one with `airnet export MODEL.onnx`)")
     if args.device not in ("auto", "cpu") or args.precision != "fp32" or args.dcn != "auto":
         raise AirNetError("--backend onnxruntime runs on the CPU in the precision it was exported in: "
-                          "drop --device, --precision and --dcn (export with --half for float16)")
+                          "drop --device, --precision and --dcn (export with --half for float16, --double for float64)")
     return OnnxRestorer(args.weights)
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from airnet_restore.export import export_weights
 
-    out = export_weights(args.weights, args.out, half=args.half)
+    out = export_weights(args.weights, args.out, precision="fp16" if args.half else "fp64" if args.double else "fp32")
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
     return 0
 
@@ -161,7 +169,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     sets = parse_sets(args.set) + (heldout_sets(args.heldout) if args.heldout else [])
     if not sets:
         raise AirNetError("no test sets: give --set NAME=PATH and/or --heldout DIR")
-    tasks = [t for name, path in sets for t in build_tasks(name, path, protocol, args.crop, include)]
+    tasks = [t for name, path in sets for t in build_tasks(name, path, protocol, args.crop, include, args.seed)]
     methods = {}
     for weights in args.weights:
         model = load_model(weights, device=args.device)
@@ -179,6 +187,47 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from airnet_restore.web import Limits
+    from airnet_restore.web.server import serve
+
+    if min(args.workers, args.max_upload_mb, args.max_pixels) < 1 or args.queue < 0 or args.timeout <= 0:
+        raise AirNetError("--workers, --max-upload-mb, --max-pixels and --timeout must be positive, --queue at least 0")
+    limits = Limits(max_bytes=args.max_upload_mb * 2**20, max_pixels=args.max_pixels, workers=args.workers,
+                    queue=args.queue, timeout=args.timeout)
+    serve(args.weights, args.host, args.port, args.device, limits)
+    return 0
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from airnet_restore.inspection import Inspector, calibrate, inspect_files
+
+    if args.calibrate:
+        if args.inputs or args.json or args.map or args.plot:
+            raise AirNetError("--calibrate takes no images, --json, --map or --plot: it writes calibrated weights")
+        types = [t for t in (args.types or "").split(",") if t] or None
+        report = calibrate(*args.calibrate, args.photos, types=types, exclude=args.exclude, crops=args.crops,
+                           seed=args.seed, device=args.device, progress=not args.quiet)
+        print("\n".join(report.lines()))
+        return 0
+    if not args.inputs:
+        raise AirNetError("no inputs: give image files, folders or globs (or --calibrate WEIGHTS_IN WEIGHTS_OUT)")
+    inspector = Inspector.from_weights(args.weights, device=args.device)
+    report = inspect_files(args.inputs, inspector, map_dir=args.map, max_pixels=args.max_pixels,
+                           progress=not (args.quiet or args.json))
+    if args.json:
+        print(report.to_json())
+    else:
+        for result in report.results:
+            print(f"{result.file}: {result.summary()}")
+    if args.plot:
+        print(f"wrote {report.plot(args.plot)}", file=sys.stderr if args.json else sys.stdout)
+    for src, reason in report.failed:
+        print(f"FAILED {src}: {reason}", file=sys.stderr)
+    print(report.summary(), file=sys.stderr if args.json else sys.stdout)
+    return 1 if report.failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="airnet", description="All-in-one image restoration (AirNet).")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -186,14 +235,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("restore", help="restore images (files, folders, globs) into an output folder")
     p.add_argument("inputs", nargs="*", help="image files, folders (recursive) or globs")
     p.add_argument("--sample", action="store_true", help="also restore the bundled sample photo (noisy, CC0)")
-    p.add_argument("-o", "--output", required=True, help="output folder; input folder trees are mirrored")
+    p.add_argument("-o", "--output", required=True, help="output folder; the trees of input folders and globs are mirrored")
     p.add_argument("--weights", default=DEFAULT_VARIANT, help=f"registered variant, .safetensors or official .pth (default {DEFAULT_VARIANT})")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"], help="deformable convolutions always run in fp32")
+    p.add_argument("--precision", default="fp32", choices=list(PRECISIONS),
+                   help="deformable convolutions run in fp32 (fp64 in fp64); fp64: about 3x slower on a CPU, the same "
+                        "uint8 output as an `airnet export --double` model in onnxruntime")
     p.add_argument("--tile", type=_tile, default="auto", help="tile size in pixels, 'auto' (from free memory, default) or 'none'")
     p.add_argument("--tile-overlap", type=int, default=DEFAULT_OVERLAP, help=f"overlap between tiles in pixels (default {DEFAULT_OVERLAP})")
     p.add_argument("--suffix", default="", help="added to output file names, e.g. _restored")
     p.add_argument("--ext", help="output format by extension (png, tif, jpg, ...); default: the input's")
+    p.add_argument("--jpeg-quality", type=int, default=JPEG_QUALITY, metavar="N",
+                   help=f"quality of JPEG outputs, 1-100 (default {JPEG_QUALITY}, no chroma subsampling)")
     p.add_argument("--skip-existing", action="store_true", help="skip inputs whose output already exists")
     p.add_argument("--overwrite", action="store_true", help="allow an output to replace its own input")
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help=f"refuse larger images (default {DEFAULT_MAX_PIXELS:,})")
@@ -219,6 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crop-border", type=int, default=0, help="pixels removed at each border (basicsr protocol)")
     p.add_argument("--crop", type=int, help="evaluate a centre crop of this size (faster; not the paper's protocol)")
     p.add_argument("--include", help="comma list of file names to keep from each set")
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic degradations (default 0: the paper's test noise; "
+                   "training validation uses val.seed)")
     p.add_argument("--out", default="eval", help="folder for results.md/.csv/.json and per_image.csv (default eval)")
     p.add_argument("--save-images", action="store_true", help="save every output (PNG, rounded to uint8)")
     p.add_argument("--grid", type=int, default=0, metavar="N", help="save input|output|target grids for the first N images")
@@ -248,15 +303,55 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layout", default="clean", choices=list(LAYOUTS), help="folder layout (default clean)")
     p.set_defaults(func=_cmd_data_check)
 
-    p = sub.add_parser("info", help="list the registered model variants and their sizes")
+    p = sub.add_parser("info", help="list the registered model variants: sizes, weights, licence, tasks, precision, memory")
     p.set_defaults(func=_cmd_info)
 
     p = sub.add_parser("export", help="export a model to ONNX (opset 19, dynamic size) for onnxruntime and other runtimes")
     p.add_argument("out", help="output .onnx file")
     p.add_argument("--weights", default=DEFAULT_VARIANT, help=f"registered variant, .safetensors or official .pth (default {DEFAULT_VARIANT})")
     p.add_argument("--format", default="onnx", choices=["onnx"], help="output format (default onnx)")
-    p.add_argument("--half", action="store_true", help="float16 weights and compute (deformable convolutions in float32)")
+    precision = p.add_mutually_exclusive_group()
+    precision.add_argument("--half", action="store_true", help="float16 weights and compute (deformable convolutions in float32)")
+    precision.add_argument("--double", action="store_true", help="float64 compute, about 5x slower: the same uint8 output "
+                           "as `airnet restore --precision fp64`")
     p.set_defaults(func=_cmd_export)
+
+    limits = Limits()
+    p = sub.add_parser("serve", help="a local web page and HTTP API: drop a photo, compare, download (extra [web])")
+    p.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST}: this machine only)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0 picks a free one)")
+    p.add_argument("--weights", default=DEFAULT_VARIANT, help=f"registered variant, .safetensors or official .pth (default {DEFAULT_VARIANT})")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
+    p.add_argument("--workers", type=int, default=limits.workers, help=f"images restored at the same time (default {limits.workers})")
+    p.add_argument("--queue", type=int, default=limits.queue, help=f"requests that may wait beyond those; more get 503 (default {limits.queue})")
+    p.add_argument("--timeout", type=float, default=limits.timeout, help=f"seconds a request may take, upload included (default {limits.timeout:g})")
+    p.add_argument("--max-upload-mb", type=int, default=limits.max_bytes // 2**20, help=f"largest upload in MiB (default {limits.max_bytes // 2**20})")
+    p.add_argument("--max-pixels", type=int, default=limits.max_pixels, help=f"largest image, width x height (default {limits.max_pixels:,})")
+    p.set_defaults(func=_cmd_serve)
+
+    p = sub.add_parser("inspect", help="what is wrong with each image (type, confidence, noise sigma, haze density), "
+                       "from one pass of the degradation encoder")
+    p.add_argument("inputs", nargs="*", help="image files, folders (recursive) or globs")
+    p.add_argument("--json", action="store_true", help="print a JSON list: file, type, confidence, sigma, haze_density, presence")
+    p.add_argument("--map", metavar="DIR", help="also judge every 64-px region; write <name>.map.png per image into DIR "
+                   "(and the regions into --json)")
+    p.add_argument("--plot", metavar="OUT.png", help="plot the embedding of all inspected images (PCA), coloured by detected type")
+    p.add_argument("--weights", default=DEFAULT_VARIANT, help=f"registered variant or .safetensors with degradation prototypes "
+                   f"(default {DEFAULT_VARIANT})")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
+    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help=f"refuse larger images (default {DEFAULT_MAX_PIXELS:,})")
+    p.add_argument("--calibrate", nargs=2, metavar=("WEIGHTS_IN", "WEIGHTS_OUT"),
+                   help="compute the degradation prototypes of WEIGHTS_IN on its training family and write the weights "
+                        "with them to WEIGHTS_OUT (.safetensors); rerun whenever the weights change")
+    p.add_argument("--photos", metavar="DIR", help="--calibrate: clean photos (default: the folder of the weights' training config)")
+    p.add_argument("--types", help="--calibrate: comma list of registered degradations (default: the weights' training types, "
+                   "else the general family)")
+    p.add_argument("--exclude", action="append", default=[], metavar="NAME",
+                   help="--calibrate: a photo file name never to use, beside the training config's exclusions; repeatable")
+    p.add_argument("--crops", type=int, default=4, help="--calibrate: random crops per photo and type (default 4)")
+    p.add_argument("--seed", type=int, default=0, help="--calibrate: seed of the crops and degradations (default 0)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_inspect)
 
     p = sub.add_parser("convert", help="convert an official .pth checkpoint to safetensors")
     p.add_argument("src", help="official checkpoint (.pth) or our .safetensors")

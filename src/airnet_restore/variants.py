@@ -228,7 +228,7 @@ VARIANTS: dict[str, Variant] = {
                    "haze_any+rain_any"),
             training_data="34 real photographs (shared/data/photos minus 6 for validation), degraded on the fly",
             weights=Weights("airnet-general.safetensors", "bundled with airnet-restore (training/airnet-general)",
-                            "66fc9f4fd3cf496eb0f36ea9ec17b8065f0f31dcd92565011481770e067a5b36", bundled=True),
+                            "b620c31e8379ce3d6f1cf21d19de555ef9e85beb5d912b2c8622a05f487f4198", bundled=True),
             half_safe=True,
             half_note="the bundled sample restored in fp16/bf16 is 79.3/58.6 dB from fp32 (CPU); trained with bf16 autocast",
         ),

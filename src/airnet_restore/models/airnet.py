@@ -40,6 +40,8 @@ class AirNetConfig:
     m: float = 0.999
     T: float = 0.07
     global_residual: bool = False  # not the paper's: restorer output + input (see DGRN)
+    sft: bool = True  # paper Table 7: False drops the SFT modulation from every DGM
+    dcn: bool = True  # paper Table 7: False puts a plain 3x3 conv in every DGM's DCN place
 
     def __post_init__(self) -> None:
         if isinstance(self.enc_channels, list):
@@ -59,8 +61,9 @@ class AirNetConfig:
             value = getattr(self, name)
             if not (_is_int(value) or isinstance(value, float)) or not ok(value):
                 raise AirNetError(f"model config: {name} must be a number {rule}, got {value!r}")
-        if not isinstance(self.global_residual, bool):
-            raise AirNetError(f"model config: global_residual must be true or false, got {self.global_residual!r}")
+        for name in ("global_residual", "sft", "dcn"):
+            if not isinstance(getattr(self, name), bool):
+                raise AirNetError(f"model config: {name} must be true or false, got {getattr(self, name)!r}")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -94,7 +97,7 @@ class AirNet(nn.Module):
         super().__init__()
         self.config = config or AirNetConfig()
         c = self.config
-        self.R = DGRN(c.n_feats, c.enc_channels[0], c.n_groups, c.n_blocks, dcn_impl, c.global_residual)
+        self.R = DGRN(c.n_feats, c.enc_channels[0], c.n_groups, c.n_blocks, dcn_impl, c.global_residual, c.sft, c.dcn)
         self.E = CBDE(channels=c.enc_channels, dim=c.dim, K=c.queue_size, m=c.m, T=c.T)
 
     def set_dcn_impl(self, impl: Impl) -> "AirNet":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -35,24 +37,35 @@ class SFTLayer(nn.Module):
 
 
 class DGM(nn.Module):
-    """Degradation-guided module: x + DCN(x, inter) + SFT(x, inter)."""
+    """Degradation-guided module: x + DCN(x, inter) + SFT(x, inter).
 
-    def __init__(self, channels: int, inter_channels: int, dcn_impl: Impl = "auto") -> None:
+    The paper's Table 7 ablations: ``dcn=False`` puts a plain 3x3 conv (no bias, blind to
+    ``inter``) in the DCN's place, ``sft=False`` drops the SFT term. With both on, the
+    parameters and state-dict keys are the official ones.
+    """
+
+    def __init__(
+        self, channels: int, inter_channels: int, dcn_impl: Impl = "auto", sft: bool = True, dcn: bool = True
+    ) -> None:
         super().__init__()
-        self.dcn = DCNLayer(channels, inter_channels, dcn_impl)
-        self.sft = SFTLayer(channels, inter_channels)
+        self.dcn = DCNLayer(channels, inter_channels, dcn_impl) if dcn else None
+        self.conv = None if dcn else nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.sft = SFTLayer(channels, inter_channels) if sft else None
 
     def forward(self, x: torch.Tensor, inter: torch.Tensor) -> torch.Tensor:
-        return x + self.dcn(x, inter) + self.sft(x, inter)
+        spatial = self.dcn(x, inter) if self.dcn is not None else cast(nn.Conv2d, self.conv)(x)
+        return x + spatial if self.sft is None else x + spatial + self.sft(x, inter)
 
 
 class DGB(nn.Module):
     """Degradation-guided block: DGM, conv, DGM (each followed by LeakyReLU), conv, plus the input."""
 
-    def __init__(self, channels: int, inter_channels: int, dcn_impl: Impl = "auto") -> None:
+    def __init__(
+        self, channels: int, inter_channels: int, dcn_impl: Impl = "auto", sft: bool = True, dcn: bool = True
+    ) -> None:
         super().__init__()
-        self.dgm1 = DGM(channels, inter_channels, dcn_impl)
-        self.dgm2 = DGM(channels, inter_channels, dcn_impl)
+        self.dgm1 = DGM(channels, inter_channels, dcn_impl, sft, dcn)
+        self.dgm2 = DGM(channels, inter_channels, dcn_impl, sft, dcn)
         self.conv1 = conv3x3(channels, channels)
         self.conv2 = conv3x3(channels, channels)
 
@@ -66,10 +79,18 @@ class DGB(nn.Module):
 class DGG(nn.Module):
     """Group of DGBs followed by a conv, with a residual over the group."""
 
-    def __init__(self, channels: int, inter_channels: int, n_blocks: int, dcn_impl: Impl = "auto") -> None:
+    def __init__(
+        self,
+        channels: int,
+        inter_channels: int,
+        n_blocks: int,
+        dcn_impl: Impl = "auto",
+        sft: bool = True,
+        dcn: bool = True,
+    ) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            *[DGB(channels, inter_channels, dcn_impl) for _ in range(n_blocks)], conv3x3(channels, channels)
+            *[DGB(channels, inter_channels, dcn_impl, sft, dcn) for _ in range(n_blocks)], conv3x3(channels, channels)
         )
 
     def forward(self, x: torch.Tensor, inter: torch.Tensor) -> torch.Tensor:
@@ -85,6 +106,7 @@ class DGRN(nn.Module):
     No global input-to-output residual and no clamp, as in the official model. ``global_residual``
     (an addition, off for the paper's variant) adds the input to the output, so the network learns only
     the correction: with a zero tail it is exactly the identity, the right answer for a clean photo.
+    ``sft`` and ``dcn`` switch the DGMs' two parts (the paper's Table 7 ablations; see ``DGM``).
     """
 
     def __init__(
@@ -95,12 +117,15 @@ class DGRN(nn.Module):
         n_blocks: int = 5,
         dcn_impl: Impl = "auto",
         global_residual: bool = False,
+        sft: bool = True,
+        dcn: bool = True,
     ) -> None:
         super().__init__()
         self.global_residual = global_residual
         self.head = nn.Sequential(conv3x3(3, n_feats))
         self.body = nn.Sequential(
-            *[DGG(n_feats, inter_channels, n_blocks, dcn_impl) for _ in range(n_groups)], conv3x3(n_feats, n_feats)
+            *[DGG(n_feats, inter_channels, n_blocks, dcn_impl, sft, dcn) for _ in range(n_groups)],
+            conv3x3(n_feats, n_feats),
         )
         self.tail = nn.Sequential(conv3x3(n_feats, 3))
 

@@ -17,9 +17,9 @@ log = logging.getLogger(__name__)
 
 
 def find_inspector() -> Callable[..., Any] | None:
-    """``airnet_restore.inspect.inspect(image, model)`` if that module is installed, else None."""
+    """``airnet_restore.inspect(image, model)`` where this version has it, else None."""
     try:
-        from airnet_restore.inspect import inspect
+        from airnet_restore import inspect
     except ImportError:
         return None
     return inspect if callable(inspect) else None

@@ -1,0 +1,18 @@
+"""Degradation identification from the CBDE embedding: what is wrong with an image, and how badly.
+
+``features`` (statistics of the encoder's degradation map), ``probe`` (detectors and level
+regressions stored in the weights' metadata), ``calibrate`` (fitting the probe for given
+weights), ``inspector`` (inspect images and files) and ``plot`` (embedding plot, region map).
+"""
+
+from airnet_restore.inspection.calibrate import CalibrationReport, calibrate
+from airnet_restore.inspection.inspector import (
+    InspectReport, Inspection, Inspector, RegionMap, inspect, inspect_files, optional_inspector,
+)
+from airnet_restore.inspection.plot import plot_embedding, write_region_map
+from airnet_restore.inspection.probe import DegradationProbe
+
+__all__ = [
+    "CalibrationReport", "DegradationProbe", "InspectReport", "Inspection", "Inspector", "RegionMap",
+    "calibrate", "inspect", "inspect_files", "optional_inspector", "plot_embedding", "write_region_map",
+]

@@ -1,0 +1,326 @@
+"""Calibration: fit the probe on the weights' own training family and store it in a copy of the weights.
+
+Samples are random crops (128-384 px) of clean photographs degraded by the registered
+degradations the weights were trained on (read from their metadata, else the general
+family), one composition step at a time so that every family's strength is measured from
+the step's input and output: noise sigma, haze density (1 - transmission, from a local
+linear fit of hazy on clean) and rain coverage (share of pixels brightened by more than 20
+levels). A family too weak to see counts as absent; samples between "absent" and "present"
+(``PRESENCE``) are left out of that family's detector.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import save
+from tqdm.auto import tqdm
+
+from airnet_restore.atomic import atomic_write
+from airnet_restore.data.aio import load_rgb8
+from airnet_restore.data.layouts import clean_folder
+from airnet_restore.degradations import REGISTRY, get_degradation
+from airnet_restore.errors import AirNetError
+from airnet_restore.inspection.features import FEATURE_SET, embed, encoder_fingerprint
+from airnet_restore.inspection.probe import FAMILIES, METADATA_KEY, DegradationProbe, fit_logistic, fit_ridge, type_name
+from airnet_restore.models.airnet import AirNet
+from airnet_restore.weights import build_model, load_state_dict, save_weights, tensors_sha256
+
+# The general family (configs/general.yaml): used for weights whose metadata names no training types.
+GENERAL_TYPES = ("clean", "noise_any", "rain_any", "haze_any", "haze_any+noise_any", "rain_any+noise_any", "haze_any+rain_any")
+# family -> (below: absent, at or above: present); in between a sample is left out of that family's detector.
+# Noise in sigma (0-255), haze in density (1 - mean transmission), rain in coverage (share of pixels).
+PRESENCE: dict[str, tuple[float, float]] = {"noise": (2.0, 4.0), "haze": (0.15, 0.3), "rain": (0.02, 0.05)}
+CROP_SIZES = (128, 384)
+DETECTOR_L2 = 1e-2
+LEVEL_L2 = 10.0
+RAIN_STEP = 20  # levels (0-255) by which a pixel must brighten to count as covered by rain
+
+
+def part_family(part: str) -> str | None:
+    """The corruption family of one registered degradation: ``noise_any`` -> noise, ``clean`` -> None."""
+    if part == "clean":
+        return None
+    return next((f for f in FAMILIES if f in part), part)
+
+
+def noise_level(before: np.ndarray, after: np.ndarray) -> float:
+    """Standard deviation (0-255) of ``after - before`` over pixels far enough from 0 and 255 not to clip."""
+    residual = after.astype(np.float64) - before
+    sigma = float(residual.std())
+    for _ in range(3):
+        unclipped = (before >= 2 * sigma) & (before <= 255 - 2 * sigma)
+        if unclipped.mean() > 0.05:
+            sigma = float(residual[unclipped].std())
+    return sigma
+
+
+def haze_level(before: np.ndarray, after: np.ndarray, block: int = 16) -> float:
+    """1 - mean transmission: per textured block, the slope of a linear fit of ``after`` on ``before``."""
+    h, w = (before.shape[0] // block) * block, (before.shape[1] // block) * block
+
+    def blocks(a: np.ndarray) -> np.ndarray:
+        a = a[:h, :w].astype(np.float64) / 255.0
+        return a.reshape(h // block, block, w // block, block, -1).transpose(0, 2, 1, 3, 4).reshape(-1, block * block * a.shape[2])
+
+    x, y = blocks(before), blocks(after)
+    var = x.var(axis=1)
+    textured = var > 1e-3
+    if textured.sum() < 3:
+        return float(np.clip(1.0 - y.std() / max(x.std(), 1e-6), 0.0, 1.0))
+    x, y = x[textured], y[textured]
+    slope = ((x - x.mean(1, keepdims=True)) * (y - y.mean(1, keepdims=True))).mean(1) / var[textured]
+    return float(1.0 - np.clip(slope, 0.0, 1.0).mean())
+
+
+def rain_level(before: np.ndarray, after: np.ndarray) -> float:
+    """Share of pixels that the rain brightened by more than ``RAIN_STEP`` levels in some channel."""
+    return float(((after.astype(np.int16) - before).max(axis=2) > RAIN_STEP).mean())
+
+
+LEVELS = {"noise": noise_level, "haze": haze_level, "rain": rain_level}
+
+
+def degrade_measured(clean: np.ndarray, name: str, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, float]]:
+    """``get_degradation(name)(clean, rng)`` step by step (the same output), with each family's measured strength."""
+    get_degradation(name)  # validates every part
+    image, levels = clean, {}
+    for part in name.split("+"):
+        out = REGISTRY[part].fn(image, rng)
+        family = part_family(part)
+        if family is not None:
+            levels[family] = LEVELS[family](image, out) if family in LEVELS else 1.0
+        image = out
+    return image, levels
+
+
+@dataclass
+class CalibrationSet:
+    """Features of the calibration samples, their degradation names and measured family strengths."""
+
+    features: np.ndarray
+    names: list[str]
+    levels: list[dict[str, float]]
+    photos: list[str]
+
+    def families(self) -> list[str]:
+        found = {f for name in self.names for part in name.split("+") if (f := part_family(part))}
+        return [f for f in FAMILIES if f in found] + sorted(found - set(FAMILIES))
+
+    def present(self, family: str) -> np.ndarray:
+        """1 where the family is present, 0 where absent, -1 where too weak to say (left out)."""
+        low, high = PRESENCE.get(family, (0.5, 0.5))
+        level = np.array([lv.get(family, 0.0) for lv in self.levels])
+        return np.where(level >= high, 1, np.where(level < low, 0, -1))
+
+    def level(self, family: str) -> np.ndarray:
+        return np.array([lv.get(family, 0.0) for lv in self.levels])
+
+    def true_types(self) -> list[str]:
+        """Each sample's type after the strength thresholds (weak parts dropped)."""
+        return [type_name({f for f, v in lv.items() if v >= PRESENCE.get(f, (0.5, 0.5))[1]}) for lv in self.levels]
+
+
+def collect(
+    model: AirNet,
+    photos: Sequence[Path],
+    types: Sequence[str],
+    crops: int = 4,
+    seed: int = 0,
+    progress: bool = True,
+) -> CalibrationSet:
+    """Embed ``crops`` random crops of every photo under every degradation type; deterministic for a seed."""
+    feats, names, levels, files = [], [], [], []
+    for index, photo in enumerate(tqdm(photos, desc="calibration photos", unit="photo", disable=not progress)):
+        full = load_rgb8(photo)
+        for name in types:
+            rng = np.random.default_rng([seed, index, zlib.crc32(name.encode())])
+            for _ in range(crops):
+                crop = random_crop(full, rng)
+                degraded, measured = degrade_measured(crop, name, rng)
+                x = torch.from_numpy(degraded).permute(2, 0, 1).float().div_(255.0)
+                feats.append(embed(model, x).features())
+                names.append(name)
+                levels.append(measured)
+                files.append(photo.name)
+    return CalibrationSet(np.array(feats), names, levels, files)
+
+
+def random_crop(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A square crop of a random size in ``CROP_SIZES`` (at most the image's short side) at a random place."""
+    h, w = image.shape[:2]
+    size = min(int(rng.integers(CROP_SIZES[0], CROP_SIZES[1] + 1)), h, w)
+    top, left = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
+    return np.ascontiguousarray(image[top : top + size, left : left + size])
+
+
+def fit_probe(samples: CalibrationSet, provenance: Mapping[str, object] | None = None) -> DegradationProbe:
+    """Standardise the features, then fit one detector per family and the two level regressions."""
+    x = samples.features
+    mean, scale = x.mean(axis=0), np.maximum(x.std(axis=0), 1e-6)
+    z = (x - mean) / scale
+    detectors = {}
+    for family in samples.families():
+        target = samples.present(family)
+        keep = target >= 0
+        if len(set(target[keep])) < 2:
+            raise AirNetError(f"calibration: no samples without (or with) {family}; add a type that has it (or lacks it)")
+        detectors[family] = fit_logistic(z[keep], target[keep], DETECTOR_L2)
+    sigma = fit_ridge(z, samples.level("noise"), LEVEL_L2)
+    haze = fit_ridge(z, samples.level("haze"), LEVEL_L2)
+    return DegradationProbe(
+        families=list(detectors), feature=FEATURE_SET, mean=mean.tolist(), scale=scale.tolist(),
+        detectors=detectors, sigma=sigma, haze=haze, calibration=dict(provenance or {}),
+    )
+
+
+@dataclass
+class CalibrationReport:
+    """What ``calibrate`` did: the file written, the samples, and how well the probe fits them."""
+
+    path: Path
+    samples: int
+    photos: int
+    types: list[str]
+    seconds: float
+    fit: dict[str, float] = field(default_factory=dict)
+
+    def lines(self) -> list[str]:
+        fit = ", ".join(f"{k} {v:.3g}" for k, v in self.fit.items())
+        return [
+            f"calibrated on {self.samples} samples: {self.photos} photos x {len(self.types)} types ({', '.join(self.types)})",
+            f"fit on the calibration samples: {fit}",
+            f"wrote {self.path} in {self.seconds:.0f} s",
+        ]
+
+
+def training_family(metadata: Mapping[str, str]) -> tuple[list[str], list[str], list[Path]]:
+    """(degradation types, excluded file names, clean folders) of the weights' training config, if recorded."""
+    try:
+        types = json.loads(metadata["training"])["config"]["data"]["types"]
+    except (KeyError, TypeError, ValueError):
+        return [], [], []
+    names, exclude, folders = [], [], []
+    for t in types:
+        if not isinstance(t, dict) or not t.get("clean"):
+            continue
+        name = str(t.get("degradation") or t.get("name"))
+        if all(p in REGISTRY for p in name.split("+")):
+            names.append(name)
+        exclude += list(t.get("exclude") or [])
+        folders.append(Path(t["clean"]))
+    return list(dict.fromkeys(names)), sorted(set(exclude)), list(dict.fromkeys(folders))
+
+
+def weights_file(weights: str | os.PathLike) -> Path:
+    """The file of a registered variant's bundled weights, or the given path; an error where there is none."""
+    from airnet_restore.variants import VARIANTS
+
+    if str(weights) in VARIANTS:
+        path = VARIANTS[str(weights)].weights_path()
+        if path is None:
+            raise AirNetError(f"variant {weights!r} ships without weights; pass a weights file")
+        return path
+    path = Path(weights)
+    if not path.is_file():
+        raise AirNetError(f"weights file not found: {weights}")
+    return path
+
+
+def read_metadata(path: Path) -> dict[str, str]:
+    """The metadata of a safetensors file (empty for other formats), without reading the tensors."""
+    if path.suffix != ".safetensors":
+        return {}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except Exception as e:  # noqa: BLE001 - safetensors raises several unrelated types for a bad header
+        raise AirNetError(f"{path}: not a readable safetensors file ({e})") from None
+
+
+def calibrate(
+    weights_in: str | os.PathLike,
+    weights_out: str | os.PathLike,
+    photos: str | os.PathLike | None = None,
+    *,
+    types: Sequence[str] | None = None,
+    exclude: Sequence[str] = (),
+    crops: int = 4,
+    seed: int = 0,
+    device: str = "cpu",
+    progress: bool = True,
+) -> CalibrationReport:
+    """Compute the degradation probe of ``weights_in`` and write the weights with it to ``weights_out``.
+
+    ``photos``: clean photographs (default: the training config's folder, if it exists here);
+    ``types``: registered degradations (default: the training config's, else the general family);
+    file names in ``exclude`` and in the training config's exclusions (validation photos) are never used.
+    """
+    from airnet_restore.variants import load_model
+
+    start = time.perf_counter()
+    src, dst = weights_file(weights_in), Path(weights_out)
+    if dst.suffix != ".safetensors":
+        raise AirNetError(f"{dst}: calibrated weights are written as safetensors; name the output *.safetensors")
+    if dst.exists() and os.path.samefile(src, dst):
+        raise AirNetError(f"{dst} is the input file; write the calibrated weights to another file")
+    if crops < 1:
+        raise AirNetError(f"--crops must be at least 1, got {crops}")
+    metadata = read_metadata(src)
+    trained, excluded, folders = training_family(metadata)
+    types = list(types or trained or GENERAL_TYPES)
+    for name in types:
+        get_degradation(name)
+    folder = Path(photos) if photos is not None else next((f for f in folders if f.is_dir()), None)
+    if folder is None:
+        raise AirNetError(f"{src}: its training photos are not here; give the clean photos with --photos DIR")
+    skip = set(excluded) | set(exclude)
+    files = [p for p in clean_folder(folder) if p.name not in skip]
+    if not files:
+        raise AirNetError(f"{folder}: no photos left after excluding {len(skip)} names")
+    model = load_model(str(src), device=device).eval()
+    samples = collect(model, files, types, crops=crops, seed=seed, progress=progress)
+    provenance = {
+        "photos": len(files), "excluded": sorted(skip), "types": types, "crops": crops, "seed": seed,
+        "samples": len(samples.names), "presence": PRESENCE,
+    }
+    probe = fit_probe(samples, provenance)
+    probe.encoder_sha256 = encoder_fingerprint(model)
+    probe.calibration["fit"] = fit = _fit_scores(probe, samples)
+    _write(src, dst, metadata, probe)
+    return CalibrationReport(dst, len(samples.names), len(files), types, time.perf_counter() - start, fit)
+
+
+def _fit_scores(probe: DegradationProbe, samples: CalibrationSet) -> dict[str, float]:
+    """Type accuracy and sigma error of the probe on its own calibration samples (a sanity check, not a test)."""
+    predictions = probe.predict(samples.features)
+    truth = samples.true_types()
+    noisy = samples.present("noise") == 1
+    sigma = np.array([p.sigma if p.sigma is not None else 0.0 for p in predictions])
+    return {
+        "type accuracy": float(np.mean([p.type == t for p, t in zip(predictions, truth)])),
+        "sigma MAE": float(np.abs(sigma - samples.level("noise"))[noisy].mean()) if noisy.any() else 0.0,
+    }
+
+
+def _write(src: Path, dst: Path, metadata: dict[str, str], probe: DegradationProbe) -> None:
+    """The input's tensors unchanged, its metadata plus the probe (a ``.pth`` is converted to our format)."""
+    if src.suffix == ".safetensors":
+        sd, metadata = load_state_dict(src)
+        data = save(sd, metadata={**metadata, "sha256": tensors_sha256(sd), METADATA_KEY: probe.to_json()})
+        try:
+            atomic_write(dst, lambda tmp: tmp.write_bytes(data))
+        except OSError as e:
+            raise AirNetError(f"{dst}: cannot write: {e.strerror or e}") from None
+        return
+    model, _ = build_model(src)
+    save_weights(model, dst, metadata={"source": src.name, METADATA_KEY: probe.to_json()})

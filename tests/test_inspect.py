@@ -1,0 +1,208 @@
+"""Degradation identification: calibration, the stored probe, one-encoder-pass inspection, CLI output."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors import safe_open
+
+import airnet_restore
+from airnet_restore import cli
+from airnet_restore.degradations import get_degradation
+from airnet_restore.degradations.heldout import ho_noise
+from airnet_restore.errors import AirNetError
+from airnet_restore.inspection import Inspector, calibrate, features, inspect
+from airnet_restore.inspection.calibrate import degrade_measured, haze_level, noise_level, rain_level
+from airnet_restore.inspection.probe import METADATA_KEY, DegradationProbe, type_name
+from airnet_restore.models import AirNet, AirNetConfig
+from airnet_restore.weights import save_weights
+
+TINY = AirNetConfig(n_feats=16, n_groups=1, n_blocks=1, enc_channels=(16, 16, 32), dim=32, queue_size=32)
+TYPES = ["clean", "noise_any", "rain_any", "haze_any", "haze_any+noise_any"]
+
+
+def photo(seed: int, size: int = 64) -> np.ndarray:
+    """A small textured colour image: smooth gradients, a few edges and blobs."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size, 0:size] / size
+    base = np.stack([0.3 + 0.4 * x, 0.2 + 0.5 * y, 0.5 + 0.3 * np.sin(6 * x + 3 * y + seed)], axis=2)
+    for _ in range(4):
+        cy, cx, r = rng.uniform(0, 1, 2).tolist() + [rng.uniform(0.05, 0.2)]
+        base[(y - cy) ** 2 + (x - cx) ** 2 < r * r] *= rng.uniform(0.4, 1.2)
+    return np.rint(np.clip(base, 0, 1) * 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    """A tiny model's weights without prototypes, and a calibrated copy."""
+    folder = tmp_path_factory.mktemp("inspect")
+    torch.manual_seed(0)
+    plain = save_weights(AirNet(TINY), folder / "plain.safetensors")
+    photos = folder / "photos"
+    photos.mkdir()
+    for i in range(4):
+        Image.fromarray(photo(i)).save(photos / f"p{i}.png")
+    Image.fromarray(photo(9)).save(photos / "val.png")
+    report = calibrate(plain, folder / "calibrated.safetensors", photos, types=TYPES, exclude=["val.png"], crops=3, progress=False)
+    return plain, report.path, report
+
+
+def test_calibration_adds_a_versioned_probe_and_keeps_the_tensors(weights):
+    plain, calibrated, report = weights
+    assert report.samples == 4 * len(TYPES) * 3 and report.photos == 4  # the excluded photo is never used
+    with safe_open(str(plain), "pt") as a, safe_open(str(calibrated), "pt") as b:
+        assert a.metadata()["sha256"] == b.metadata()["sha256"]
+        assert all(torch.equal(a.get_tensor(k), b.get_tensor(k)) for k in a.keys())
+        meta = b.metadata()
+    probe = DegradationProbe.from_json(meta[METADATA_KEY])
+    assert probe.version == 1 and probe.feature == features.FEATURE_SET
+    assert probe.families == ["haze", "rain", "noise"]
+    assert probe.encoder_sha256 == features.encoder_fingerprint(Inspector.from_weights(calibrated, device="cpu").model)
+    assert probe.calibration["excluded"] == ["val.png"] and probe.calibration["types"] == TYPES
+    assert "haze+noise" in probe.types() and probe.types()[0] == "clean"
+
+
+def test_calibration_is_deterministic(weights, tmp_path):
+    plain, calibrated, _ = weights
+    again = calibrate(plain, tmp_path / "again.safetensors", calibrated.parent / "photos", types=TYPES,
+                      exclude=["val.png"], crops=3, progress=False).path
+    with safe_open(str(calibrated), "pt") as a, safe_open(str(again), "pt") as b:
+        assert a.metadata()[METADATA_KEY] == b.metadata()[METADATA_KEY]
+
+
+def test_inspection_is_one_encoder_pass_no_restorer_and_deterministic(weights, monkeypatch):
+    inspector = Inspector.from_weights(weights[1], device="cpu")
+    calls = {"restorer": 0, "encoder": 0}
+    monkeypatch.setattr(inspector.model.R, "forward", lambda *a: calls.__setitem__("restorer", calls["restorer"] + 1))
+    pre = inspector.model.E.E.encoder_q.E_pre
+    pre.register_forward_hook(lambda *a: calls.__setitem__("encoder", calls["encoder"] + 1))
+    image = ho_noise(photo(5), np.random.default_rng(0), 20)
+    first, second = inspector.inspect(image).to_dict(), inspector.inspect(image).to_dict()
+    assert first == second
+    assert calls == {"restorer": 0, "encoder": 2}  # one pass of the first encoder block per inspection
+    assert set(first) >= {"file", "type", "confidence", "sigma"} and 0 <= first["confidence"] <= 1
+
+
+def test_weights_without_prototypes_give_a_clear_error(weights):
+    with pytest.raises(AirNetError, match="holds no degradation prototypes; compute them with `airnet inspect --calibrate"):
+        Inspector.from_weights(weights[0], device="cpu")
+    with pytest.raises(AirNetError, match="no degradation prototypes for this model's encoder"):
+        inspect(photo(1), AirNet(TINY).eval())
+
+
+def test_prototypes_of_other_weights_or_versions_are_refused(weights, tmp_path):
+    with safe_open(str(weights[1]), "pt") as f:
+        meta = f.metadata()
+    probe = DegradationProbe.from_metadata(meta, "w.safetensors")
+    torch.manual_seed(1)
+    with pytest.raises(AirNetError, match="computed for other weights"):
+        Inspector(AirNet(TINY), probe)
+    model = Inspector.from_weights(weights[1], device="cpu").model
+    assert inspect(photo(2), model, probe).type == Inspector(model, probe).inspect(photo(2)).type
+    old = json.loads(meta[METADATA_KEY]) | {"version": 0}
+    with pytest.raises(AirNetError, match="version 0"):
+        DegradationProbe.from_json(json.dumps(old))
+    probe.feature = "something-else"
+    with pytest.raises(AirNetError, match="recompute them"):
+        Inspector(model, probe)
+
+
+def test_every_input_kind_gives_the_same_answer(weights, tmp_path):
+    inspector = Inspector.from_weights(weights[1], device="cpu")
+    image = photo(7)
+    Image.fromarray(image).save(tmp_path / "a.png")
+    tensor = torch.from_numpy(image).permute(2, 0, 1).float() / 255
+    results = [inspect(x, inspector).to_dict() for x in (image, Image.fromarray(image), tensor, tmp_path / "a.png")]
+    assert all(r == results[0] for r in results)
+    assert airnet_restore.inspect is inspect
+
+
+def test_tiled_statistics_equal_whole_image_statistics(weights, monkeypatch):
+    model = Inspector.from_weights(weights[1], device="cpu").model
+    x = torch.rand(3, 70, 90)
+    whole = features.embed(model, x)
+    monkeypatch.setattr(features, "TILE", 32)
+    tiled = features.embed(model, x)
+    np.testing.assert_allclose(tiled.sums, whole.sums, rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(tiled.counts, whole.counts)
+    assert whole.counts.sum() == 70 * 90
+
+
+def test_region_map_covers_the_image(weights):
+    result = Inspector.from_weights(weights[1], device="cpu").inspect(photo(3, 150), regions=True)
+    regions = result.regions
+    assert regions.region == 64 and len(regions.types) == 3 and len(regions.types[0]) == 3
+    assert regions.confidence.shape == regions.sigma.shape == (3, 3)
+
+
+def test_measured_levels_and_stepwise_degradation_match_the_registry():
+    clean = photo(2, 128)
+    for name in ("haze_any+noise_any", "rain_any+noise_any", "clean"):
+        stepwise, levels = degrade_measured(clean, name, np.random.default_rng(4))
+        np.testing.assert_array_equal(stepwise, get_degradation(name)(clean, np.random.default_rng(4)))
+        assert set(levels) == ({"haze", "rain", "noise"} & set(name.replace("_any", "").split("+")))
+    noisy = ho_noise(clean, np.random.default_rng(1), 20)
+    assert abs(noise_level(clean, noisy) - 20) < 1.0
+    assert noise_level(clean, clean) == 0 and rain_level(clean, clean) == 0
+    hazy = np.rint(clean * 0.5 + 0.5 * 230).astype(np.uint8)
+    assert abs(haze_level(clean, hazy) - 0.5) < 0.03
+
+
+def test_type_names_are_canonical():
+    assert type_name({"noise", "haze"}) == "haze+noise" and type_name(set()) == "clean"
+    assert type_name({"noise", "rain", "blur"}) == "rain+noise+blur"
+
+
+def test_cli_json_map_and_plot(weights, tmp_path, capsys):
+    for i in range(3):
+        Image.fromarray(photo(10 + i, 48)).save(tmp_path / f"in{i}.png")
+    code = cli.main(["inspect", str(tmp_path / "in*.png"), "--weights", str(weights[1]), "--json", "-q",
+                     "--map", str(tmp_path / "maps"), "--plot", str(tmp_path / "plot.png"), "--device", "cpu"])
+    out = capsys.readouterr().out
+    assert code == 0
+    rows = json.loads(out)
+    assert [r["file"] for r in rows] == [str(tmp_path / f"in{i}.png") for i in range(3)]
+    for r in rows:
+        assert isinstance(r["type"], str) and isinstance(r["confidence"], float)
+        assert "sigma" in r and (r["sigma"] is None) == ("noise" not in r["type"])
+        assert "regions" in r
+    assert sorted(p.name for p in (tmp_path / "maps").iterdir()) == [f"in{i}.png.map.png" for i in range(3)]
+    assert Image.open(tmp_path / "plot.png").size[0] > 0
+
+
+def test_cli_errors(weights, tmp_path, capsys):
+    assert cli.main(["inspect", "--weights", str(weights[1])]) == 2
+    assert "no inputs" in capsys.readouterr().err
+    assert cli.main(["inspect", "x.png", "--weights", str(weights[0])]) == 2
+    assert "holds no degradation prototypes" in capsys.readouterr().err
+    assert cli.main(["inspect", "--calibrate", str(weights[0]), str(weights[0])]) == 2
+    assert "is the input file" in capsys.readouterr().err
+
+
+def test_a_loaded_model_finds_the_prototypes_of_its_registered_variant(weights, monkeypatch):
+    from types import SimpleNamespace
+
+    from airnet_restore import variants
+    from airnet_restore.inspection import inspector as inspector_module
+
+    fake = SimpleNamespace(weights_path=lambda: weights[1])
+    monkeypatch.setattr(variants, "VARIANTS", {"calibrated": fake, "none": SimpleNamespace(weights_path=lambda: None)})
+    inspector_module.registered_probes.cache_clear()
+    try:
+        model = Inspector.from_weights(weights[1], device="cpu").model
+        assert inspect(photo(4), model).to_dict() == Inspector.from_weights(weights[1], device="cpu").inspect(photo(4)).to_dict()
+    finally:
+        inspector_module.registered_probes.cache_clear()
+
+
+def test_restore_prints_what_it_detected(weights, tmp_path, capsys):
+    Image.fromarray(photo(20, 48)).save(tmp_path / "a.png")
+    assert cli.main(["restore", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "--weights", str(weights[1]), "-q"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"{tmp_path / 'a.png'} -> ") and "(confidence " in lines[0] and "detected: 1 " in lines[-1]
+    assert cli.main(["restore", str(tmp_path / "a.png"), "-o", str(tmp_path / "out2"), "--weights", str(weights[0]), "-q"]) == 0
+    assert "confidence" not in capsys.readouterr().out  # weights without prototypes: restored, nothing detected

@@ -85,12 +85,19 @@ class MoCo(nn.Module):
 
     @torch.no_grad()
     def enqueue(self, keys: torch.Tensor) -> None:
-        """Write ``keys`` (N, dim) into the queue at the pointer; N must divide K."""
+        """Write ``keys`` (N, dim) into the queue at the pointer; N must divide K.
+
+        The write wraps around the end of the queue, so a run resumed with a larger batch (a CPU
+        state continued on a GPU) goes on from a pointer that is not a multiple of the new N.
+        """
         n = keys.shape[0]
         if self.K % n:
             raise ValueError(f"queue size K={self.K} must be divisible by the number of keys {n}")
         ptr = int(self.queue_ptr)
-        self.queue[:, ptr : ptr + n] = keys.T
+        if ptr + n <= self.K:
+            self.queue[:, ptr : ptr + n] = keys.T
+        else:
+            self.queue[:, (ptr + torch.arange(n, device=keys.device)) % self.K] = keys.T
         self.queue_ptr[0] = (ptr + n) % self.K
 
     def contrast(

@@ -4,6 +4,7 @@ float64: identical uint8), the pipeline, clear errors."""
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 
 import numpy as np
@@ -15,6 +16,7 @@ from airnet_restore.cli import main
 from airnet_restore.errors import AirNetError
 from airnet_restore.export import FORMAT, OnnxRestorer, descriptor, export_onnx
 from airnet_restore.inference import restore, restore_tensor
+from airnet_restore.weights import save_weights
 from tests.conftest import TINY, make_tiny
 
 for _module in ("onnx", "onnxscript", "onnxruntime"):
@@ -35,6 +37,16 @@ def exported64(tmp_path_factory) -> OnnxRestorer:
     """The tiny model's float64 export, run by onnxruntime."""
     path = tmp_path_factory.mktemp("onnx") / "tiny64.onnx"
     return OnnxRestorer(export_onnx(make_tiny(), path, precision="fp64", metadata=descriptor("tiny", TINY, {}, "fp64")))
+
+
+def test_export_works_in_a_fresh_process(tmp_path):
+    """The exporter maps torchvision's operator only if torchvision registered it first, and the DCN
+    imports torchvision lazily: `airnet export` as a new process is the case that broke."""
+    weights = save_weights(make_tiny(), tmp_path / "tiny.safetensors")
+    run = subprocess.run([sys.executable, "-m", "airnet_restore", "export", str(tmp_path / "tiny.onnx"), "--weights", str(weights)],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "tiny.onnx").is_file()
 
 
 @pytest.mark.parametrize("shape", [(1, 3, 33, 47), (2, 3, 40, 31), (1, 3, 7, 90)])
@@ -136,7 +148,7 @@ def test_sample_through_onnxruntime_in_float64_is_identical_to_pytorch(tmp_path)
     """The issue's check with the default weights: `airnet restore --sample`, PyTorch vs onnxruntime, in float64."""
     model = tmp_path / "default64.onnx"
     assert main(["export", "--double", str(model)]) == 0
-    assert main(["restore", "--sample", "-q", "-o", str(tmp_path / "torch"), "--precision", "fp64"]) == 0
+    assert main(["restore", "--sample", "-q", "-o", str(tmp_path / "torch"), "--precision", "fp64", "--strength", "1"]) == 0
     assert main(["restore", "--sample", "-q", "-o", str(tmp_path / "ort"), "--backend", "onnxruntime", "--weights", str(model)]) == 0
     ref, out = (np.asarray(Image.open(tmp_path / d / "sample_noisy.png")) for d in ("torch", "ort"))
     assert out.dtype == np.uint8 and out.shape == (300, 400, 3) and np.array_equal(out, ref)
@@ -147,7 +159,7 @@ def test_sample_through_onnxruntime_in_float32_is_within_one_level(tmp_path):
     """The default float32 paths round differently: a few values in 100,000 land on the neighbouring level."""
     model = tmp_path / "default.onnx"
     assert main(["export", str(model)]) == 0
-    assert main(["restore", "--sample", "-q", "-o", str(tmp_path / "torch")]) == 0
+    assert main(["restore", "--sample", "-q", "-o", str(tmp_path / "torch"), "--strength", "1"]) == 0
     assert main(["restore", "--sample", "-q", "-o", str(tmp_path / "ort"), "--backend", "onnxruntime", "--weights", str(model)]) == 0
     ref, out = (np.asarray(Image.open(tmp_path / d / "sample_noisy.png")).astype(int) for d in ("torch", "ort"))
     assert np.abs(out - ref).max() <= 1 and np.count_nonzero(out != ref) <= 1e-4 * ref.size

@@ -15,10 +15,12 @@ from airnet_restore import cli
 from airnet_restore.degradations import get_degradation
 from airnet_restore.degradations.heldout import ho_noise
 from airnet_restore.errors import AirNetError
-from airnet_restore.inspection import Inspector, calibrate, features, inspect
+from airnet_restore.inference import restore, restore_files, restore_tensor
+from airnet_restore.inspection import Inspector, attach_probe, calibrate, features, inspect
 from airnet_restore.inspection.calibrate import degrade_measured, haze_level, noise_level, rain_level
 from airnet_restore.inspection.probe import METADATA_KEY, DegradationProbe, type_name
 from airnet_restore.models import AirNet, AirNetConfig
+from airnet_restore.variants import load_model
 from airnet_restore.weights import save_weights
 
 TINY = AirNetConfig(n_feats=16, n_groups=1, n_blocks=1, enc_channels=(16, 16, 32), dim=32, queue_size=32)
@@ -206,3 +208,48 @@ def test_restore_prints_what_it_detected(weights, tmp_path, capsys):
     assert lines[0].startswith(f"{tmp_path / 'a.png'} -> ") and "(confidence " in lines[0] and "detected: 1 " in lines[-1]
     assert cli.main(["restore", str(tmp_path / "a.png"), "-o", str(tmp_path / "out2"), "--weights", str(weights[0]), "-q"]) == 0
     assert "confidence" not in capsys.readouterr().out  # weights without prototypes: restored, nothing detected
+
+
+def probe_answering(probe: DegradationProbe, logit: float) -> dict[str, str]:
+    """Metadata holding ``probe`` changed so every detector answers sigmoid(``logit``) on any image."""
+    detectors = {f: [0.0] * (len(w) - 1) + [logit] for f, w in probe.detectors.items()}
+    return {METADATA_KEY: DegradationProbe(**{**probe.__dict__, "detectors": detectors}).to_json()}
+
+
+def test_auto_strength_leaves_a_photo_found_clean_as_it_was(weights):
+    model = load_model(str(weights[1]), device="cpu")
+    probe = Inspector.for_model(model).probe
+    image = photo(30, 48)
+    network = restore(image, model, strength=1.0)
+    assert not np.array_equal(network, image)  # the (random, tiny) network changes it
+    attach_probe(model, probe_answering(probe, -40.0), "test")
+    assert np.array_equal(restore(image, model), image)
+    assert np.array_equal(restore(image, model, strength=1.0), network)
+    attach_probe(model, probe_answering(probe, 40.0), "test")
+    assert np.array_equal(restore(image, model), network)
+
+
+def test_strength_is_the_fraction_of_the_correction(weights):
+    model = load_model(str(weights[1]), device="cpu")
+    x = torch.from_numpy(photo(31, 40)).permute(2, 0, 1).float() / 255
+    y = restore_tensor(model, x, strength=1.0)
+    torch.testing.assert_close(restore_tensor(model, x, strength=0.25), x + 0.25 * (y - x), atol=1e-6, rtol=0)
+    torch.testing.assert_close(restore_tensor(model, x, strength=0.0), x, atol=0, rtol=0)
+    plain = load_model(str(weights[0]), device="cpu")  # no prototypes: auto is the network's output
+    assert torch.equal(restore_tensor(plain, x), restore_tensor(plain, x, strength=1.0))
+    for bad in (1.5, -0.1, "high", True):
+        with pytest.raises(AirNetError, match="strength must be"):
+            restore_tensor(model, x, strength=bad)
+
+
+def test_restore_reports_detection_and_strength(weights, tmp_path, capsys):
+    Image.fromarray(photo(32, 48)).save(tmp_path / "a.png")
+    report = restore_files([tmp_path / "a.png"], tmp_path / "out", load_model(str(weights[1]), device="cpu"), progress=False)
+    found = report.detected[tmp_path / "a.png"]
+    assert report.strengths[tmp_path / "a.png"] == pytest.approx(found.degraded) and 0 <= found.degraded <= 1
+    assert cli.main(["restore", str(tmp_path / "a.png"), "-o", str(tmp_path / "o2"), "--weights", str(weights[1]), "-q",
+                     "--strength", "0.5"]) == 0
+    assert "strength 0.50]" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        cli.main(["restore", str(tmp_path / "a.png"), "-o", str(tmp_path / "o3"), "--strength", "2"])
+    assert "outside 0-1" in capsys.readouterr().err

@@ -20,7 +20,6 @@ from airnet_restore.web import DEFAULT_HOST, DEFAULT_PORT, Limits
 
 if TYPE_CHECKING:
     from airnet_restore.export import OnnxRestorer
-    from airnet_restore.inspection import InspectReport
 
 
 def _cmd_info(_args: argparse.Namespace) -> int:
@@ -54,6 +53,23 @@ def _tile(value: str) -> int | str | None:
     return size
 
 
+def _strength(value: str) -> float | str:
+    if value == "auto":
+        return value
+    try:
+        strength = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected auto or a number from 0 to 1, got {value!r}") from None
+    if not 0.0 <= strength <= 1.0:
+        raise argparse.ArgumentTypeError(f"strength {value} is outside 0-1 (0: the input as is, 1: the network's output)")
+    return strength
+
+
+STRENGTH_HELP = ("how much of the network's correction to apply: 'auto' (default) scales it by the probability that "
+                 "the image is degraded, from the weights' degradation prototypes, so a photo found clean is left as "
+                 "it was (weights without prototypes: 1); or a number from 0 (the input) to 1 (the network's output)")
+
+
 def _cmd_restore(args: argparse.Namespace) -> int:
     from airnet_restore.image_io import check_jpeg_quality
     from airnet_restore.inference import check_output_folder, restore_files
@@ -83,26 +99,18 @@ def _cmd_restore(args: argparse.Namespace) -> int:
         tile=args.tile,
         tile_overlap=args.tile_overlap,
         precision=args.precision,
+        strength=args.strength,
         progress=not args.quiet,
     )
-    detected = _detections(args, model, [src for src, _ in report.done])
-    found = detected.by_file()
     for src, dst in report.done:
-        print(f"{src} -> {dst}" + (f"  [{found[str(src)].summary()}]" if str(src) in found else ""))
+        found = report.detected.get(src)
+        print(f"{src} -> {dst}" + (f"  [{found.summary()}; strength {report.strengths[src]:.2f}]" if found else ""))
     for src, warning in report.warnings:
         print(f"warning: {src}: {warning}", file=sys.stderr)
     for src, reason in report.failed:
         print(f"FAILED {src}: {reason}", file=sys.stderr)
-    print(report.summary() + (f"; detected: {detected.counts()}" if detected.results else ""))
+    print(report.summary())
     return 1 if report.failed else 0
-
-
-def _detections(args: argparse.Namespace, model: object, files: list[Path]) -> InspectReport:
-    """What ``airnet restore`` shows beside each image: inspection with the restored weights' prototypes, if any."""
-    from airnet_restore.inspection import InspectReport, inspect_files, optional_inspector
-
-    inspector = optional_inspector(args.weights, model) if args.backend == "torch" and files else None
-    return inspect_files(files, inspector, max_pixels=args.max_pixels, progress=False) if inspector else InspectReport()
 
 
 def _onnx_backend(args: argparse.Namespace) -> OnnxRestorer:
@@ -173,7 +181,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     methods = {}
     for weights in args.weights:
         model = load_model(weights, device=args.device)
-        methods[Path(weights).stem] = (model_method(model, tile=args.tile, tile_overlap=args.tile_overlap), lambda t: True)
+        restore = model_method(model, tile=args.tile, tile_overlap=args.tile_overlap, strength=args.strength)
+        label = Path(weights).stem + ("" if args.strength == "auto" else f" (strength {args.strength:g})")
+        methods[label] = (restore, lambda t: True)
     baselines = args.baselines if args.baselines is not None else "all" if args.heldout else "identity,cbm3d,dcp"
     methods.update(baseline_methods([k for k in baselines.split(",") if k]))
     if not methods:
@@ -243,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "uint8 output as an `airnet export --double` model in onnxruntime")
     p.add_argument("--tile", type=_tile, default="auto", help="tile size in pixels, 'auto' (from free memory, default) or 'none'")
     p.add_argument("--tile-overlap", type=int, default=DEFAULT_OVERLAP, help=f"overlap between tiles in pixels (default {DEFAULT_OVERLAP})")
+    p.add_argument("--strength", type=_strength, default="auto", help=STRENGTH_HELP)
     p.add_argument("--suffix", default="", help="added to output file names, e.g. _restored")
     p.add_argument("--ext", help="output format by extension (png, tif, jpg, ...); default: the input's")
     p.add_argument("--jpeg-quality", type=int, default=JPEG_QUALITY, metavar="N",
@@ -280,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps for the models (default auto)")
     p.add_argument("--tile", type=_tile, default="auto", help="tile size in pixels, 'auto' (from free memory, default) or 'none'")
     p.add_argument("--tile-overlap", type=int, default=DEFAULT_OVERLAP, help=f"overlap between tiles in pixels (default {DEFAULT_OVERLAP})")
+    p.add_argument("--strength", type=_strength, default="auto", help=STRENGTH_HELP + "; as `airnet restore` applies it")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_eval)
 

@@ -120,6 +120,9 @@ def export_onnx(
         raise AirNetError(f"unknown export precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     onnx = _require("onnx", "ONNX export")
     _require("onnxscript", "ONNX export")
+    # The exporter maps torchvision::deform_conv2d to ONNX only if torchvision registered the operator
+    # before the export starts; the DCN imports it lazily, at its first call, which is too late.
+    importlib.import_module("torchvision.ops")
     net: nn.Module = InferenceNet(copy.deepcopy(model).cpu().float().set_dcn_impl("torchvision")).eval()
     if precision != "fp32":
         net = _CastIO(net, PRECISIONS[precision][0]).eval()

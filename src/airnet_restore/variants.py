@@ -265,6 +265,7 @@ def get_variant(name: str) -> Variant:
 def load_model(name_or_path: str | os.PathLike[str], device: str = "auto", dcn_impl: Impl = "auto") -> AirNet:
     """An eval-mode ``AirNet`` from a registered variant name (weights checked) or a weights file, on ``device``."""
     from airnet_restore.device import resolve_device
+    from airnet_restore.inspection.inspector import attach_probe
     from airnet_restore.ops.deform_conv import check_impl
     from airnet_restore.weights import build_model
 
@@ -272,9 +273,11 @@ def load_model(name_or_path: str | os.PathLike[str], device: str = "auto", dcn_i
     check_impl(dcn_impl, target)
 
     if str(name_or_path) in VARIANTS:
-        model, _ = build_model(VARIANTS[str(name_or_path)].checked_weights())
+        model, metadata = build_model(VARIANTS[str(name_or_path)].checked_weights())
     elif Path(name_or_path).suffix or Path(name_or_path).exists():
-        model, _ = build_model(name_or_path)
+        model, metadata = build_model(name_or_path)
     else:
         raise AirNetError(f"{name_or_path!r} is neither a registered variant ({', '.join(VARIANTS)}) nor a weights file")
-    return model.set_dcn_impl(dcn_impl).to(target).eval()
+    model = model.set_dcn_impl(dcn_impl).to(target).eval()
+    attach_probe(model, metadata, str(name_or_path))
+    return model

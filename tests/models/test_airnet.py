@@ -6,6 +6,7 @@ import torch.nn.functional as F
 
 from airnet_restore.errors import AirNetError
 from airnet_restore.models import AirNet, AirNetConfig
+from airnet_restore.models.encoder import MoCo
 from tests.conftest import TINY, cpu_only, make_tiny, tol
 
 SNAPSHOT = Path(__file__).with_name("airnet_state_dict.txt")
@@ -160,3 +161,18 @@ def test_global_residual_adds_the_input_and_keeps_the_checkpoint_layout():
         torch.testing.assert_close(residual(x), direct(x) + x)
     with pytest.raises(AirNetError, match="global_residual"):
         AirNetConfig(global_residual="yes")
+
+
+def test_enqueue_wraps_around_the_queue_end():
+    """A CPU state (batch 8) resumed on a GPU (batch 32) goes on from a pointer that is no multiple of 32:
+    the keys wrap to the queue's start and the pointer moves on modulo K."""
+    moco = MoCo(channels=(8, 16, 32), dim=16, K=96)
+    moco.queue_ptr[0] = 88
+    untouched = moco.queue[:, 24:88].clone()
+    keys = torch.randn(32, 16)
+    moco.enqueue(keys)
+    assert int(moco.queue_ptr) == 24
+    assert torch.equal(moco.queue[:, 88:], keys[:8].T) and torch.equal(moco.queue[:, :24], keys[8:].T)
+    assert torch.equal(moco.queue[:, 24:88], untouched)
+    with pytest.raises(ValueError, match="divisible"):
+        moco.enqueue(torch.randn(7, 16))

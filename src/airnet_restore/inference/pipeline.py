@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
 import torch
@@ -48,7 +48,11 @@ from airnet_restore.inference.tiling import Forward, auto_tile_size, run_tiled, 
 from airnet_restore.precision import autocast, check_precision
 from airnet_restore.variants import MIN_SIDE, load_model
 
+if TYPE_CHECKING:
+    from airnet_restore.inspection import Inspection
+
 Tile = int | Literal["auto"] | None
+Strength = float | Literal["auto"]
 ImageLike = TypeVar("ImageLike", np.ndarray, Image.Image, torch.Tensor)
 
 
@@ -71,6 +75,7 @@ def restore_tensor(
     tile: Tile = "auto",
     tile_overlap: int = DEFAULT_OVERLAP,
     precision: Precision = "fp32",
+    strength: Strength = "auto",
     progress: bool = False,
 ) -> torch.Tensor:
     """Restore (3,H,W) or (B,3,H,W) RGB floats in [0, 1]; the output has the input's shape, device and dtype.
@@ -78,6 +83,7 @@ def restore_tensor(
     Images are processed one at a time on the model's device; each is kept whole or
     tiled (``tile``: "auto" from free memory, an int, or None for never). The image stays on
     its device (only tiles move to the model's), and the model is left as it was given.
+    ``strength``: how much of the network's correction is applied (see ``resolve_strength``).
     """
     if x.dim() not in (3, 4) or x.shape[-3] != 3:
         raise AirNetError(f"expected an RGB tensor of shape (3,H,W) or (B,3,H,W), got {tuple(x.shape)}")
@@ -87,10 +93,12 @@ def restore_tensor(
         raise AirNetError(f"empty image tensor of shape {tuple(x.shape)}")
     if not torch.isfinite(x).all():
         raise AirNetError("the image tensor holds NaN or infinite values; replace them with finite values first")
-    forward, device = _forward(model, precision)
+    check_strength(strength)
     batch = x if x.dim() == 4 else x[None]
     outs = []
     for image in batch:
+        scale = resolve_strength(model, image, strength)[0] if strength == "auto" else float(strength)
+        forward, device = _forward(model, precision, scale)
         h, w = image.shape[-2:]
         (top, bottom), (left, right) = _working_padding(h, w)
         image = _reflect_pad(image.detach().float().clamp(0, 1), (top, bottom), (left, right))
@@ -102,9 +110,40 @@ def restore_tensor(
     return out if x.dim() == 4 else out[0]
 
 
-def _forward(model: AirNet, precision: Precision) -> tuple[Forward, torch.device]:
+def check_strength(strength: object) -> None:
+    """Refuse a strength other than "auto" or a number in [0, 1], before any work."""
+    if strength == "auto":
+        return
+    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0.0 <= strength <= 1.0:
+        raise AirNetError(f"strength must be 'auto' or a number from 0 (leave the image as it is) to 1 "
+                          f"(the network's output as it is), got {strength!r}")
+
+
+def resolve_strength(model: object, image: Any, strength: Strength) -> tuple[float, Inspection | None]:
+    """The fraction of the network's correction to apply to ``image``, and the inspection behind it.
+
+    ``"auto"`` (the default) scales the correction by the probability that the image is degraded
+    at all (``Inspection.degraded``), judged from the weights' degradation prototypes on the
+    whole image: a photo found clean comes back (nearly) unchanged, a degraded one gets the whole
+    correction. Weights without prototypes that fit their encoder (the paper's variants, official
+    checkpoints, fine-tuned or ONNX weights) get 1, the network's output as is. A number
+    in [0, 1] is used as given (1: the network's output, 0: the input); the image is still
+    inspected where the weights allow, so the caller can show what was found.
+    ``image``: a (3,H,W) float tensor in [0, 1] or HxWx3 pixels (uint8, uint16 or float).
+    """
+    from airnet_restore.inspection import model_inspector
+
+    check_strength(strength)
+    inspector = model_inspector(model)
+    found = inspector.inspect(image) if inspector is not None else None
+    if strength != "auto":
+        return float(strength), found
+    return (found.degraded if found is not None else 1.0), found
+
+
+def _forward(model: AirNet, precision: Precision, strength: float = 1.0) -> tuple[Forward, torch.device]:
     """The model's inference forward at ``precision`` (in eval mode, the model's own modes restored
-    after each call) and the device it runs on."""
+    after each call), with its correction scaled by ``strength``, and the device it runs on."""
     check_precision(precision)
     tune_allocator()
     device = model_device(model)
@@ -116,7 +155,10 @@ def _forward(model: AirNet, precision: Precision) -> tuple[Forward, torch.device
         if device.type == "cpu":
             t = t.contiguous(memory_format=torch.channels_last)  # fastest layout for the fused CPU kernel (benchmarks)
         with torch.no_grad(), autocast(device, precision), _eval_mode(net):
-            return net(t)
+            out = net(t)
+        if strength == 1.0:
+            return out
+        return t + strength * (out.to(t.dtype).clamp(0, 1) - t)  # between the input and the restored image
 
     return forward, device
 
@@ -177,17 +219,22 @@ def restore_pixels(
     tile: Tile = "auto",
     tile_overlap: int = DEFAULT_OVERLAP,
     precision: Precision = "fp32",
+    strength: Strength = "auto",
     progress: bool = False,
 ) -> np.ndarray:
     """Restore HxWx3 RGB pixels (uint8, uint16 or float in [0, 1]) into a new HxWx3 array of ``dtype``
     (default: the input's), as ``restore_tensor`` would, without a float copy of the whole image:
-    each tile is converted to float on its own and each finished band of rows stored at once."""
+    each tile is converted to float on its own and each finished band of rows stored at once.
+    ``strength``: as in ``resolve_strength`` (a number skips nothing but the inspection's use)."""
     if pixels.ndim != 3 or pixels.shape[2] != 3:
         raise AirNetError(f"expected HxWx3 RGB pixels, got shape {pixels.shape}")
     if pixels.size == 0:
         raise AirNetError(f"empty image (shape {pixels.shape})")
     to_float(pixels[:1, :1])  # refuses an unsupported pixel type before any work
-    forward, device = _forward(model, precision)
+    check_strength(strength)
+    if strength == "auto":
+        strength = resolve_strength(model, pixels, strength)[0]
+    forward, device = _forward(model, precision, strength)
     h, w = pixels.shape[:2]
     (top, bottom), (left, right) = _working_padding(h, w)
     if top or bottom or left or right:
@@ -216,7 +263,8 @@ def restore(image: ImageLike | str | os.PathLike, model: AirNet | None = None, *
     a PIL image, a torch tensor ((3,H,W) or (B,3,H,W) float) or a path (returns a numpy
     array of the file's depth and channels). Alpha is carried through untouched; grey stays
     grey. ``model``: defaults to the bundled default variant. ``options``: ``tile``,
-    ``tile_overlap``, ``precision``, ``progress`` (see ``restore_tensor``).
+    ``tile_overlap``, ``precision``, ``strength``, ``progress`` (see ``restore_tensor``);
+    ``strength="auto"`` (the default) leaves an image found clean as it was.
     """
     model = model if model is not None else default_model()
     if isinstance(image, torch.Tensor):
@@ -243,14 +291,19 @@ class RestoreReport:
     about outputs written all the same (a 16-bit input written as 8-bit JPEG)."""
 
     done: list[tuple[Path, Path]] = field(default_factory=list)
+    detected: dict[Path, Inspection] = field(default_factory=dict)  # input -> what the weights' prototypes found
+    strengths: dict[Path, float] = field(default_factory=dict)  # input -> fraction of the correction applied
     skipped: list[tuple[Path, str]] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[tuple[Path, str]] = field(default_factory=list)
     seconds: float = 0.0
 
     def summary(self) -> str:
+        from airnet_restore.inspection.inspector import count_types
+
+        detected = count_types(self.detected.values())
         return (f"{len(self.done)} restored, {len(self.failed)} failed, {len(self.skipped)} skipped "
-                f"in {self.seconds:.1f} s")
+                f"in {self.seconds:.1f} s" + (f"; detected: {detected}" if detected else ""))
 
 
 def collect_inputs(
@@ -400,6 +453,7 @@ def restore_files(
     overwrite: bool = False,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     jpeg_quality: int = JPEG_QUALITY,
+    strength: Strength = "auto",
     progress: bool = True,
     **options,
 ) -> RestoreReport:
@@ -410,10 +464,13 @@ def restore_files(
     written atomically, and temporary files left by a killed run are removed. An image is
     held at its file's depth and restored tile by tile straight into the output's depth;
     an output that cannot keep the input's depth is written with a warning in the report.
+    Each image is inspected first where the weights hold prototypes (``resolve_strength``); the
+    report keeps what was found and the strength applied.
     """
     start = time.perf_counter()
     report = RestoreReport()
     check_jpeg_quality(jpeg_quality)
+    check_strength(strength)
     outdir = check_output_folder(outdir, ext)
     pairs, report.failed = collect_inputs(inputs, outdir)
     jobs, refused = plan_outputs(pairs, outdir, suffix=suffix, ext=ext, overwrite=overwrite)
@@ -431,7 +488,9 @@ def restore_files(
             check_writable(dst, data)
             if model is None:
                 model = default_model()
-            pixels = restore_pixels(model, data.pixels, output_dtype(data.dtype, dst.suffix), **options, progress=progress)
+            scale, found = resolve_strength(model, data.pixels, strength)
+            pixels = restore_pixels(model, data.pixels, output_dtype(data.dtype, dst.suffix), strength=scale, **options,
+                                    progress=progress)
             write_image(dst, data, pixels, jpeg_quality=jpeg_quality)
         except (AirNetError, OSError) as e:
             report.failed.append((str(src), str(e).removeprefix(f"{src}: ")))
@@ -440,6 +499,9 @@ def restore_files(
             report.failed.append((str(src), "out of memory; use a smaller --tile or --max-pixels"))
             continue
         report.done.append((src, dst))
+        report.strengths[src] = scale
+        if found is not None:
+            report.detected[src] = found
         if warning := depth_warning(data.dtype, dst.suffix):
             report.warnings.append((src, warning))
     report.seconds = time.perf_counter() - start

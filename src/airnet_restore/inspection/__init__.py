@@ -7,12 +7,12 @@ weights), ``inspector`` (inspect images and files) and ``plot`` (embedding plot,
 
 from airnet_restore.inspection.calibrate import CalibrationReport, calibrate
 from airnet_restore.inspection.inspector import (
-    InspectReport, Inspection, Inspector, RegionMap, inspect, inspect_files, optional_inspector,
+    InspectReport, Inspection, Inspector, RegionMap, attach_probe, inspect, inspect_files, model_inspector,
 )
 from airnet_restore.inspection.plot import plot_embedding, write_region_map
 from airnet_restore.inspection.probe import DegradationProbe
 
 __all__ = [
     "CalibrationReport", "DegradationProbe", "InspectReport", "Inspection", "Inspector", "RegionMap",
-    "calibrate", "inspect", "inspect_files", "optional_inspector", "plot_embedding", "write_region_map",
+    "attach_probe", "calibrate", "inspect", "inspect_files", "model_inspector", "plot_embedding", "write_region_map",
 ]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import time
+import weakref
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -75,6 +77,13 @@ class Inspection:
             out["regions"] = self.regions.to_dict()
         return out
 
+    @property
+    def degraded(self) -> float:
+        """Probability that the image holds any corruption at all: the largest family presence.
+        ``airnet restore`` scales its correction by it (``strength="auto"``), so a photo found clean
+        is left as it was."""
+        return max(self.presence.values(), default=1.0)
+
     def summary(self) -> str:
         """One line: ``noise (confidence 0.97, sigma 24.6)``."""
         parts = [f"confidence {self.confidence:.2f}"]
@@ -111,8 +120,9 @@ class Inspector:
 
     @classmethod
     def for_model(cls, model: AirNet) -> "Inspector":
-        """An inspector for loaded weights: the prototypes of the registered variant with the same encoder."""
-        probe = registered_probes().get(encoder_fingerprint(model))
+        """An inspector for loaded weights: the prototypes their file held (``load_model`` keeps them),
+        else those of the registered variant with the same encoder."""
+        probe = _ATTACHED.get(model) or registered_probes().get(encoder_fingerprint(model))
         if probe is None:
             raise AirNetError(
                 "no degradation prototypes for this model's encoder among the registered variants: "
@@ -164,16 +174,23 @@ def _as_tensor(image: Any) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)
 
 
-def optional_inspector(weights: str | os.PathLike, model: AirNet) -> Inspector | None:
-    """The inspector of loaded ``model`` when prototypes for it exist (in ``weights``' file or a registered
-    variant's), else None: for callers that show detections where they can, such as ``airnet restore``."""
+# The prototypes held by the weights file each loaded model came from (set by ``load_model``).
+_ATTACHED: weakref.WeakKeyDictionary[AirNet, DegradationProbe] = weakref.WeakKeyDictionary()
+
+
+def attach_probe(model: AirNet, metadata: Mapping[str, str], source: str) -> None:
+    """Keep the prototypes stored in a weights file's ``metadata`` with the model loaded from it."""
+    if METADATA_KEY in metadata:
+        _ATTACHED[model] = DegradationProbe.from_json(metadata[METADATA_KEY], source)
+
+
+def model_inspector(model: object) -> Inspector | None:
+    """The inspector of a loaded model when prototypes fit its encoder (from its weights file or a
+    registered variant), else None: for callers that use detections where they can, such as
+    ``airnet restore``. A model changed since its prototypes were computed (fine-tuned) has none."""
+    if not isinstance(model, AirNet):
+        return None  # the onnxruntime backend: no encoder to inspect with
     try:
-        metadata = read_metadata(weights_file(weights))
-    except AirNetError:
-        metadata = {}
-    try:
-        if METADATA_KEY in metadata:
-            return Inspector(model, DegradationProbe.from_json(metadata[METADATA_KEY], str(weights)))
         return Inspector.for_model(model)
     except AirNetError:
         return None
@@ -215,6 +232,14 @@ def inspect(image: Any, model: Inspector | AirNet | str | os.PathLike | None = N
     return inspector.inspect(image)
 
 
+def count_types(results: Iterable[Inspection]) -> str:
+    """How many of ``results`` have each detected type, most first: ``2 noise, 1 clean`` ('' for none)."""
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r.type] = counts.get(r.type, 0) + 1
+    return ", ".join(f"{n} {t}" for t, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
 @dataclass
 class InspectReport:
     """What a batch inspection did: results in input order and failures with their reasons."""
@@ -225,10 +250,7 @@ class InspectReport:
 
     def counts(self) -> str:
         """How many images of each detected type: ``2 noise, 1 clean``."""
-        counts: dict[str, int] = {}
-        for r in self.results:
-            counts[r.type] = counts.get(r.type, 0) + 1
-        return ", ".join(f"{n} {t}" for t, n in sorted(counts.items(), key=lambda kv: -kv[1])) or "nothing"
+        return count_types(self.results) or "nothing"
 
     def summary(self) -> str:
         return f"inspected {len(self.results)} images ({self.counts()}), {len(self.failed)} failed, in {self.seconds:.1f} s"

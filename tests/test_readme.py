@@ -76,6 +76,7 @@ COMMANDS: dict[str, Plan] = {
     "airnet restore scans/ -o out --ext jpg --jpeg-quality 90": Plan(creates=("out/a.jpg", "out/old/b.jpg")),
     "airnet restore big.jpg -o out --device cuda --precision bf16 --tile 512": Plan(cuda=True, creates=("out/big.jpg",)),
     "airnet restore photo.jpg -o out --weights All.pth": Plan(creates=("out/photo.jpg",)),
+    "airnet restore photo.jpg -o out --strength 1": Plan(creates=("out/photo.jpg",)),
     # ONNX
     'python -m pip install -e ".[onnx]"': Plan(skip="installs the onnx extras, which the test extras include"),
     "airnet export airnet-general.onnx": Plan(creates=("airnet-general.onnx",), slow=True),

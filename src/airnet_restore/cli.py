@@ -191,6 +191,13 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     out = Path(args.out)
     report = evaluate(tasks, methods, protocol, save_dir=out / "images" if args.save_images or args.grid else None,
                       grid_images=args.grid, progress=not args.quiet)
+    if args.weights:
+        report.notes.append(
+            "Models restore as `airnet restore` does with "
+            + ("`--strength auto`: the correction scaled by the detected probability of any corruption "
+               "(1 for weights without degradation prototypes)." if args.strength == "auto"
+               else f"`--strength {args.strength:g}`.")
+        )
     print(report.markdown())
     for path in report.write(out):
         print(f"wrote {path}")

@@ -177,6 +177,7 @@ class Report:
     # method -> task -> (mean psnr, mean ssim); per-image rows kept for the CSV
     scores: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
     per_image: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # lines printed under the table (how the models ran)
 
     def average(self, method: str) -> tuple[float, float] | None:
         cells = self.scores.get(method, {})
@@ -195,6 +196,7 @@ class Report:
         lines.append("")
         lines.append(f"PSNR (dB) / SSIM, protocol `{self.protocol.name}`: {self.protocol.description}.")
         lines.append("`-`: the method does not apply to that task (and has no average); on `clean` the input is the target.")
+        lines += self.notes
         return "\n".join(lines)
 
     def write(self, out_dir: Path) -> list[Path]:
@@ -220,6 +222,7 @@ class Report:
         payload = {
             "protocol": {"name": self.protocol.name, "description": self.protocol.description},
             "tasks": self.tasks,
+            "notes": self.notes,
             "scores": {m: {t: {"psnr": c[0], "ssim": c[1]} for t, c in cells.items()} for m, cells in self.scores.items()},
             "average": {m: dict(zip(("psnr", "ssim"), a)) if (a := self.average(m)) else None for m in self.scores},
         }

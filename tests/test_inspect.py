@@ -253,3 +253,30 @@ def test_restore_reports_detection_and_strength(weights, tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main(["restore", str(tmp_path / "a.png"), "-o", str(tmp_path / "o3"), "--strength", "2"])
     assert "outside 0-1" in capsys.readouterr().err
+
+
+def test_unreadable_prototypes_leave_the_weights_usable(weights, tmp_path):
+    """Prototypes of another version: a warning, and the weights restore as the network (strength 1)."""
+    with safe_open(str(weights[1]), "pt") as f:
+        meta = f.metadata()
+    model = load_model(str(weights[1]), device="cpu")
+    stale = save_weights(model, tmp_path / "stale.safetensors",
+                         metadata={METADATA_KEY: json.dumps(json.loads(meta[METADATA_KEY]) | {"version": 0})})
+    with pytest.warns(UserWarning, match="prototypes not used"):
+        loaded = load_model(str(stale), device="cpu")
+    image = photo(33, 40)
+    assert np.array_equal(restore(image, loaded), restore(image, loaded, strength=1.0))
+
+
+def test_auto_strength_on_tiny_images_and_the_models_modes(weights, tmp_path):
+    """Images under one statistics cell are restored as the network does; the caller's train mode stays."""
+    model = load_model(str(weights[1]), device="cpu")
+    for shape in ((1, 1, 3), (1, 40, 3), (15, 64, 3)):
+        image = np.full(shape, 128, np.uint8)
+        assert np.array_equal(restore(image, model), restore(image, model, strength=1.0))
+    Image.fromarray(np.full((1, 40, 3), 90, np.uint8)).save(tmp_path / "line.png")
+    report = restore_files([tmp_path / "line.png"], tmp_path / "out", model, strength=np.float32(1.0), progress=False)
+    assert not report.failed and not report.detected
+    model.train()
+    restore_tensor(model, torch.rand(3, 40, 40))
+    assert all(m.training for m in model.modules())

@@ -90,7 +90,7 @@ COMMANDS: dict[str, Plan] = {
     "curl http://127.0.0.1:7860/api/health": Plan(extra="--fail"),
     # Training report
     "airnet eval --weights airnet-general --weights airnet-lite --heldout runs/heldout-photos --crop 192 "
-    "--device cpu --out reports/heldout-v2": Plan(creates=("reports/heldout-v2/results.md",), slow=True),
+    "--device cpu --strength 1 --out reports/heldout-v2": Plan(creates=("reports/heldout-v2/results.md",), slow=True),
     "airnet eval --weights airnet-lite --set noise15=$P --set noise25=$P --set noise50=$P --set rain=$P --set haze=$P "
     "--include Storm.png,LadyBird.png,coffee.png,friends_by_Aitzol_Berasategi.png,Path.png,"
     "Bridge_by_Sander_Klootwijk.png --crop 512 --grid 6 --out reports/airnet-lite": Plan(
@@ -139,7 +139,7 @@ COMMANDS: dict[str, Plan] = {
     "clean: ../shared/data/photos, exclude: [$VAL]}, {name: clean, clean: ../shared/data/photos, exclude: [$VAL]}]\"": Plan(
         extra=SMALL, slow=True),
     "airnet eval --weights airnet-general --weights runs/ft-rain/last.safetensors --heldout runs/heldout-photos "
-    "--baselines identity --crop 192 --out reports/finetune-ho-rain": Plan(
+    "--baselines identity --crop 192 --strength 1 --out reports/finetune-ho-rain": Plan(
         creates=("reports/finetune-ho-rain/results.md",)),
     # A GPU sprint
     "python training/sprint.py --config configs/general.yaml --resume training/airnet-general/state.pt --minutes 8 "

@@ -66,8 +66,8 @@ def _strength(value: str) -> float | str:
 
 
 STRENGTH_HELP = ("how much of the network's correction to apply: 'auto' (default) scales it by the probability that "
-                 "the image is degraded, from the weights' degradation prototypes, so a photo found clean is left as "
-                 "it was (weights without prototypes: 1); or a number from 0 (the input) to 1 (the network's output)")
+                 "the image is degraded, from the weights' degradation prototypes, so a photo found clean comes back "
+                 "nearly unchanged (weights without prototypes: 1); or a number from 0 (the input) to 1 (the network's output)")
 
 
 def _cmd_restore(args: argparse.Namespace) -> int:

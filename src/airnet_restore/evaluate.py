@@ -196,7 +196,7 @@ class Report:
         lines.append("")
         lines.append(f"PSNR (dB) / SSIM, protocol `{self.protocol.name}`: {self.protocol.description}.")
         lines.append("`-`: the method does not apply to that task (and has no average); on `clean` the input is the target.")
-        lines += self.notes
+        lines += ["", *self.notes] if self.notes else []
         return "\n".join(lines)
 
     def write(self, out_dir: Path) -> list[Path]:

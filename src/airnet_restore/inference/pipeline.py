@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import copy
 import glob
+import numbers
 import os
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -30,7 +30,7 @@ from airnet_restore.constants import (
 )
 from airnet_restore.errors import AirNetError
 from airnet_restore.memory import tune_allocator
-from airnet_restore.models.airnet import AirNet
+from airnet_restore.models.airnet import AirNet, eval_mode
 from airnet_restore.image_io import (
     check_jpeg_quality,
     check_pixels,
@@ -94,11 +94,11 @@ def restore_tensor(
     if not torch.isfinite(x).all():
         raise AirNetError("the image tensor holds NaN or infinite values; replace them with finite values first")
     check_strength(strength)
+    network, device = _forward(model, precision)
     batch = x if x.dim() == 4 else x[None]
     outs = []
     for image in batch:
-        scale = resolve_strength(model, image, strength)[0] if strength == "auto" else float(strength)
-        forward, device = _forward(model, precision, scale)
+        forward = _scaled(network, resolve_strength(model, image, strength)[0] if strength == "auto" else float(strength))
         h, w = image.shape[-2:]
         (top, bottom), (left, right) = _working_padding(h, w)
         image = _reflect_pad(image.detach().float().clamp(0, 1), (top, bottom), (left, right))
@@ -112,9 +112,9 @@ def restore_tensor(
 
 def check_strength(strength: object) -> None:
     """Refuse a strength other than "auto" or a number in [0, 1], before any work."""
-    if strength == "auto":
+    if isinstance(strength, str) and strength == "auto":
         return
-    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0.0 <= strength <= 1.0:
+    if isinstance(strength, bool) or not isinstance(strength, numbers.Real) or not 0.0 <= float(strength) <= 1.0:
         raise AirNetError(f"strength must be 'auto' or a number from 0 (leave the image as it is) to 1 "
                           f"(the network's output as it is), got {strength!r}")
 
@@ -126,24 +126,28 @@ def resolve_strength(model: object, image: Any, strength: Strength) -> tuple[flo
     at all (``Inspection.degraded``), judged from the weights' degradation prototypes on the
     whole image: a photo found clean comes back (nearly) unchanged, a degraded one gets the whole
     correction. Weights without prototypes that fit their encoder (the paper's variants, official
-    checkpoints, fine-tuned or ONNX weights) get 1, the network's output as is. A number
-    in [0, 1] is used as given (1: the network's output, 0: the input); the image is still
-    inspected where the weights allow, so the caller can show what was found.
+    checkpoints, weights trained further than their prototypes, ONNX models) and images under
+    16 px a side get 1, the network's output as is. A number in [0, 1] is used as given
+    (1: the network's output, 0: the input); the image is still inspected where the weights
+    allow, so the caller can show what was found.
     ``image``: a (3,H,W) float tensor in [0, 1] or HxWx3 pixels (uint8, uint16 or float).
     """
     from airnet_restore.inspection import model_inspector
 
     check_strength(strength)
     inspector = model_inspector(model)
-    found = inspector.inspect(image) if inspector is not None else None
+    try:
+        found = inspector.inspect(image) if inspector is not None else None
+    except AirNetError:  # too small to inspect: restored as the network does
+        found = None
     if strength != "auto":
         return float(strength), found
     return (found.degraded if found is not None else 1.0), found
 
 
-def _forward(model: AirNet, precision: Precision, strength: float = 1.0) -> tuple[Forward, torch.device]:
+def _forward(model: AirNet, precision: Precision) -> tuple[Forward, torch.device]:
     """The model's inference forward at ``precision`` (in eval mode, the model's own modes restored
-    after each call), with its correction scaled by ``strength``, and the device it runs on."""
+    after each call) and the device it runs on."""
     check_precision(precision)
     tune_allocator()
     device = model_device(model)
@@ -154,25 +158,20 @@ def _forward(model: AirNet, precision: Precision, strength: float = 1.0) -> tupl
             t = t.double()
         if device.type == "cpu":
             t = t.contiguous(memory_format=torch.channels_last)  # fastest layout for the fused CPU kernel (benchmarks)
-        with torch.no_grad(), autocast(device, precision), _eval_mode(net):
-            out = net(t)
-        if strength == 1.0:
-            return out
-        return t + strength * (out.to(t.dtype).clamp(0, 1) - t)  # between the input and the restored image
+        with torch.no_grad(), autocast(device, precision), eval_mode(net):
+            return net(t)
 
     return forward, device
 
 
-@contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    """``model`` in eval mode inside, every module's own mode back after: the caller's model is left as it was."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for m, training in modes:
-            m.training = training
+def _scaled(network: Forward, strength: float) -> Forward:
+    """``network`` with its correction scaled by ``strength``: each output between the input and the
+    restored tile, in the input's precision (the network is not run at all for strength 0)."""
+    if strength == 1.0:
+        return network
+    if strength == 0.0:
+        return lambda t: t
+    return lambda t: t + strength * (network(t).to(t.dtype).clamp(0, 1) - t)
 
 
 def _float64(model: AirNet, device: torch.device) -> nn.Module:
@@ -225,16 +224,16 @@ def restore_pixels(
     """Restore HxWx3 RGB pixels (uint8, uint16 or float in [0, 1]) into a new HxWx3 array of ``dtype``
     (default: the input's), as ``restore_tensor`` would, without a float copy of the whole image:
     each tile is converted to float on its own and each finished band of rows stored at once.
-    ``strength``: as in ``resolve_strength`` (a number skips nothing but the inspection's use)."""
+    ``strength``: as in ``resolve_strength`` ("auto" inspects the image first, tile by tile; a
+    number skips the inspection)."""
     if pixels.ndim != 3 or pixels.shape[2] != 3:
         raise AirNetError(f"expected HxWx3 RGB pixels, got shape {pixels.shape}")
     if pixels.size == 0:
         raise AirNetError(f"empty image (shape {pixels.shape})")
     to_float(pixels[:1, :1])  # refuses an unsupported pixel type before any work
     check_strength(strength)
-    if strength == "auto":
-        strength = resolve_strength(model, pixels, strength)[0]
-    forward, device = _forward(model, precision, strength)
+    network, device = _forward(model, precision)
+    forward = _scaled(network, resolve_strength(model, pixels, strength)[0] if strength == "auto" else float(strength))
     h, w = pixels.shape[:2]
     (top, bottom), (left, right) = _working_padding(h, w)
     if top or bottom or left or right:

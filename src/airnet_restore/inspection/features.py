@@ -19,7 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from airnet_restore.models.airnet import AirNet
+from airnet_restore.image_io import to_float
+from airnet_restore.models.airnet import AirNet, eval_mode
 
 CELL = 16  # pixels per side of a statistics cell
 TILE = 512  # pixels per side of one encoder tile (memory stays bounded on any image size)
@@ -157,10 +158,22 @@ def _cell_sums(f: torch.Tensor, box: tuple[int, int, int, int]) -> torch.Tensor:
 
 
 @torch.no_grad()
-def embed(model: AirNet, image: torch.Tensor) -> EmbeddingGrid:
-    """Cell statistics of the degradation map of one (3,H,W) RGB image in [0, 1]: one encoder pass, tiled."""
+def embed(model: AirNet, image: torch.Tensor | np.ndarray) -> EmbeddingGrid:
+    """Cell statistics of the degradation map of one RGB image: one encoder pass (in eval mode, the
+    model's modes left as they were), tiled. ``image``: a (3,H,W) float tensor in [0, 1], or HxWx3
+    pixels (uint8, uint16 or float), of which only one tile at a time becomes float."""
     device = next(model.parameters()).device
-    h, w = image.shape[-2:]
+    if isinstance(image, np.ndarray):
+        h, w = image.shape[:2]
+        pixels = image
+
+        def crop(y0: int, y1: int, x0: int, x1: int) -> torch.Tensor:
+            return torch.from_numpy(to_float(pixels[y0:y1, x0:x1])).permute(2, 0, 1).clamp(0, 1)
+    else:
+        h, w = image.shape[-2:]
+
+        def crop(y0: int, y1: int, x0: int, x1: int) -> torch.Tensor:
+            return image[:, y0:y1, x0:x1]
     hc, wc = -(-h // CELL), -(-w // CELL)
     channels = model.config.enc_channels[0]
     sums = torch.zeros(MOMENTS * channels, hc, wc, dtype=torch.float64)
@@ -170,8 +183,9 @@ def embed(model: AirNet, image: torch.Tensor) -> EmbeddingGrid:
             bottom, right = min(h, top + step), min(w, left + step)
             y0, x0 = max(0, top - HALO), max(0, left - HALO)
             y1, x1 = min(h, bottom + HALO), min(w, right + HALO)
-            tile = image[None, :, y0:y1, x0:x1].to(device=device, dtype=torch.float32)
-            f = degradation_map(model, tile).float()
+            tile = crop(y0, y1, x0, x1)[None].to(device=device, dtype=torch.float32)
+            with eval_mode(model):
+                f = degradation_map(model, tile).float()
             cells = _cell_sums(f, (top - y0, bottom - y0, left - x0, right - x0))
             rows, cols = cells.shape[-2:]
             sums[:, top // CELL : top // CELL + rows, left // CELL : left // CELL + cols] = cells.double().cpu()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from tqdm.auto import tqdm
 
 from airnet_restore.constants import DEFAULT_MAX_PIXELS, DEFAULT_VARIANT
 from airnet_restore.errors import AirNetError
-from airnet_restore.image_io import check_pixels, read_image, split_channels, to_float
+from airnet_restore.image_io import check_pixels, read_image, split_channels
 from airnet_restore.inspection.calibrate import read_metadata, weights_file
 from airnet_restore.inspection.features import CELL, FEATURE_SET, EmbeddingGrid, embed, encoder_fingerprint
 from airnet_restore.inspection.probe import METADATA_KEY, DegradationProbe
@@ -80,8 +81,8 @@ class Inspection:
     @property
     def degraded(self) -> float:
         """Probability that the image holds any corruption at all: the largest family presence.
-        ``airnet restore`` scales its correction by it (``strength="auto"``), so a photo found clean
-        is left as it was."""
+        ``airnet restore`` scales its correction by it (``strength="auto"``), so a photo found surely
+        clean comes back nearly unchanged."""
         return max(self.presence.values(), default=1.0)
 
     def summary(self) -> str:
@@ -106,7 +107,7 @@ class Inspector:
         if probe.encoder_sha256 != encoder_fingerprint(model):
             raise AirNetError("the degradation prototypes were computed for other weights (another encoder); "
                               "recompute them with `airnet inspect --calibrate`")
-        self.model = model.eval()
+        self.model = model  # its modes are left alone: the encoder runs in eval mode inside ``embed``
         self.probe = probe
 
     @classmethod
@@ -122,17 +123,25 @@ class Inspector:
     def for_model(cls, model: AirNet) -> "Inspector":
         """An inspector for loaded weights: the prototypes their file held (``load_model`` keeps them),
         else those of the registered variant with the same encoder."""
-        probe = _ATTACHED.get(model) or registered_probes().get(encoder_fingerprint(model))
+        fingerprint = encoder_fingerprint(model)
+        attached = _ATTACHED.get(model)
+        if attached is not None and attached.encoder_sha256 == fingerprint:
+            return cls(model, attached)
+        probe = registered_probes().get(fingerprint)
         if probe is None:
             raise AirNetError(
-                "no degradation prototypes for this model's encoder among the registered variants: "
-                "pass the weights file that holds them (airnet inspect --calibrate writes one)"
+                "no degradation prototypes for this model's encoder (in its weights file or among the registered "
+                "variants): compute them with `airnet inspect --calibrate`"
             )
         return cls(model, probe)
 
     def embed(self, image: Any) -> EmbeddingGrid:
         """Cell statistics of the degradation map of an image (see ``inspect`` for what an image may be)."""
-        return embed(self.model, _as_tensor(image))
+        pixels = _as_image(image)
+        h, w = pixels.shape[:2] if isinstance(pixels, np.ndarray) else pixels.shape[-2:]
+        if min(h, w) < CELL:
+            raise AirNetError(f"a {w}x{h} image is too small to inspect: at least {CELL} px per side")
+        return embed(self.model, pixels)
 
     def inspect(self, image: Any, regions: bool = False, file: str | None = None) -> Inspection:
         """Inspect one image (the average judgement of its 256-px windows); with ``regions``, also a map of
@@ -156,22 +165,21 @@ class Inspector:
         return RegionMap(REGION_CELLS * CELL, types, confidence, sigma)
 
 
-def _as_tensor(image: Any) -> torch.Tensor:
-    """An image as a (3,H,W) float tensor in [0, 1]: array (HxW or HxWxC), PIL image, (3,H,W) tensor or path."""
+def _as_image(image: Any) -> torch.Tensor | np.ndarray:
+    """What ``embed`` reads: a (3,H,W) float tensor in [0, 1], or HxWx3 RGB pixels at their own depth,
+    from an array (HxW or HxWxC), PIL image, (3,H,W) tensor or path."""
     if isinstance(image, torch.Tensor):
         if image.dim() != 3 or image.shape[0] != 3 or not image.is_floating_point():
             raise AirNetError(f"expected a float RGB tensor of shape (3,H,W) in [0, 1], got {tuple(image.shape)} {image.dtype}")
         return image.detach().float().cpu().clamp(0, 1)
     if isinstance(image, (str, os.PathLike)):
-        rgb = read_image(image).rgb
-    elif isinstance(image, Image.Image):
-        rgb = split_channels(to_float(np.asarray(image.convert("RGB"))))[0]
-    elif isinstance(image, np.ndarray):
+        return read_image(image).pixels
+    if isinstance(image, Image.Image):
+        return np.asarray(image.convert("RGB"))
+    if isinstance(image, np.ndarray):
         check_pixels(image)
-        rgb = to_float(split_channels(image)[0])
-    else:
-        raise AirNetError(f"cannot inspect an object of type {type(image).__name__}; pass an array, PIL image, tensor or path")
-    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)
+        return split_channels(image)[0]
+    raise AirNetError(f"cannot inspect an object of type {type(image).__name__}; pass an array, PIL image, tensor or path")
 
 
 # The prototypes held by the weights file each loaded model came from (set by ``load_model``).
@@ -179,15 +187,22 @@ _ATTACHED: weakref.WeakKeyDictionary[AirNet, DegradationProbe] = weakref.WeakKey
 
 
 def attach_probe(model: AirNet, metadata: Mapping[str, str], source: str) -> None:
-    """Keep the prototypes stored in a weights file's ``metadata`` with the model loaded from it."""
-    if METADATA_KEY in metadata:
+    """Keep the prototypes stored in a weights file's ``metadata`` with the model loaded from it.
+
+    Prototypes this version cannot read (another version, a damaged file) are left out with a
+    warning: the weights still load and restore, without detection (strength auto = 1)."""
+    if METADATA_KEY not in metadata:
+        return
+    try:
         _ATTACHED[model] = DegradationProbe.from_json(metadata[METADATA_KEY], source)
+    except AirNetError as e:
+        warnings.warn(f"{source}: degradation prototypes not used ({e})", stacklevel=2)
 
 
 def model_inspector(model: object) -> Inspector | None:
     """The inspector of a loaded model when prototypes fit its encoder (from its weights file or a
     registered variant), else None: for callers that use detections where they can, such as
-    ``airnet restore``. A model changed since its prototypes were computed (fine-tuned) has none."""
+    ``airnet restore``. A model whose encoder changed since its prototypes were computed has none."""
     if not isinstance(model, AirNet):
         return None  # the onnxruntime backend: no encoder to inspect with
     try:
@@ -255,10 +270,6 @@ class InspectReport:
     def summary(self) -> str:
         return f"inspected {len(self.results)} images ({self.counts()}), {len(self.failed)} failed, in {self.seconds:.1f} s"
 
-    def by_file(self) -> dict[str, Inspection]:
-        """The results by their file name as given."""
-        return {r.file: r for r in self.results if r.file is not None}
-
     def to_json(self) -> str:
         """The results as a JSON list of ``Inspection.to_dict`` objects."""
         return json.dumps([r.to_dict() for r in self.results], indent=1)
@@ -292,7 +303,7 @@ def inspect_files(
     for src, rel in tqdm(pairs, desc="images", unit="img", disable=not progress):
         try:
             data = read_image(src, max_pixels=max_pixels)
-            result = inspector.inspect(torch.from_numpy(np.ascontiguousarray(data.rgb)).permute(2, 0, 1), regions=map_dir is not None, file=str(src))
+            result = inspector.inspect(data.pixels, regions=map_dir is not None, file=str(src))
             if map_dir is not None:
                 write_region_map(Path(map_dir) / rel.with_name(rel.name + ".map.png"), data.rgb, result)
         except (AirNetError, OSError) as e:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -114,3 +116,15 @@ class AirNet(nn.Module):
             _, logits, labels, inter = self.E(x_query, x_key)
             return self.R(x_query, inter), logits, labels
         return self.R(x_query, self.E.degradation_map(x_query))
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """``model`` in eval mode inside, every module's own mode back after: the caller's model is left as it was."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training

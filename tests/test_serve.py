@@ -27,8 +27,8 @@ from airnet_restore.errors import AirNetError
 from airnet_restore.variants import load_model
 from airnet_restore.weights import save_weights
 from airnet_restore.web import Limits
-from airnet_restore.web.app import create_app
-from airnet_restore.web.detect import detect
+from airnet_restore.inspection import Inspection
+from airnet_restore.web.app import create_app, detection_header
 from airnet_restore.web.server import exposure_warning, listen
 from airnet_restore.web.upload import download_name
 from tests.conftest import make_tiny
@@ -110,7 +110,7 @@ def weights(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(weights):
-    app = create_app(load_model(str(weights), device="cpu"), "tiny", LIMITS, inspect=False)
+    app = create_app(load_model(str(weights), device="cpu"), "tiny", LIMITS)
     with running(app) as port:
         yield port, app
 
@@ -275,7 +275,8 @@ def wait_until(condition, seconds: float = 10) -> bool:
 def test_a_full_queue_answers_503_with_retry_after_and_loses_nothing(monkeypatch):
     model = make_tiny().eval()
     gate = Gate(model)
-    monkeypatch.setattr("airnet_restore.web.app.find_inspector", lambda: lambda path, m: {"type": "noise", "sigma": 25.0})
+    found = Inspection("noise", 0.9, 25.0, None, {"noise": 0.97, "rain": 0.01})
+    monkeypatch.setattr("airnet_restore.web.app.resolve_strength", lambda model, pixels, strength: (0.97, found))
     app = create_app(model, "gated", LIMITS)
     results: list = []
     with running(app) as port:
@@ -289,13 +290,13 @@ def test_a_full_queue_answers_503_with_retry_after_and_loses_nothing(monkeypatch
         for t in threads:
             t.join(30)
     assert [r[0] for r in results] == [200, 200]
-    assert json.loads(results[0][1]["x-airnet-detected"]) == {"type": "noise", "sigma": 25.0}
+    assert json.loads(results[0][1]["x-airnet-detected"]) == {"type": "noise", "confidence": 0.9, "sigma": 25.0, "strength": 0.97}
 
 
 def test_a_timeout_is_504_and_frees_the_worker():
     model = make_tiny().eval()
     gate = Gate(model, seconds=1.5)
-    app = create_app(model, "slow", Limits(max_bytes=2**20, max_pixels=100_000, timeout=0.5), inspect=False)
+    app = create_app(model, "slow", Limits(max_bytes=2**20, max_pixels=100_000, timeout=0.5))
     with running(app) as port:
         start = time.perf_counter()
         result = post_image(port, png_bytes(photo()))
@@ -306,7 +307,7 @@ def test_a_timeout_is_504_and_frees_the_worker():
 
 
 def test_a_stalled_upload_is_408_and_frees_its_slot():
-    app = create_app(make_tiny().eval(), "tiny", Limits(max_bytes=2**20, timeout=0.5), inspect=False)
+    app = create_app(make_tiny().eval(), "tiny", Limits(max_bytes=2**20, timeout=0.5))
     with running(app) as port, socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(b"POST /api/restore HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
                      b"Content-Length: 1000\r\n\r\n--b\r\n")
@@ -317,7 +318,7 @@ def test_a_stalled_upload_is_408_and_frees_its_slot():
 def test_a_client_that_leaves_cancels_its_job():
     model = make_tiny().eval()
     gate = Gate(model)
-    app = create_app(model, "gated", LIMITS, inspect=False)
+    app = create_app(model, "gated", LIMITS)
     with running(app) as port:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         body, content_type = multipart([("image", "a.png", png_bytes(photo()))])
@@ -330,23 +331,13 @@ def test_a_client_that_leaves_cancels_its_job():
     assert gate.calls == 1 and gate.finished == 0
 
 
-def test_detected_corruption_is_one_json_line_or_nothing(tmp_path):
-    from dataclasses import dataclass
+def test_detected_corruption_is_one_json_line_or_nothing():
+    assert detection_header(None, 1.0) is None
+    found = Inspection("haze+noise", 0.81234, 12.5, 0.4, {"haze": 0.9, "noise": 0.8, "rain": 0.1}, file="x.png")
+    assert json.loads(detection_header(found, 0.9)) == {"type": "haze+noise", "confidence": 0.812, "sigma": 12.5,
+                                                         "haze_density": 0.4, "strength": 0.9}
+    assert "\n" not in detection_header(found, 0.9)
 
-    @dataclass
-    class Found:
-        type: str
-        confidence: float
-        sigma: float | None = None
-
-    def broken(path, model):
-        raise AirNetError("these weights have no prototypes")
-
-    assert detect(None, tmp_path, None) is None
-    assert detect(broken, tmp_path, None) is None
-    assert json.loads(detect(lambda p, m: [Found("noise", 0.9, 24.5)], tmp_path, None)) == {"type": "noise", "confidence": 0.9, "sigma": 24.5}
-    assert json.loads(detect(lambda p, m: {"type": "rain", "file": p, "map": [1]}, tmp_path, None)) == {"type": "rain"}
-    assert detect(lambda p, m: {"confidence": 1.0}, tmp_path, None) is None
 
 
 def test_only_loopback_is_quiet():

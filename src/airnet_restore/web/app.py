@@ -8,6 +8,7 @@ FILE --ext png`` writes. Every error is JSON ``{"error": ...}``.
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import tempfile
 import threading
@@ -28,9 +29,9 @@ from starlette.exceptions import HTTPException
 
 from airnet_restore.errors import AirNetError
 from airnet_restore.image_io import output_dtype, read_image, write_image
-from airnet_restore.inference.pipeline import model_device, restore_pixels
+from airnet_restore.inference.pipeline import model_device, resolve_strength, restore_pixels
+from airnet_restore.inspection import Inspection, model_inspector
 from airnet_restore.web import Limits
-from airnet_restore.web.detect import detect, find_inspector
 from airnet_restore.web.jobs import JobCancelled, JobQueue
 from airnet_restore.web.upload import UploadError, receive_image
 
@@ -70,8 +71,18 @@ def check_pixel_count(path: Path, max_pixels: int) -> None:
         raise UploadError(413, f"{width}x{height} = {width * height:,} pixels is over the limit of {max_pixels:,} (--max-pixels)")
 
 
-def restore_file(model: torch.nn.Module, src: Path, dst: Path, max_pixels: int) -> int:
-    """Restore ``src`` into the PNG ``dst`` as ``airnet restore`` does; returns the pixel count.
+def detection_header(found: Inspection | None, strength: float) -> str | None:
+    """What the weights' prototypes found and the strength applied, as one line of JSON (None: nothing found)."""
+    if found is None:
+        return None
+    fields = {"type": found.type, "confidence": round(found.confidence, 3), "sigma": found.sigma,
+              "haze_density": found.haze_density, "strength": round(strength, 3)}
+    return json.dumps({k: v for k, v in fields.items() if v is not None})
+
+
+def restore_file(model: torch.nn.Module, src: Path, dst: Path, max_pixels: int) -> tuple[int, str | None]:
+    """Restore ``src`` into the PNG ``dst`` as ``airnet restore`` does (strength auto); returns the pixel
+    count and the detection header.
 
     A file that is not a readable image is a 400 ``UploadError``, one over ``max_pixels`` a 413.
     """
@@ -81,18 +92,15 @@ def restore_file(model: torch.nn.Module, src: Path, dst: Path, max_pixels: int) 
     except AirNetError as e:
         raise UploadError(400, str(e).removeprefix(f"{src}: ")) from None
     # The path `airnet restore` takes for a file, so the pixels are the CLI's exactly.
-    write_image(dst, data, restore_pixels(model, data.pixels, output_dtype(data.dtype, dst.suffix)))
-    return data.pixels.shape[0] * data.pixels.shape[1]
+    strength, found = resolve_strength(model, data.pixels, "auto")
+    write_image(dst, data, restore_pixels(model, data.pixels, output_dtype(data.dtype, dst.suffix), strength=strength))
+    return data.pixels.shape[0] * data.pixels.shape[1], detection_header(found, strength)
 
 
-def create_app(model: torch.nn.Module, model_name: str, limits: Limits = Limits(), *, inspect: bool = True) -> FastAPI:
-    """The web app over ``model`` (loaded once, shared by every request) within ``limits``.
-
-    ``inspect``: show the detected corruption when ``airnet_restore.inspect`` exists.
-    """
+def create_app(model: torch.nn.Module, model_name: str, limits: Limits = Limits()) -> FastAPI:
+    """The web app over ``model`` (loaded once, shared by every request) within ``limits``."""
     root = Path(tempfile.mkdtemp(prefix="airnet-serve-"))  # mode 0700: private to this user
     jobs = JobQueue(model, limits.workers, limits.queue)
-    inspector = find_inspector() if inspect else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -124,7 +132,7 @@ def create_app(model: torch.nn.Module, model_name: str, limits: Limits = Limits(
             "max_pixels": limits.max_pixels,
             "timeout_s": limits.timeout,
             "seconds_per_megapixel": jobs.seconds_per_megapixel,
-            "detects_corruption": inspector is not None,
+            "detects_corruption": model_inspector(model) is not None,
         }
 
     @app.post("/api/restore")
@@ -153,9 +161,9 @@ def create_app(model: torch.nn.Module, model_name: str, limits: Limits = Limits(
 
         def job() -> Result:
             start = time.perf_counter()
-            pixels = restore_file(model, upload.path, folder / "restored.png", limits.max_pixels)
+            pixels, detected = restore_file(model, upload.path, folder / "restored.png", limits.max_pixels)
             jobs.record(pixels, time.perf_counter() - start)
-            return Result((folder / "restored.png").read_bytes(), detect(inspector, upload.path, model))
+            return Result((folder / "restored.png").read_bytes(), detected)
 
         cancel = threading.Event()
         future = jobs.submit(job, cancel)

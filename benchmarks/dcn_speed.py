@@ -16,6 +16,7 @@ import json
 import statistics
 import threading
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -39,7 +40,7 @@ class PeakMemory:
                 return int(line.split()[1]) / 1024
         return 0.0
 
-    def __enter__(self) -> "PeakMemory":
+    def __enter__(self) -> PeakMemory:
         if self.device.type == "cuda":
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
@@ -109,8 +110,8 @@ def layer_cases(device: torch.device, impls: list[str], sizes: list[int], repeat
         weight = (torch.randn(64, 64, 3, 3, generator=g) / 24).to(device)
         conv = torch.nn.Conv2d(64, 64, 3, padding=1).to(device).to(memory_format=torch.channels_last)
         x_cl = x.contiguous(memory_format=torch.channels_last)
-        cases = {impl: (lambda impl=impl: deform_conv3x3(x, offset, mask, weight, impl)) for impl in impls}
-        cases["conv3x3 (channels_last)"] = lambda: conv(x_cl)
+        cases = {impl: partial(deform_conv3x3, x, offset, mask, weight, impl) for impl in impls}
+        cases["conv3x3 (channels_last)"] = partial(conv, x_cl)
         with torch.no_grad():
             for name, fn in cases.items():
                 sec, mb, _ = timed(fn, device, repeats)
@@ -138,14 +139,14 @@ def model_cases(device: torch.device, impls: list[str], sizes: list[tuple[int, i
                 model.set_dcn_impl(impl).to(memory_format=layout)
                 xi = x.contiguous(memory_format=layout)
                 model(xi[..., :32, :32])  # compiles the numba kernel, warms caches
-                sec, mb, out = timed(lambda: model(xi), device, repeats, warmup=False)
+                sec, mb, out = timed(partial(model, xi), device, repeats, warmup=False)
                 reference = out if reference is None else reference
                 err = (out - reference).abs().max().item()
                 name = f"{impl} (channels_last)" if layout == torch.channels_last else impl
                 rows.append({"case": f"AirNet forward {h}x{w}", "impl": name, "seconds": sec, "peak_mb": mb, "max_abs_diff": err})
             x_cl = x.contiguous(memory_format=torch.channels_last)
             plain(x_cl[..., :32, :32])
-            sec, mb, _ = timed(lambda: plain(x_cl), device, repeats, warmup=False)
+            sec, mb, _ = timed(partial(plain, x_cl), device, repeats, warmup=False)
             rows.append({"case": f"AirNet forward {h}x{w}", "impl": "plain-conv stand-in (channels_last)", "seconds": sec, "peak_mb": mb})
     return rows
 

@@ -39,11 +39,11 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from PIL import Image
 
+from airnet_restore.inference import tiling
+from airnet_restore.inference.pipeline import restore_tensor
 from airnet_restore.metrics import psnr
 from airnet_restore.models import AirNet
 from airnet_restore.ops.deform_conv import deform_conv3x3
-from airnet_restore.inference import tiling
-from airnet_restore.inference.pipeline import restore_tensor
 from airnet_restore.variants import get_variant, load_model, sample_image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -89,7 +89,7 @@ def run_section(name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         record.update(status="skip", reason=str(e), details={})
     except Failed as e:
         record.update(status="fail", reason=str(e), details={})
-    except Exception as e:  # noqa: BLE001 - one failing section must not stop the rest
+    except Exception as e:  # one failing section must not stop the rest
         record.update(status="fail", reason=one_line(e), details={"traceback": traceback.format_exc(limit=6)})
     record["seconds"] = round(time.perf_counter() - t0, 2)
     print(f"[gpu_check] {name}: {record['status']} ({record['seconds']} s) {record['reason']}", flush=True)
@@ -207,7 +207,7 @@ def section_dcn_parity(device: torch.device, quick: bool) -> dict[str, Any]:
                 # The model runs the DCN with autocast off; under autocast only the forward is judged.
                 ok = err_out <= row["tol"] and (err_grad is None or autocast is not None or err_grad <= 10 * row["tol"])
                 rows.append({**row, "status": "pass" if ok else "fail", "rel_err_out": err_out, "rel_err_grad": err_grad})
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 rows.append({**row, "status": "fail", "note": one_line(e)})
             failed |= rows[-1]["status"] == "fail"
     return {"inputs": f"B=2, C={channels}, {size}x{size}; reference torchvision float64 on CPU; gradient tolerance "
@@ -252,7 +252,7 @@ def section_restore(device: torch.device) -> dict[str, Any]:
             ok = value > RESTORE_MIN_PSNR
             rows.append({"precision": precision, "psnr_vs_cpu_fp32": value, "status": "pass" if ok else "fail",
                          "seconds": round(time.perf_counter() - t0, 3)})
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             rows.append({"precision": precision, "status": "fail", "note": one_line(e)})
         failed |= rows[-1]["status"] == "fail"
     return {"image": f"bundled sample {tuple(x.shape)}{' (centre crop)' if device.type == 'cpu' else ''}, airnet-lite, "
@@ -272,7 +272,7 @@ class FakeOOM:
     def __init__(self, pixels: int) -> None:
         self.pixels, self.raised = pixels, 0
 
-    def __call__(self, module: torch.nn.Module, args: tuple) -> None:  # noqa: ARG002
+    def __call__(self, module: torch.nn.Module, args: tuple) -> None:
         x = args[0]
         if not self.raised and x.shape[-2] * x.shape[-1] > self.pixels:
             self.raised += 1
@@ -390,7 +390,7 @@ def section_train(device: torch.device, quick: bool, tmp: Path) -> dict[str, Any
             rows.append({"amp": amp, "steps": trainer.global_step, "last_loss": round(values[-1][0], 5),
                          "status": "pass" if finite else "fail", "seconds": round(time.perf_counter() - t0, 2),
                          **({} if finite else {"note": "non-finite loss"})})
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             rows.append({"amp": amp, "status": "fail", "note": one_line(e)})
         failed |= rows[-1]["status"] == "fail"
     return {"rows": rows, "failed": failed,

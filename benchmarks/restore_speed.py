@@ -16,9 +16,9 @@ import time
 
 import torch
 
-from airnet_restore.models import AirNet
-from airnet_restore.inference.pipeline import restore_tensor
 from airnet_restore.constants import DEFAULT_VARIANT
+from airnet_restore.inference.pipeline import restore_tensor
+from airnet_restore.models import AirNet
 from airnet_restore.variants import list_variants, load_model
 
 

@@ -89,7 +89,7 @@ def run_round(port: int, jobs: list[tuple[str, str, bytes]], concurrency: int, r
         kind, field, data = job
         tries, start = 0, time.perf_counter()
         while True:
-            status, seconds, retry, content = post(port, field, data)
+            status, _, retry, content = post(port, field, data)
             tries += 1
             if status != 503 or tries > retries:
                 break

@@ -39,7 +39,7 @@ def test_possible_choices_pass(impl, where):
 def test_load_model_refuses_numba_on_cuda_before_reading_weights(monkeypatch):
     monkeypatch.setattr(device_module, "resolve_device", lambda spec: torch.device("cuda"))
     monkeypatch.setattr(weights, "build_model", lambda path: pytest.fail("weights read before the device check"))
-    with pytest.raises(AirNetError, match="numba .* CPU only"):
+    with pytest.raises(AirNetError, match=r"numba .* CPU only"):
         variants.load_model("airnet-lite", device="cuda", dcn_impl="numba")
 
 

@@ -20,9 +20,9 @@ from safetensors.torch import save_file
 from airnet_restore.atomic import atomic_write, remove_stale_parts
 from airnet_restore.cli import main
 from airnet_restore.errors import AirNetError
-from airnet_restore.models import AirNet
-from airnet_restore.inference import restore, restore_files, restore_tensor
 from airnet_restore.image_io import read_image, write_image
+from airnet_restore.inference import restore, restore_files, restore_tensor
+from airnet_restore.models import AirNet
 from airnet_restore.weights import build_model, save_weights
 from tests.conftest import TINY, make_tiny
 
@@ -126,7 +126,7 @@ def test_permission_denied_is_said_as_such(tmp_path, monkeypatch):
         raise PermissionError(13, "Permission denied", str(fp))
 
     monkeypatch.setattr(Image, "open", denied)
-    with pytest.raises(AirNetError, match="locked.png: permission denied"):
+    with pytest.raises(AirNetError, match=re.escape("locked.png: permission denied")):
         read_image(path)
 
 
@@ -274,7 +274,7 @@ def test_non_finite_weights_are_refused_at_load(tmp_path, value, fmt):
         torch.save(sd, path)
     else:
         save_file({k: v.contiguous() for k, v in sd.items()}, str(path))
-    with pytest.raises(AirNetError, match="'R.head.0.weight' holds NaN or infinite values"):
+    with pytest.raises(AirNetError, match=re.escape("'R.head.0.weight' holds NaN or infinite values")):
         build_model(path)
 
 

@@ -33,7 +33,7 @@ def photo(seed: int, size: int = 64) -> np.ndarray:
     y, x = np.mgrid[0:size, 0:size] / size
     base = np.stack([0.3 + 0.4 * x, 0.2 + 0.5 * y, 0.5 + 0.3 * np.sin(6 * x + 3 * y + seed)], axis=2)
     for _ in range(4):
-        cy, cx, r = rng.uniform(0, 1, 2).tolist() + [rng.uniform(0.05, 0.2)]
+        cy, cx, r = [*rng.uniform(0, 1, 2).tolist(), rng.uniform(0.05, 0.2)]
         base[(y - cy) ** 2 + (x - cx) ** 2 < r * r] *= rng.uniform(0.4, 1.2)
     return np.rint(np.clip(base, 0, 1) * 255).astype(np.uint8)
 

@@ -24,13 +24,13 @@ from PIL import Image
 
 from airnet_restore.cli import main
 from airnet_restore.errors import AirNetError
-from airnet_restore.variants import load_model
-from airnet_restore.weights import save_weights
-from airnet_restore.web import Limits
 from airnet_restore.inspection import Inspection
+from airnet_restore.variants import load_model
+from airnet_restore.web import Limits
 from airnet_restore.web.app import create_app, detection_header
 from airnet_restore.web.server import exposure_warning, listen
 from airnet_restore.web.upload import download_name
+from airnet_restore.weights import save_weights
 from tests.conftest import make_tiny
 
 LIMITS = Limits(max_bytes=2**20, max_pixels=100_000, workers=1, queue=1, timeout=60)
@@ -283,7 +283,7 @@ def test_a_full_queue_answers_503_with_retry_after_and_loses_nothing(monkeypatch
         threads = [threading.Thread(target=lambda: results.append(post_image(port, png_bytes(photo())))) for _ in range(2)]
         for admitted, thread in enumerate(threads, start=1):  # one restoring, one waiting
             thread.start()
-            assert wait_until(lambda: app.state.jobs.pending == admitted)
+            assert wait_until(lambda n=admitted: app.state.jobs.pending == n)
         busy = post_image(port, png_bytes(photo()))
         assert busy[0] == 503 and int(busy[1]["retry-after"]) >= 1 and "busy" in error_of(busy)
         gate.event.set()
@@ -347,7 +347,7 @@ def test_only_loopback_is_quiet():
 
 def test_a_port_in_use_is_one_clear_line():
     with listen("127.0.0.1", 0) as taken:
-        with pytest.raises(AirNetError, match="cannot listen on 127.0.0.1:.*choose another --port"):
+        with pytest.raises(AirNetError, match=r"cannot listen on 127\.0\.0\.1:.*choose another --port"):
             listen("127.0.0.1", taken.getsockname()[1])
 
 

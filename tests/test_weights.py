@@ -93,7 +93,7 @@ def test_pickled_objects_are_refused_without_executing(tmp_path, monkeypatch):
     torch_zip = tmp_path / "evil2.pth"
     torch.save({"R.head.0.weight": torch.zeros(1), "x": Boom()}, torch_zip)
     for p in (path, torch_zip):
-        with pytest.raises(AirNetError, match="refused|not a readable"):
+        with pytest.raises(AirNetError, match=r"refused|not a readable"):
             load_state_dict(p)
     assert not (tmp_path / "PWNED").exists()
 

@@ -11,13 +11,22 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from airnet_restore.errors import AirNetError
-    from airnet_restore.models import AirNet, AirNetConfig
     from airnet_restore.inference import restore, restore_files
     from airnet_restore.inspection import inspect
+    from airnet_restore.models import AirNet, AirNetConfig
     from airnet_restore.variants import list_variants, load_model
 
-__all__ = ["AirNet", "AirNetConfig", "AirNetError", "inspect", "list_variants", "load_model", "restore", "restore_files",
-           "__version__"]
+__all__ = [
+    "AirNet",
+    "AirNetConfig",
+    "AirNetError",
+    "__version__",
+    "inspect",
+    "list_variants",
+    "load_model",
+    "restore",
+    "restore_files",
+]
 
 # Public name -> the module that defines it.
 _EXPORTS = {

@@ -36,7 +36,7 @@ def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
 
 def remove_stale_parts(folder: Path) -> list[Path]:
     """Delete the temporary files of our naming in ``folder`` whose writer is gone; returns them."""
-    removed = []
+    removed: list[Path] = []
     now = time.time()
     try:
         entries = list(os.scandir(folder))

@@ -13,13 +13,22 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from airnet_restore.constants import DEFAULT_MAX_PIXELS, DEFAULT_OVERLAP, DEFAULT_VARIANT, IMPLS, JPEG_QUALITY, MIN_TILE, PRECISIONS
+from airnet_restore.constants import (
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_OVERLAP,
+    DEFAULT_VARIANT,
+    IMPLS,
+    JPEG_QUALITY,
+    MIN_TILE,
+    PRECISIONS,
+)
 from airnet_restore.data.layouts import LAYOUTS
 from airnet_restore.errors import AirNetError
 from airnet_restore.web import DEFAULT_HOST, DEFAULT_PORT, Limits
 
 if TYPE_CHECKING:
     from airnet_restore.export import OnnxRestorer
+    from airnet_restore.models.airnet import AirNet
 
 
 def _cmd_info(_args: argparse.Namespace) -> int:
@@ -80,6 +89,7 @@ def _cmd_restore(args: argparse.Namespace) -> int:
         raise AirNetError("no inputs: give image files, folders or globs, or --sample for the bundled sample")
     check_output_folder(args.output, args.ext)  # before the model loads
     check_jpeg_quality(args.jpeg_quality)
+    model: AirNet | OnnxRestorer
     if args.backend == "onnxruntime":
         model = _onnx_backend(args)
     elif str(args.weights).endswith(".onnx"):
@@ -107,8 +117,8 @@ def _cmd_restore(args: argparse.Namespace) -> int:
         print(f"{src} -> {dst}" + (f"  [{found.summary()}; strength {report.strengths[src]:.2f}]" if found else ""))
     for src, warning in report.warnings:
         print(f"warning: {src}: {warning}", file=sys.stderr)
-    for src, reason in report.failed:
-        print(f"FAILED {src}: {reason}", file=sys.stderr)
+    for name, reason in report.failed:
+        print(f"FAILED {name}: {reason}", file=sys.stderr)
     print(report.summary())
     return 1 if report.failed else 0
 
@@ -183,7 +193,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         model = load_model(weights, device=args.device)
         restore = model_method(model, tile=args.tile, tile_overlap=args.tile_overlap, strength=args.strength)
         label = Path(weights).stem + ("" if args.strength == "auto" else f" (strength {args.strength:g})")
-        methods[label] = (restore, lambda t: True)
+        methods[label] = (restore, lambda _task: True)
     baselines = args.baselines if args.baselines is not None else "all" if args.heldout else "identity,cbm3d,dcp"
     methods.update(baseline_methods([k for k in baselines.split(",") if k]))
     if not methods:
@@ -223,9 +233,10 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         if args.inputs or args.json or args.map or args.plot:
             raise AirNetError("--calibrate takes no images, --json, --map or --plot: it writes calibrated weights")
         types = [t for t in (args.types or "").split(",") if t] or None
-        report = calibrate(*args.calibrate, args.photos, types=types, exclude=args.exclude, crops=args.crops,
-                           seed=args.seed, device=args.device, progress=not args.quiet)
-        print("\n".join(report.lines()))
+        weights_in, weights_out = args.calibrate
+        calibration = calibrate(weights_in, weights_out, args.photos, types=types, exclude=args.exclude, crops=args.crops,
+                                seed=args.seed, device=args.device, progress=not args.quiet)
+        print("\n".join(calibration.lines()))
         return 0
     if not args.inputs:
         raise AirNetError("no inputs: give image files, folders or globs (or --calibrate WEIGHTS_IN WEIGHTS_OUT)")

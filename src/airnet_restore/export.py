@@ -27,8 +27,8 @@ from torch import nn
 
 from airnet_restore.atomic import atomic_write
 from airnet_restore.errors import AirNetError
-from airnet_restore.models.airnet import AirNet, AirNetConfig
 from airnet_restore.inference.tiling import available_ram
+from airnet_restore.models.airnet import AirNet, AirNetConfig
 from airnet_restore.variants import VARIANTS, Variant, describe, load_model
 from airnet_restore.weights import load_state_dict
 
@@ -134,6 +134,7 @@ def export_onnx(
         )
     except Exception as e:  # the exporter raises many types; any of them means no ONNX file
         raise AirNetError(f"ONNX export failed (torch {torch.__version__}, opset {OPSET}): {_first_line(e)}") from None
+    assert program is not None  # dynamo=True always returns the ONNXProgram
     proto = program.model_proto
     for node in proto.graph.node:
         del node.metadata_props[:]  # the exporter's debug records (stack traces, FX nodes): a quarter of the file
@@ -248,7 +249,7 @@ class OnnxRestorer(nn.Module):
             raise AirNetError(f"{path}: not an airnet export (no {FORMAT!r} metadata); make one with `airnet export`")
         self.config = AirNetConfig.from_dict(json.loads(self.metadata["config"]))
         self.input_name = self.session.get_inputs()[0].name
-        precision = "fp64" if self.metadata.get("precision") == PRECISIONS["fp64"][1] else "fp32"
+        precision: Precision = "fp64" if self.metadata.get("precision") == PRECISIONS["fp64"][1] else "fp32"
         self.bytes_per_pixel = ort_bytes_per_pixel(self.config, precision)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -15,6 +15,7 @@ import warnings
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -210,13 +211,13 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
                 if im.mode == "LA":  # 8-bit grey + alpha: OpenCV would expand it to RGBA or drop the alpha
                     pixels = np.asarray(im)
                 else:
-                    pixels = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
-                    if pixels is None:  # formats OpenCV does not decode (GIF, ...): Pillow's 8-bit RGB(A)
+                    decoded = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+                    if decoded is None:  # formats OpenCV does not decode (GIF, ...): Pillow's 8-bit RGB(A)
                         pixels = np.asarray(im.convert("RGBA" if "A" in im.getbands() else "RGB"))
-                    elif pixels.ndim == 3 and pixels.shape[2] == 4 and _png_grey_alpha(path):
-                        pixels = pixels[:, :, [0, 3]]  # 16-bit grey + alpha, which Pillow reads as RGBA
+                    elif decoded.ndim == 3 and decoded.shape[2] == 4 and _png_grey_alpha(path):
+                        pixels = decoded[:, :, [0, 3]]  # 16-bit grey + alpha, which Pillow reads as RGBA
                     else:
-                        pixels = _rgb_order(pixels)
+                        pixels = _rgb_order(decoded)
     except AirNetError:
         raise
     except PermissionError:
@@ -226,6 +227,7 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
             raise AirNetError(f"{path}: not an image (or an unsupported format)") from None
         pixels = _decode_tiff_with_opencv(path, max_pixels)
     except Image.DecompressionBombError:
+        assert Image.MAX_IMAGE_PIXELS is not None  # Pillow checks for bombs only while it has a limit
         raise AirNetError(f"{path}: over Pillow's decompression-bomb limit of {2 * Image.MAX_IMAGE_PIXELS:,} pixels") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise AirNetError(f"{path}: corrupt or truncated image ({e})") from None
@@ -316,7 +318,7 @@ def write_image(path: str | os.PathLike, image: ImageData, rgb: np.ndarray, jpeg
 
     def write(tmp: Path) -> None:
         if dtype == np.uint8:
-            kwargs = {"format": Image.registered_extensions()[suffix]}
+            kwargs: dict[str, Any] = {"format": Image.registered_extensions()[suffix]}
             if image.icc_profile and suffix in (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp"):
                 kwargs["icc_profile"] = image.icc_profile
             if image.exif and suffix in (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp"):

@@ -45,11 +45,12 @@ def _apply() -> bool:
         return False
     try:
         libc = ctypes.CDLL(None)
-        libc.gnu_get_libc_version  # glibc only: musl's mallopt is a stub, macOS has none
-        mallopt = libc.mallopt
-    except (AttributeError, OSError):
+    except OSError:
+        libc = None
+    if libc is None or not hasattr(libc, "gnu_get_libc_version"):  # glibc only: musl's mallopt is a stub, macOS has none
         log.debug("not glibc: malloc left as it is")
         return False
+    mallopt = libc.mallopt
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
     ok = all(mallopt(param, value) == 1 for param, value in SETTINGS)
     log.debug("glibc malloc tuned (mmap threshold 2 GiB, no trimming): %s", ok)

@@ -158,7 +158,7 @@ def test_png_grey_alpha_encoder_survives_a_strict_decoder():
 @pytest.mark.parametrize("dtype", [np.uint16, np.float32])
 def test_16_bit_and_float_grey_alpha_tiff_is_refused_clearly(tmp_path, dtype):
     image = ImageData(np.zeros((4, 5, 3), dtype), np.dtype(dtype), grey=True, alpha=np.ones((4, 5), dtype))
-    with pytest.raises(AirNetError, match="grey \\+ alpha as TIFF .*use --ext png"):
+    with pytest.raises(AirNetError, match=r"grey \+ alpha as TIFF .*use --ext png"):
         write_image(tmp_path / "la.tif", image, image.pixels)
     assert not list(tmp_path.iterdir())
 

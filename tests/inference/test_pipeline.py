@@ -8,8 +8,8 @@ from PIL import Image
 
 from airnet_restore.cli import main
 from airnet_restore.errors import AirNetError
-from airnet_restore.models import AirNet
 from airnet_restore.inference import restore, restore_files, restore_tensor
+from airnet_restore.models import AirNet
 from airnet_restore.weights import save_weights
 from tests.conftest import TINY, make_tiny
 from tests.inference.test_io import bad_files

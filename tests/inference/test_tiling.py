@@ -1,5 +1,6 @@
 import math
 import weakref
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from tests.conftest import make_tiny
 def test_tiles_cover_and_weights_are_positive(length, tile, overlap):
     starts = tile_starts(length, tile, overlap)
     assert starts[0] == 0 and starts[-1] + min(tile, length) == length
-    assert all(b - a <= tile - overlap for a, b in zip(starts, starts[1:]))
+    assert all(b - a <= tile - overlap for a, b in pairwise(starts))
     total = np.zeros(length)
     for s in starts:
         total[s : s + min(tile, length)] += axis_weight(s, min(tile, length), length, overlap)

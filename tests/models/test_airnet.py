@@ -144,14 +144,14 @@ def test_dcn_runs_in_float32_under_autocast(tiny_model, monkeypatch):
     monkeypatch.setattr(dcn_module, "deform_conv3x3", spy)
     tiny_model.train()
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        restored, logits, _ = tiny_model(torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16))
+        restored, _, _ = tiny_model(torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16))
     restored.float().mean().backward()
     assert seen and all(s == {torch.float32} for s in seen)
     assert tiny_model.R.body[0].body[0].dgm1.dcn.weight.grad is not None
 
 
 def test_global_residual_adds_the_input_and_keeps_the_checkpoint_layout():
-    small = dict(n_feats=8, n_groups=1, n_blocks=1, enc_channels=(8, 16, 32), dim=16, queue_size=16)
+    small = {"n_feats": 8, "n_groups": 1, "n_blocks": 1, "enc_channels": (8, 16, 32), "dim": 16, "queue_size": 16}
     torch.manual_seed(0)
     direct = AirNet(AirNetConfig(**small)).eval()
     residual = AirNet(AirNetConfig(**small, global_residual=True)).eval()

@@ -119,10 +119,10 @@ def _grads(impl, tensors, seed=0):
 @pytest.mark.parametrize(
     "case",
     [
-        dict(b=2, c=6, h=8, w=9, o=5, scale=2.5, seed=4),
-        dict(b=1, c=5, h=7, w=3, o=4, scale=4.0, seed=6),  # odd sizes, many samples beyond the border
-        dict(b=1, c=3, h=1, w=1, o=2, scale=1.0, seed=7),  # a single pixel
-        dict(b=3, c=4, h=13, w=11, o=3, scale=0.0, seed=8),  # integer positions
+        {"b": 2, "c": 6, "h": 8, "w": 9, "o": 5, "scale": 2.5, "seed": 4},
+        {"b": 1, "c": 5, "h": 7, "w": 3, "o": 4, "scale": 4.0, "seed": 6},  # odd sizes, many samples beyond the border
+        {"b": 1, "c": 3, "h": 1, "w": 1, "o": 2, "scale": 1.0, "seed": 7},  # a single pixel
+        {"b": 3, "c": 4, "h": 13, "w": 11, "o": 3, "scale": 0.0, "seed": 8},  # integer positions
     ],
 )
 def test_numba_gradients_match_torchvision(case):

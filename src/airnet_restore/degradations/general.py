@@ -72,7 +72,7 @@ def _streaks(h: int, w: int, rng: np.random.Generator, angle: float) -> np.ndarr
     width = int(rng.integers(1, 4))
     coverage = float(rng.uniform(0.02, 0.18))  # share of pixels a streak would cover before overlaps
     density = coverage / (length * width)
-    seeds = (rng.random((h, w)) < density).astype(np.float32) * rng.uniform(0.3, 1.0, (h, w)).astype(np.float32)
+    seeds: np.ndarray = (rng.random((h, w)) < density).astype(np.float32) * rng.uniform(0.3, 1.0, (h, w)).astype(np.float32)
     if width > 1:
         seeds = cv2.dilate(seeds, np.ones((width, width), np.uint8))
     layer = cv2.filter2D(seeds, -1, line_kernel(length, angle, 1), borderType=cv2.BORDER_REFLECT)
@@ -119,7 +119,7 @@ def haze_depth(clean: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         np.ones((h, w), np.float32),  # uniform: distant scene or flat fog
     ]
     weights = rng.dirichlet(np.ones(len(proxies)))
-    depth = sum(float(k) * p for k, p in zip(weights, proxies))
+    depth: np.ndarray = sum((float(k) * p for k, p in zip(weights, proxies)), np.zeros((h, w), np.float32))
     return (depth - depth.min()) / max(float(np.ptp(depth)), 1e-6) if np.ptp(depth) > 0.05 else np.ones((h, w))
 
 

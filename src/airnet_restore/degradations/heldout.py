@@ -73,7 +73,7 @@ def streak_layer(height: int, width: int, rng: np.random.Generator) -> np.ndarra
         angle = math.radians(slant + rng.normal(0.0, 3.0))
         dx, dy = 0.5 * length * math.sin(angle), 0.5 * length * math.cos(angle)
         thickness = int(rng.choice([1, 1, 1, 2]))
-        alpha = int(round(255 * rng.uniform(0.25, 0.75)))
+        alpha = round(255 * rng.uniform(0.25, 0.75))
         p0, p1 = (round(x - dx), round(y - dy)), (round(x + dx), round(y + dy))
         cv2.line(layer, p0, p1, alpha, thickness=thickness, lineType=cv2.LINE_AA)
     return cv2.GaussianBlur(layer.astype(np.float32) / 255.0, (0, 0), rng.uniform(0.4, 0.8))

@@ -32,7 +32,10 @@ def jpeg(clean: np.ndarray, rng: np.random.Generator, quality: int | None = None
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(clean, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, q])
     if not ok:
         raise RuntimeError("OpenCV failed to encode JPEG")
-    return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    decoded = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    if decoded is None:
+        raise RuntimeError("OpenCV failed to decode JPEG")
+    return cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
 
 
 def low_light(clean: np.ndarray, rng: np.random.Generator, gain: float | None = None, gamma: float | None = None) -> np.ndarray:

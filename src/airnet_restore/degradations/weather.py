@@ -12,8 +12,8 @@ import numpy as np
 
 RAIN_PRESETS = {
     # density = fraction of pixels seeding a streak; Rain100L-like light rain by default.
-    "light": dict(density=(0.002, 0.006), length=(10, 25), width=(1, 1), brightness=(0.5, 0.8)),
-    "heavy": dict(density=(0.006, 0.012), length=(20, 40), width=(1, 2), brightness=(0.6, 0.9)),
+    "light": {"density": (0.002, 0.006), "length": (10, 25), "width": (1, 1), "brightness": (0.5, 0.8)},
+    "heavy": {"density": (0.006, 0.012), "length": (20, 40), "width": (1, 2), "brightness": (0.6, 0.9)},
 }
 
 
@@ -24,8 +24,8 @@ def line_kernel(length: int, angle_deg: float, width: int = 1) -> np.ndarray:
     c = size / 2.0
     dx = math.sin(math.radians(angle_deg)) * length / 2
     dy = math.cos(math.radians(angle_deg)) * length / 2
-    p0 = (int(round(c - dx)), int(round(c - dy)))
-    p1 = (int(round(c + dx)), int(round(c + dy)))
+    p0 = (round(c - dx), round(c - dy))
+    p1 = (round(c + dx), round(c + dy))
     cv2.line(k, p0, p1, 1.0, thickness=width, lineType=cv2.LINE_AA)
     return k / k.sum()
 
@@ -68,9 +68,9 @@ def add_rain(
         w,
         rng,
         density=rng.uniform(*ranges["density"]),
-        length=int(rng.integers(ranges["length"][0], ranges["length"][1] + 1)),
+        length=int(rng.integers(int(ranges["length"][0]), int(ranges["length"][1]) + 1)),
         angle=float(rng.uniform(-30, 30)) if angle is None else angle,
-        streak_width=int(rng.integers(ranges["width"][0], ranges["width"][1] + 1)),
+        streak_width=int(rng.integers(int(ranges["width"][0]), int(ranges["width"][1]) + 1)),
         brightness=rng.uniform(*ranges["brightness"]),
     )
     out = clean.astype(np.float32) / 255.0 + layer[:, :, None]

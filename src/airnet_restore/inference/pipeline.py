@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 import numpy as np
 import torch
@@ -29,8 +29,6 @@ from airnet_restore.constants import (
     Precision,
 )
 from airnet_restore.errors import AirNetError
-from airnet_restore.memory import tune_allocator
-from airnet_restore.models.airnet import AirNet, eval_mode
 from airnet_restore.image_io import (
     check_jpeg_quality,
     check_pixels,
@@ -45,10 +43,13 @@ from airnet_restore.image_io import (
     write_image,
 )
 from airnet_restore.inference.tiling import Forward, auto_tile_size, run_tiled, tiled_bands
+from airnet_restore.memory import tune_allocator
+from airnet_restore.models.airnet import AirNet, eval_mode
 from airnet_restore.precision import autocast, check_precision
 from airnet_restore.variants import MIN_SIDE, load_model
 
 if TYPE_CHECKING:
+    from airnet_restore.export import OnnxRestorer
     from airnet_restore.inspection import Inspection
 
 Tile = int | Literal["auto"] | None
@@ -62,14 +63,14 @@ def default_model(device: str = "auto") -> AirNet:
     return load_model(DEFAULT_VARIANT, device=device)
 
 
-def model_device(model: AirNet) -> torch.device:
+def model_device(model: nn.Module) -> torch.device:
     """Where the model's weights are; CPU for one without torch parameters (the onnxruntime backend)."""
     param = next(model.parameters(), None)
     return param.device if param is not None else torch.device("cpu")
 
 
 def restore_tensor(
-    model: AirNet,
+    model: AirNet | OnnxRestorer,
     x: torch.Tensor,
     *,
     tile: Tile = "auto",
@@ -102,7 +103,7 @@ def restore_tensor(
         h, w = image.shape[-2:]
         (top, bottom), (left, right) = _working_padding(h, w)
         image = _reflect_pad(image.detach().float().clamp(0, 1), (top, bottom), (left, right))
-        size = auto_tile_size(*image.shape[-2:], model.config.n_feats, device, tile_overlap) if tile == "auto" else tile
+        size = auto_tile_size(image.shape[-2], image.shape[-1], model.config.n_feats, device, tile_overlap) if tile == "auto" else tile
         result = run_tiled(forward, image[None], device, size, tile_overlap, progress)[:, :, top : top + h, left : left + w]
         _check_finite(result, precision)
         outs.append(result.clamp(0, 1))
@@ -145,7 +146,7 @@ def resolve_strength(model: object, image: Any, strength: Strength) -> tuple[flo
     return (found.degraded if found is not None else 1.0), found
 
 
-def _forward(model: AirNet, precision: Precision) -> tuple[Forward, torch.device]:
+def _forward(model: AirNet | OnnxRestorer, precision: Precision) -> tuple[Forward, torch.device]:
     """The model's inference forward at ``precision`` (in eval mode, the model's own modes restored
     after each call) and the device it runs on."""
     check_precision(precision)
@@ -174,7 +175,7 @@ def _scaled(network: Forward, strength: float) -> Forward:
     return lambda t: t + strength * (network(t).to(t.dtype).clamp(0, 1) - t)
 
 
-def _float64(model: AirNet, device: torch.device) -> nn.Module:
+def _float64(model: AirNet | OnnxRestorer, device: torch.device) -> nn.Module:
     """A float64 copy of ``model`` (precision fp64)."""
     if device.type == "mps" or next(model.parameters(), None) is None:
         raise AirNetError("precision fp64 runs a PyTorch model on a CPU or CUDA device; for onnxruntime export with --double")
@@ -211,7 +212,7 @@ def _check_finite(result: torch.Tensor, precision: str) -> None:
 
 
 def restore_pixels(
-    model: AirNet,
+    model: AirNet | OnnxRestorer,
     pixels: np.ndarray,
     dtype: np.dtype | None = None,
     *,
@@ -255,7 +256,13 @@ def restore_pixels(
     return out
 
 
-def restore(image: ImageLike | str | os.PathLike, model: AirNet | None = None, **options) -> ImageLike | np.ndarray:
+@overload
+def restore(image: ImageLike, model: AirNet | OnnxRestorer | None = None, **options: Any) -> ImageLike: ...
+@overload
+def restore(image: str | os.PathLike, model: AirNet | OnnxRestorer | None = None, **options: Any) -> np.ndarray: ...
+def restore(
+    image: np.ndarray | Image.Image | torch.Tensor | str | os.PathLike, model: AirNet | OnnxRestorer | None = None, **options: Any
+) -> np.ndarray | Image.Image | torch.Tensor:
     """Restore an image whose corruption is unknown; returns the same kind as given.
 
     ``image``: a numpy array (HxW or HxWxC, C = 1, 3 or 4; uint8, uint16 or float in [0, 1]),
@@ -431,7 +438,8 @@ def _refusal(src: Path, dst: Path, outdir: Path, inputs: dict[tuple[int, int], P
             return f"output folder {folder} is a file"
     if dst.is_dir():
         return f"output {dst} is a folder"
-    owner = inputs.get(_identity(dst))
+    ident = _identity(dst)
+    owner = inputs.get(ident) if ident is not None else None
     if owner is None:
         return None
     if _identity(owner) != _identity(src):
@@ -444,7 +452,7 @@ def _refusal(src: Path, dst: Path, outdir: Path, inputs: dict[tuple[int, int], P
 def restore_files(
     inputs: Sequence[str | os.PathLike],
     outdir: str | os.PathLike,
-    model: AirNet | None = None,
+    model: AirNet | OnnxRestorer | None = None,
     *,
     suffix: str = "",
     ext: str | None = None,

@@ -7,7 +7,14 @@ weights), ``inspector`` (inspect images and files) and ``plot`` (embedding plot,
 
 from airnet_restore.inspection.calibrate import CalibrationReport, calibrate
 from airnet_restore.inspection.inspector import (
-    InspectReport, Inspection, Inspector, RegionMap, attach_probe, inspect, inspect_files, model_inspector,
+    Inspection,
+    Inspector,
+    InspectReport,
+    RegionMap,
+    attach_probe,
+    inspect,
+    inspect_files,
+    model_inspector,
 )
 from airnet_restore.inspection.plot import plot_embedding, write_region_map
 from airnet_restore.inspection.probe import DegradationProbe

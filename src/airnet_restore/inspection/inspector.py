@@ -111,7 +111,7 @@ class Inspector:
         self.probe = probe
 
     @classmethod
-    def from_weights(cls, weights: str | os.PathLike = DEFAULT_VARIANT, device: str = "auto") -> "Inspector":
+    def from_weights(cls, weights: str | os.PathLike = DEFAULT_VARIANT, device: str = "auto") -> Inspector:
         """Load weights (a variant name or file) and the prototypes stored with them."""
         from airnet_restore.variants import load_model
 
@@ -120,7 +120,7 @@ class Inspector:
         return cls(load_model(str(path), device=device), probe)
 
     @classmethod
-    def for_model(cls, model: AirNet) -> "Inspector":
+    def for_model(cls, model: AirNet) -> Inspector:
         """An inspector for loaded weights: the prototypes their file held (``load_model`` keeps them),
         else those of the registered variant with the same encoder."""
         fingerprint = encoder_fingerprint(model)

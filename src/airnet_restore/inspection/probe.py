@@ -93,7 +93,7 @@ class DegradationProbe:
         return json.dumps(asdict(self), separators=(",", ":"))
 
     @classmethod
-    def from_json(cls, text: str, source: str = "weights") -> "DegradationProbe":
+    def from_json(cls, text: str, source: str = "weights") -> DegradationProbe:
         try:
             data = json.loads(text)
             version = data.get("version")
@@ -107,7 +107,7 @@ class DegradationProbe:
             raise AirNetError(f"{source}: unreadable degradation prototypes in metadata ({e}); recompute them with `airnet inspect --calibrate`") from None
 
     @classmethod
-    def from_metadata(cls, metadata: Mapping[str, str], source: str) -> "DegradationProbe":
+    def from_metadata(cls, metadata: Mapping[str, str], source: str) -> DegradationProbe:
         """The probe stored with weights; a clear error where there is none."""
         if METADATA_KEY not in metadata:
             raise AirNetError(

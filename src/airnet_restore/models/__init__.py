@@ -5,4 +5,4 @@ from airnet_restore.models.dcn import DCNLayer
 from airnet_restore.models.encoder import CBDE, MoCo, ResBlock, ResEncoder
 from airnet_restore.models.restorer import DGB, DGG, DGM, DGRN, SFTLayer
 
-__all__ = ["AirNet", "AirNetConfig", "CBDE", "DCNLayer", "DGB", "DGG", "DGM", "DGRN", "MoCo", "ResBlock", "ResEncoder", "SFTLayer"]
+__all__ = ["CBDE", "DGB", "DGG", "DGM", "DGRN", "AirNet", "AirNetConfig", "DCNLayer", "MoCo", "ResBlock", "ResEncoder", "SFTLayer"]

@@ -73,7 +73,7 @@ class AirNetConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "AirNetConfig":
+    def from_dict(cls, d: dict[str, Any]) -> AirNetConfig:
         if not isinstance(d, dict):
             raise AirNetError(f"model config: expected a mapping of keys to values, got {type(d).__name__}")
         known = {f.name for f in fields(cls)}
@@ -102,7 +102,7 @@ class AirNet(nn.Module):
         self.R = DGRN(c.n_feats, c.enc_channels[0], c.n_groups, c.n_blocks, dcn_impl, c.global_residual, c.sft, c.dcn)
         self.E = CBDE(channels=c.enc_channels, dim=c.dim, K=c.queue_size, m=c.m, T=c.T)
 
-    def set_dcn_impl(self, impl: Impl) -> "AirNet":
+    def set_dcn_impl(self, impl: Impl) -> AirNet:
         """Select the deformable-convolution implementation of every DCN layer."""
         if impl not in IMPLS:
             raise AirNetError(f"unknown DCN implementation {impl!r}; choose one of {IMPLS}")

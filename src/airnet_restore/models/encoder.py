@@ -58,6 +58,9 @@ class MoCo(nn.Module):
     gather keys from every rank first.
     """
 
+    queue: torch.Tensor
+    queue_ptr: torch.Tensor
+
     def __init__(
         self,
         channels: tuple[int, int, int] = (64, 128, 256),

@@ -11,7 +11,9 @@ from numba import njit, prange
 
 def set_threads(n: int) -> None:
     """Use as many numba threads as torch does (numba cannot exceed its start-up maximum)."""
-    numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
+    # numba.config sets its values at import, from the environment, where type checkers cannot see them;
+    # older numba has no type information at all, hence unused-ignore
+    numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined, unused-ignore]
 
 
 @njit(inline="always", cache=True)

@@ -58,9 +58,10 @@ def deform_conv3x3(
     return deform_conv3x3_numba(x, offset, mask, weight)
 
 
-def auto_impl(device: torch.device) -> str:
+def auto_impl(device: torch.device) -> Impl:
     """What ``auto`` runs on ``device``: numba on CPU, grid_sample on MPS, torchvision elsewhere (CUDA)."""
-    return {"cpu": "numba", "mps": "grid_sample"}.get(device.type, "torchvision")
+    by_device: dict[str, Impl] = {"cpu": "numba", "mps": "grid_sample"}
+    return by_device.get(device.type, "torchvision")
 
 
 def check_impl(impl: str, device: torch.device) -> None:

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -31,6 +30,7 @@ from airnet_restore.errors import AirNetError
 from airnet_restore.image_io import output_dtype, read_image, write_image
 from airnet_restore.inference.pipeline import model_device, resolve_strength, restore_pixels
 from airnet_restore.inspection import Inspection, model_inspector
+from airnet_restore.models.airnet import AirNet
 from airnet_restore.web import Limits
 from airnet_restore.web.jobs import JobCancelled, JobQueue
 from airnet_restore.web.upload import UploadError, receive_image
@@ -64,6 +64,7 @@ def check_pixel_count(path: Path, max_pixels: int) -> None:
             with Image.open(path) as im:
                 width, height = im.size
     except Image.DecompressionBombError:
+        assert Image.MAX_IMAGE_PIXELS is not None  # Pillow checks for bombs only while it has a limit
         raise UploadError(413, f"over Pillow's decompression-bomb limit of {2 * Image.MAX_IMAGE_PIXELS:,} pixels") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         return  # read_image gives the reason
@@ -80,7 +81,7 @@ def detection_header(found: Inspection | None, strength: float) -> str | None:
     return json.dumps({k: v for k, v in fields.items() if v is not None})
 
 
-def restore_file(model: torch.nn.Module, src: Path, dst: Path, max_pixels: int) -> tuple[int, str | None]:
+def restore_file(model: AirNet, src: Path, dst: Path, max_pixels: int) -> tuple[int, str | None]:
     """Restore ``src`` into the PNG ``dst`` as ``airnet restore`` does (strength auto); returns the pixel
     count and the detection header.
 
@@ -97,13 +98,13 @@ def restore_file(model: torch.nn.Module, src: Path, dst: Path, max_pixels: int) 
     return data.pixels.shape[0] * data.pixels.shape[1], detection_header(found, strength)
 
 
-def create_app(model: torch.nn.Module, model_name: str, limits: Limits = Limits()) -> FastAPI:
+def create_app(model: AirNet, model_name: str, limits: Limits = Limits()) -> FastAPI:
     """The web app over ``model`` (loaded once, shared by every request) within ``limits``."""
     root = Path(tempfile.mkdtemp(prefix="airnet-serve-"))  # mode 0700: private to this user
     jobs = JobQueue(model, limits.workers, limits.queue)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
         jobs.close()
         shutil.rmtree(root, ignore_errors=True)
@@ -112,11 +113,11 @@ def create_app(model: torch.nn.Module, model_name: str, limits: Limits = Limits(
     app.state.jobs, app.state.upload_root = jobs, root
 
     @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:
         return error(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
-    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+    async def internal_error(_request: Request, exc: Exception) -> JSONResponse:
         return error(500, f"internal error ({type(exc).__name__}); see the server's log")
 
     @app.get("/api/health")

@@ -91,7 +91,7 @@ class JobQueue:
         finally:
             self._local.cancel = None
 
-    def _check_cancelled(self, module: torch.nn.Module, args: tuple) -> None:
+    def _check_cancelled(self, _module: torch.nn.Module, _args: tuple) -> None:
         cancel = getattr(self._local, "cancel", None)
         if cancel is not None and cancel.is_set():
             raise JobCancelled

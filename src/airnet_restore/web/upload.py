@@ -12,10 +12,13 @@ import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
+
+if TYPE_CHECKING:
+    from python_multipart.multipart import MultipartCallbacks
 
 FIELD = "image"
 TIFF_MAGIC = (b"II*\x00", b"MM\x00*")
@@ -91,7 +94,7 @@ class _Parts:
         self.size = 0
         self.error: str | None = None
 
-    def callbacks(self) -> dict:
+    def callbacks(self) -> MultipartCallbacks:
         return {
             "on_part_begin": self.headers.clear,
             "on_header_field": lambda d, s, e: self.name.append(d[s:e]),
@@ -121,6 +124,7 @@ class _Parts:
 
     def data(self, data: bytes, start: int, end: int) -> None:
         if self.writing and not self.error:
+            assert self.file is not None  # opened by headers_finished before writing starts
             self.size += self.file.write(data[start:end])
 
     def part_end(self) -> None:

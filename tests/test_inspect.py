@@ -280,3 +280,17 @@ def test_auto_strength_on_tiny_images_and_the_models_modes(weights, tmp_path):
     model.train()
     restore_tensor(model, torch.rand(3, 40, 40))
     assert all(m.training for m in model.modules())
+
+
+def test_the_web_app_restores_and_reports_as_the_cli_does(weights, tmp_path):
+    pytest.importorskip("fastapi")
+    from airnet_restore.web.app import restore_file
+
+    Image.fromarray(photo(34, 48)).save(tmp_path / "a.png")
+    model = load_model(str(weights[1]), device="cpu")
+    pixels, header = restore_file(model, tmp_path / "a.png", tmp_path / "web.png", 10_000)
+    report = restore_files([tmp_path / "a.png"], tmp_path / "cli", model, progress=False)
+    found = report.detected[tmp_path / "a.png"]
+    assert pixels == 48 * 48 and json.loads(header)["type"] == found.type
+    assert json.loads(header)["strength"] == pytest.approx(report.strengths[tmp_path / "a.png"], abs=1e-3)
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "web.png")), np.asarray(Image.open(tmp_path / "cli" / "a.png")))

@@ -125,8 +125,9 @@ def resolve_strength(model: object, image: Any, strength: Strength) -> tuple[flo
 
     ``"auto"`` (the default) scales the correction by the probability that the image is degraded
     at all (``Inspection.degraded``), judged from the weights' degradation prototypes on the
-    whole image: a photo found clean comes back (nearly) unchanged, a degraded one gets the whole
-    correction. Weights without prototypes that fit their encoder (the paper's variants, official
+    whole image: a photo surely clean comes back nearly unchanged, a surely degraded one gets the
+    whole correction, one in between part of it (the blend that minimises the expected squared
+    error if the probability is right and the network is right where the image is degraded). Weights without prototypes that fit their encoder (the paper's variants, official
     checkpoints, weights trained further than their prototypes, ONNX models) and images under
     16 px a side get 1, the network's output as is. A number in [0, 1] is used as given
     (1: the network's output, 0: the input); the image is still inspected where the weights
@@ -270,7 +271,8 @@ def restore(
     array of the file's depth and channels). Alpha is carried through untouched; grey stays
     grey. ``model``: defaults to the bundled default variant. ``options``: ``tile``,
     ``tile_overlap``, ``precision``, ``strength``, ``progress`` (see ``restore_tensor``);
-    ``strength="auto"`` (the default) leaves an image found clean as it was.
+    ``strength="auto"`` (the default) scales the correction by the probability that the image is
+    degraded at all, so an image found surely clean comes back nearly unchanged.
     """
     model = model if model is not None else default_model()
     if isinstance(image, torch.Tensor):

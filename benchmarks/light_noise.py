@@ -19,13 +19,13 @@ from PIL import Image
 
 from airnet_restore.data.aio import load_rgb8
 from airnet_restore.inference import restore
-from airnet_restore.metrics import PROTOCOLS, centre_crop
+from airnet_restore.metrics import centre_crop, psnr
 from airnet_restore.variants import load_model
 
 
-def psnr(out: np.ndarray, clean: np.ndarray) -> float:
-    as_tensor = (torch.from_numpy(a).permute(2, 0, 1).double() / 255 for a in (out, clean))
-    return PROTOCOLS["airnet"].score(*as_tensor)[0].item()
+def score(out: np.ndarray, clean: np.ndarray) -> float:
+    """PSNR (dB) of uint8 ``out`` against ``clean``."""
+    return psnr(torch.from_numpy(out)[None].double() / 255, torch.from_numpy(clean)[None].double() / 255).item()
 
 
 def main() -> None:
@@ -46,11 +46,11 @@ def main() -> None:
         buffer = io.BytesIO()
         Image.fromarray(noisy).save(buffer, "JPEG", quality=args.quality)
         degraded = np.asarray(Image.open(buffer).convert("RGB"))
-        scores["input"].append(psnr(degraded, clean))
+        scores["input"].append(score(degraded, clean))
         for name, model in models.items():
             for strength in ("auto", 1.0):
                 out = restore(degraded, model, strength=strength)
-                scores.setdefault(f"{name}, strength {strength}", []).append(psnr(out, clean))
+                scores.setdefault(f"{name}, strength {strength}", []).append(score(out, clean))
     print(f"sigma {args.sigma:g}, JPEG quality {args.quality}, {len(scores['input'])} photos, {args.crop}-px crops")
     for label, values in scores.items():
         print(f"{label}: mean {np.mean(values):.2f} dB; per photo {' '.join(f'{v:.1f}' for v in values)}")

@@ -21,13 +21,13 @@ from airnet_restore.data.aio import load_rgb8
 from airnet_restore.degradations import get_degradation
 from airnet_restore.inference import restore
 from airnet_restore.inference.pipeline import resolve_strength
-from airnet_restore.metrics import PROTOCOLS
+from airnet_restore.metrics import psnr
 from airnet_restore.variants import load_model
 
 
-def psnr(out: np.ndarray, clean: np.ndarray) -> float:
-    as_tensor = (torch.from_numpy(a).permute(2, 0, 1).double() / 255 for a in (out, clean))
-    return PROTOCOLS["airnet"].score(*as_tensor)[0].item()
+def score(out: np.ndarray, clean: np.ndarray) -> float:
+    """PSNR (dB) of uint8 ``out`` against ``clean``."""
+    return psnr(torch.from_numpy(out)[None].double() / 255, torch.from_numpy(clean)[None].double() / 255).item()
 
 
 def main() -> None:
@@ -52,8 +52,8 @@ def main() -> None:
         draw = ImageDraw.Draw(row)
         found_text = f"found {found.type}" if found is not None else "no prototypes"
         draw.text((6, 4), f"{path.stem}: input ({args.degradation})", fill=(255, 255, 0))
-        draw.text((c + 6, 4), f"strength 1: {psnr(network, clean):.1f} dB", fill=(255, 255, 0))
-        draw.text((2 * c + 6, 4), f"auto ({found_text}, {strength:.2f}): {psnr(auto, clean):.1f} dB", fill=(255, 255, 0))
+        draw.text((c + 6, 4), f"strength 1: {score(network, clean):.1f} dB", fill=(255, 255, 0))
+        draw.text((2 * c + 6, 4), f"auto ({found_text}, {strength:.2f}): {score(auto, clean):.1f} dB", fill=(255, 255, 0))
         rows.append(np.asarray(row))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.concatenate(rows, axis=0)).save(args.out, quality=90)

@@ -1,11 +1,12 @@
 """Time ``restore_tensor`` for every registered variant on a 1-megapixel image (default 1000x1000).
 
-    python benchmarks/restore_speed.py [--size 1000] [--repeats 3] [--device cpu] [--strength]
+    python benchmarks/restore_speed.py [--size 1000] [--repeats 3] [--device cpu] [--auto]
 
 Random weights are as fast as trained ones, so variants without bundled weights are timed too
-(they have no degradation prototypes, so ``strength="auto"`` costs them nothing). ``--strength``
-also times the default variant's bundled weights with ``strength="auto"`` (one inspection pass
-first) against ``strength=1``, interleaved, as a ratio.
+(they have no degradation prototypes, so the automatic blend costs them nothing). ``--auto``
+also times the default variant's bundled weights as ``airnet restore`` runs them (strength and
+anchor auto: one inspection pass first, then the blend) against the network alone (strength 1,
+anchor 0), interleaved, as a ratio.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--variants", help="comma list (default: all)")
-    parser.add_argument("--strength", action="store_true", help="time the inspection of strength='auto' on the default weights")
+    parser.add_argument("--auto", action="store_true", help="time the automatic blend (inspection, anchor) on the default weights")
     args = parser.parse_args()
     device = torch.device(args.device)
     x = torch.rand(3, args.size, args.size, generator=torch.Generator().manual_seed(0))
@@ -53,22 +54,22 @@ def main() -> None:
         med = statistics.median(times)
         n = sum(p.numel() for p in model.R.parameters())
         print(f"| {v.name} | {n:,} | {med:.2f} | {med / (args.size**2 / 1e6):.2f} |")
-    if args.strength:
-        time_strength(x, device, args.repeats)
+    if args.auto:
+        time_auto(x, device, args.repeats)
 
 
-def time_strength(x: torch.Tensor, device: torch.device, repeats: int) -> None:
-    """The default weights with strength auto (inspection, then the scaled correction) against strength 1."""
+def time_auto(x: torch.Tensor, device: torch.device, repeats: int) -> None:
+    """The default weights with the automatic blend (inspection, then the blended correction) against the network alone."""
     model = load_model(DEFAULT_VARIANT, device=str(device))
     restore_tensor(model, x[:, :64, :64])
-    times: dict[str, list[float]] = {"1": [], "auto": []}
+    times: dict[str, list[float]] = {"network": [], "auto": []}
     for _ in range(repeats):
-        for strength in times:
+        for kind in times:
             t0 = time.perf_counter()
-            restore_tensor(model, x, strength=1.0 if strength == "1" else "auto")
-            times[strength].append(time.perf_counter() - t0)
-    one, auto = (statistics.median(times[k]) for k in ("1", "auto"))
-    print(f"{DEFAULT_VARIANT}: strength 1 {one:.2f} s, strength auto {auto:.2f} s (median of {repeats}): {auto / one:.3f}x")
+            restore_tensor(model, x, **({"strength": 1.0, "anchor": 0.0} if kind == "network" else {}))
+            times[kind].append(time.perf_counter() - t0)
+    one, auto = (statistics.median(times[k]) for k in ("network", "auto"))
+    print(f"{DEFAULT_VARIANT}: network alone {one:.2f} s, automatic blend {auto:.2f} s (median of {repeats}): {auto / one:.3f}x")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,10 @@
-"""A picture of what ``--strength auto`` does: per photo, input | the network's output | strength auto.
+"""A picture of what ``--strength auto --anchor auto`` does: per photo, input | the network's output | auto.
 
     python benchmarks/strength_grid.py OUT.jpg PHOTO [PHOTO ...] [--weights airnet-general] \\
         [--degradation clean] [--crop 192]
 
 Each row is a centre crop of one photo, degraded by a held-out or registered degradation
-(``clean``: the photo itself) from seed 0, with the detected type, the strength applied and the
+(``clean``: the photo itself) from seed 0, with the detected type, the blend applied and the
 PSNR of each output against the clean crop printed on it.
 """
 
@@ -20,7 +20,7 @@ from PIL import Image, ImageDraw
 from airnet_restore.data.aio import load_rgb8
 from airnet_restore.degradations import get_degradation
 from airnet_restore.inference import restore
-from airnet_restore.inference.pipeline import resolve_strength
+from airnet_restore.inference.blend import resolve_blend
 from airnet_restore.metrics import psnr
 from airnet_restore.variants import load_model
 
@@ -46,14 +46,15 @@ def main() -> None:
         c = min(args.crop, h, w)
         clean = np.ascontiguousarray(photo[(h - c) // 2 : (h - c) // 2 + c, (w - c) // 2 : (w - c) // 2 + c])
         degraded = clean if args.degradation == "clean" else get_degradation(args.degradation)(clean, np.random.default_rng(0))
-        strength, found = resolve_strength(model, degraded, "auto")
-        network, auto = restore(degraded, model, strength=1.0), restore(degraded, model, strength=strength)
+        blend, found = resolve_blend(model, degraded)
+        network, auto = restore(degraded, model, strength=1.0, anchor=0.0), restore(degraded, model, blend=blend)
         row = Image.fromarray(np.concatenate([degraded, network, auto], axis=1))
         draw = ImageDraw.Draw(row)
         found_text = f"found {found.type}" if found is not None else "no prototypes"
         draw.text((6, 4), f"{path.stem}: input ({args.degradation})", fill=(255, 255, 0))
-        draw.text((c + 6, 4), f"strength 1: {score(network, clean):.1f} dB", fill=(255, 255, 0))
-        draw.text((2 * c + 6, 4), f"auto ({found_text}, {strength:.2f}): {score(auto, clean):.1f} dB", fill=(255, 255, 0))
+        draw.text((c + 6, 4), f"network: {score(network, clean):.1f} dB", fill=(255, 255, 0))
+        draw.text((2 * c + 6, 4), f"auto ({found_text}): {score(auto, clean):.1f} dB", fill=(255, 255, 0))
+        draw.text((2 * c + 6, 16), blend.describe(), fill=(255, 255, 0))
         rows.append(np.asarray(row))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.concatenate(rows, axis=0)).save(args.out, quality=90)

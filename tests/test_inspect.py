@@ -220,39 +220,41 @@ def test_auto_strength_leaves_a_photo_found_clean_as_it_was(weights):
     model = load_model(str(weights[1]), device="cpu")
     probe = Inspector.for_model(model).probe
     image = photo(30, 48)
-    network = restore(image, model, strength=1.0)
+    network = restore(image, model, strength=1.0, anchor=0.0)
     assert not np.array_equal(network, image)  # the (random, tiny) network changes it
     attach_probe(model, probe_answering(probe, -40.0), "test")
     assert np.array_equal(restore(image, model), image)
-    assert np.array_equal(restore(image, model, strength=1.0), network)
-    attach_probe(model, probe_answering(probe, 40.0), "test")
+    assert np.array_equal(restore(image, model, strength=1.0, anchor=0.0), network)
+    attach_probe(model, probe_answering(probe, 40.0), "test")  # every family surely present: haze and rain too
     assert np.array_equal(restore(image, model), network)
 
 
 def test_strength_is_the_fraction_of_the_correction(weights):
     model = load_model(str(weights[1]), device="cpu")
     x = torch.from_numpy(photo(31, 40)).permute(2, 0, 1).float() / 255
-    y = restore_tensor(model, x, strength=1.0)
-    torch.testing.assert_close(restore_tensor(model, x, strength=0.25), x + 0.25 * (y - x), atol=1e-6, rtol=0)
+    y = restore_tensor(model, x, strength=1.0, anchor=0.0)
+    torch.testing.assert_close(restore_tensor(model, x, strength=0.25, anchor=0.0), x + 0.25 * (y - x), atol=1e-6, rtol=0)
     torch.testing.assert_close(restore_tensor(model, x, strength=0.0), x, atol=0, rtol=0)
     plain = load_model(str(weights[0]), device="cpu")  # no prototypes: auto is the network's output
-    assert torch.equal(restore_tensor(plain, x), restore_tensor(plain, x, strength=1.0))
+    assert torch.equal(restore_tensor(plain, x), restore_tensor(plain, x, strength=1.0, anchor=0.0))
     for bad in (1.5, -0.1, "high", True):
         with pytest.raises(AirNetError, match="strength must be"):
             restore_tensor(model, x, strength=bad)
 
 
-def test_restore_reports_detection_and_strength(weights, tmp_path, capsys):
+def test_restore_reports_detection_and_blend(weights, tmp_path, capsys):
     Image.fromarray(photo(32, 48)).save(tmp_path / "a.png")
     report = restore_files([tmp_path / "a.png"], tmp_path / "out", load_model(str(weights[1]), device="cpu"), progress=False)
-    found = report.detected[tmp_path / "a.png"]
-    assert report.strengths[tmp_path / "a.png"] == pytest.approx(found.degraded) and 0 <= found.degraded <= 1
+    found, blend = report.detected[tmp_path / "a.png"], report.blends[tmp_path / "a.png"]
+    assert blend.strength == pytest.approx(found.degraded) and 0 <= found.degraded <= 1
+    assert blend.anchor == pytest.approx((1 - found.presence["haze"]) * (1 - found.presence["rain"]))
     assert cli.main(["restore", str(tmp_path / "a.png"), "-o", str(tmp_path / "o2"), "--weights", str(weights[1]), "-q",
-                     "--strength", "0.5"]) == 0
-    assert "strength 0.50]" in capsys.readouterr().out
-    with pytest.raises(SystemExit):
-        cli.main(["restore", str(tmp_path / "a.png"), "-o", str(tmp_path / "o3"), "--strength", "2"])
-    assert "outside 0-1" in capsys.readouterr().err
+                     "--strength", "0.5", "--anchor", "0.25"]) == 0
+    assert "strength 0.50, anchor 0.25]" in capsys.readouterr().out
+    for option in ("--strength", "--anchor"):
+        with pytest.raises(SystemExit):
+            cli.main(["restore", str(tmp_path / "a.png"), "-o", str(tmp_path / "o3"), option, "2"])
+        assert f"{option[2:]} must be 'auto' or a number from 0" in capsys.readouterr().err
 
 
 def test_unreadable_prototypes_leave_the_weights_usable(weights, tmp_path):
@@ -265,7 +267,7 @@ def test_unreadable_prototypes_leave_the_weights_usable(weights, tmp_path):
     with pytest.warns(UserWarning, match="prototypes not used"):
         loaded = load_model(str(stale), device="cpu")
     image = photo(33, 40)
-    assert np.array_equal(restore(image, loaded), restore(image, loaded, strength=1.0))
+    assert np.array_equal(restore(image, loaded), restore(image, loaded, strength=1.0, anchor=0.0))
 
 
 def test_auto_strength_on_tiny_images_and_the_models_modes(weights, tmp_path):
@@ -273,7 +275,7 @@ def test_auto_strength_on_tiny_images_and_the_models_modes(weights, tmp_path):
     model = load_model(str(weights[1]), device="cpu")
     for shape in ((1, 1, 3), (1, 40, 3), (15, 64, 3)):
         image = np.full(shape, 128, np.uint8)
-        assert np.array_equal(restore(image, model), restore(image, model, strength=1.0))
+        assert np.array_equal(restore(image, model), restore(image, model, strength=1.0, anchor=0.0))
     Image.fromarray(np.full((1, 40, 3), 90, np.uint8)).save(tmp_path / "line.png")
     report = restore_files([tmp_path / "line.png"], tmp_path / "out", model, strength=np.float32(1.0), progress=False)
     assert not report.failed and not report.detected
@@ -292,5 +294,7 @@ def test_the_web_app_restores_and_reports_as_the_cli_does(weights, tmp_path):
     report = restore_files([tmp_path / "a.png"], tmp_path / "cli", model, progress=False)
     found = report.detected[tmp_path / "a.png"]
     assert pixels == 48 * 48 and json.loads(header)["type"] == found.type
-    assert json.loads(header)["strength"] == pytest.approx(report.strengths[tmp_path / "a.png"], abs=1e-3)
+    blend = report.blends[tmp_path / "a.png"]
+    assert json.loads(header)["strength"] == pytest.approx(blend.strength, abs=1e-3)
+    assert json.loads(header)["anchor"] == pytest.approx(blend.anchor, abs=1e-3)
     assert np.array_equal(np.asarray(Image.open(tmp_path / "web.png")), np.asarray(Image.open(tmp_path / "cli" / "a.png")))

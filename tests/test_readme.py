@@ -76,7 +76,7 @@ COMMANDS: dict[str, Plan] = {
     "airnet restore scans/ -o out --ext jpg --jpeg-quality 90": Plan(creates=("out/a.jpg", "out/old/b.jpg")),
     "airnet restore big.jpg -o out --device cuda --precision bf16 --tile 512": Plan(cuda=True, creates=("out/big.jpg",)),
     "airnet restore photo.jpg -o out --weights All.pth": Plan(creates=("out/photo.jpg",)),
-    "airnet restore photo.jpg -o out --strength 1": Plan(creates=("out/photo.jpg",)),
+    "airnet restore photo.jpg -o out --strength 1 --anchor 0": Plan(creates=("out/photo.jpg",)),
     # ONNX
     'python -m pip install -e ".[onnx]"': Plan(skip="installs the onnx extras, which the test extras include"),
     "airnet export airnet-general.onnx": Plan(creates=("airnet-general.onnx",), slow=True),
@@ -90,9 +90,9 @@ COMMANDS: dict[str, Plan] = {
     "curl http://127.0.0.1:7860/api/health": Plan(extra="--fail"),
     # Training report
     "airnet eval --weights airnet-general --weights airnet-lite --heldout runs/heldout-photos --crop 192 "
-    "--device cpu --grid 9 --out reports/heldout-v3": Plan(creates=("reports/heldout-v3/results.md",), slow=True),
+    "--device cpu --grid 9 --anchor 0 --out reports/heldout-v3": Plan(creates=("reports/heldout-v3/results.md",), slow=True),
     "airnet eval --weights airnet-general --weights airnet-lite --heldout runs/heldout-photos --crop 192 "
-    "--device cpu --strength 1 --out reports/heldout-v2": Plan(creates=("reports/heldout-v2/results.md",), slow=True),
+    "--device cpu --strength 1 --anchor 0 --out reports/heldout-v2": Plan(creates=("reports/heldout-v2/results.md",), slow=True),
     "airnet eval --weights airnet-lite --set noise15=$P --set noise25=$P --set noise50=$P --set rain=$P --set haze=$P "
     "--include Storm.png,LadyBird.png,coffee.png,friends_by_Aitzol_Berasategi.png,Path.png,"
     "Bridge_by_Sander_Klootwijk.png --crop 512 --grid 6 --out reports/airnet-lite": Plan(
@@ -141,7 +141,7 @@ COMMANDS: dict[str, Plan] = {
     "clean: ../shared/data/photos, exclude: [$VAL]}, {name: clean, clean: ../shared/data/photos, exclude: [$VAL]}]\"": Plan(
         extra=SMALL, slow=True),
     "airnet eval --weights airnet-general --weights runs/ft-rain/last.safetensors --heldout runs/heldout-photos "
-    "--baselines identity --crop 192 --strength 1 --out reports/finetune-ho-rain": Plan(
+    "--baselines identity --crop 192 --strength 1 --anchor 0 --out reports/finetune-ho-rain": Plan(
         creates=("reports/finetune-ho-rain/results.md",)),
     # A GPU sprint
     "python training/sprint.py --config configs/general.yaml --resume training/airnet-general/state.pt --minutes 8 "

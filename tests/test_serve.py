@@ -24,6 +24,7 @@ from PIL import Image
 
 from airnet_restore.cli import main
 from airnet_restore.errors import AirNetError
+from airnet_restore.inference.blend import Blend
 from airnet_restore.inspection import Inspection
 from airnet_restore.variants import load_model
 from airnet_restore.web import Limits
@@ -276,7 +277,7 @@ def test_a_full_queue_answers_503_with_retry_after_and_loses_nothing(monkeypatch
     model = make_tiny().eval()
     gate = Gate(model)
     found = Inspection("noise", 0.9, 25.0, None, {"noise": 0.97, "rain": 0.01})
-    monkeypatch.setattr("airnet_restore.web.app.resolve_strength", lambda model, pixels, strength: (0.97, found))
+    monkeypatch.setattr("airnet_restore.web.app.resolve_blend", lambda model, pixels: (Blend(0.97, 0.5), found))
     app = create_app(model, "gated", LIMITS)
     results: list = []
     with running(app) as port:
@@ -290,7 +291,8 @@ def test_a_full_queue_answers_503_with_retry_after_and_loses_nothing(monkeypatch
         for t in threads:
             t.join(30)
     assert [r[0] for r in results] == [200, 200]
-    assert json.loads(results[0][1]["x-airnet-detected"]) == {"type": "noise", "confidence": 0.9, "sigma": 25.0, "strength": 0.97}
+    assert json.loads(results[0][1]["x-airnet-detected"]) == {"type": "noise", "confidence": 0.9, "sigma": 25.0, "strength": 0.97,
+                                                             "anchor": 0.5}
 
 
 def test_a_timeout_is_504_and_frees_the_worker():
@@ -332,11 +334,11 @@ def test_a_client_that_leaves_cancels_its_job():
 
 
 def test_detected_corruption_is_one_json_line_or_nothing():
-    assert detection_header(None, 1.0) is None
+    assert detection_header(None, Blend()) is None
     found = Inspection("haze+noise", 0.81234, 12.5, 0.4, {"haze": 0.9, "noise": 0.8, "rain": 0.1}, file="x.png")
-    assert json.loads(detection_header(found, 0.9)) == {"type": "haze+noise", "confidence": 0.812, "sigma": 12.5,
-                                                         "haze_density": 0.4, "strength": 0.9}
-    assert "\n" not in detection_header(found, 0.9)
+    assert json.loads(detection_header(found, Blend(0.9, 0.09))) == {
+        "type": "haze+noise", "confidence": 0.812, "sigma": 12.5, "haze_density": 0.4, "strength": 0.9, "anchor": 0.09}
+    assert "\n" not in detection_header(found, Blend(0.9))
 
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -62,21 +62,33 @@ def _tile(value: str) -> int | str | None:
     return size
 
 
-def _strength(value: str) -> float | str:
-    if value == "auto":
-        return value
-    try:
-        strength = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected auto or a number from 0 to 1, got {value!r}") from None
-    if not 0.0 <= strength <= 1.0:
-        raise argparse.ArgumentTypeError(f"strength {value} is outside 0-1 (0: the input as is, 1: the network's output)")
-    return strength
+def _fraction(name: str) -> Callable[[str], float | str]:
+    """The argparse type of option ``name`` (strength, anchor): auto or a number from 0 to 1."""
+
+    def parse(value: str) -> float | str:
+        from airnet_restore.inference.blend import check_fraction
+
+        if value == "auto":
+            return value
+        try:
+            number = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected auto or a number from 0 to 1, got {value!r}") from None
+        try:
+            check_fraction(name, number)
+        except AirNetError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+        return number
+
+    return parse
 
 
 STRENGTH_HELP = ("how much of the network's correction to apply: 'auto' (default) scales it by the probability that "
                  "the image is degraded, from the weights' degradation prototypes, so a photo found clean comes back "
                  "nearly unchanged (weights without prototypes: 1); or a number from 0 (the input) to 1 (the network's output)")
+ANCHOR_HELP = ("how much of the input's tones (the low frequencies of the correction removed) to keep: 'auto' (default) "
+               "keeps them where only noise is found, which leaves local means alone, and not where haze or rain is "
+               "(weights without prototypes: 0); or a number from 0 (the network's tones) to 1 (the input's)")
 
 
 def _cmd_restore(args: argparse.Namespace) -> int:
@@ -110,11 +122,12 @@ def _cmd_restore(args: argparse.Namespace) -> int:
         tile_overlap=args.tile_overlap,
         precision=args.precision,
         strength=args.strength,
+        anchor=args.anchor,
         progress=not args.quiet,
     )
     for src, dst in report.done:
         found = report.detected.get(src)
-        print(f"{src} -> {dst}" + (f"  [{found.summary()}; strength {report.strengths[src]:.2f}]" if found else ""))
+        print(f"{src} -> {dst}" + (f"  [{found.summary()}; {report.blends[src].describe()}]" if found else ""))
     for src, warning in report.warnings:
         print(f"warning: {src}: {warning}", file=sys.stderr)
     for name, reason in report.failed:
@@ -191,8 +204,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     methods = {}
     for weights in args.weights:
         model = load_model(weights, device=args.device)
-        restore = model_method(model, tile=args.tile, tile_overlap=args.tile_overlap, strength=args.strength)
-        label = Path(weights).stem + ("" if args.strength == "auto" else f" (strength {args.strength:g})")
+        restore = model_method(model, tile=args.tile, tile_overlap=args.tile_overlap, strength=args.strength, anchor=args.anchor)
+        label = Path(weights).stem + "".join(f" ({name} {value:g})" for name, value in
+                                             (("strength", args.strength), ("anchor", args.anchor)) if value != "auto")
         methods[label] = (restore, lambda _task: True)
     baselines = args.baselines if args.baselines is not None else "all" if args.heldout else "identity,cbm3d,dcp"
     methods.update(baseline_methods([k for k in baselines.split(",") if k]))
@@ -203,10 +217,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                       grid_images=args.grid, progress=not args.quiet)
     if args.weights:
         report.notes.append(
-            "Models restore as `airnet restore` does with "
-            + ("`--strength auto`: the correction scaled by the detected probability of any corruption "
-               "(1 for weights without degradation prototypes)." if args.strength == "auto"
-               else f"`--strength {args.strength:g}`.")
+            f"Models restore as `airnet restore` does with `--strength {args.strength} --anchor {args.anchor}`"
+            + (" (auto: the correction scaled by the detected probability of any corruption, and its low frequencies "
+               "removed by the probability that only noise is present; strength 1 and anchor 0 for weights without "
+               "degradation prototypes)." if "auto" in (args.strength, args.anchor) else ".")
         )
     print(report.markdown())
     for path in report.write(out):
@@ -271,7 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "uint8 output as an `airnet export --double` model in onnxruntime")
     p.add_argument("--tile", type=_tile, default="auto", help="tile size in pixels, 'auto' (from free memory, default) or 'none'")
     p.add_argument("--tile-overlap", type=int, default=DEFAULT_OVERLAP, help=f"overlap between tiles in pixels (default {DEFAULT_OVERLAP})")
-    p.add_argument("--strength", type=_strength, default="auto", help=STRENGTH_HELP)
+    p.add_argument("--strength", type=_fraction("strength"), default="auto", help=STRENGTH_HELP)
+    p.add_argument("--anchor", type=_fraction("anchor"), default="auto", help=ANCHOR_HELP)
     p.add_argument("--suffix", default="", help="added to output file names, e.g. _restored")
     p.add_argument("--ext", help="output format by extension (png, tif, jpg, ...); default: the input's")
     p.add_argument("--jpeg-quality", type=int, default=JPEG_QUALITY, metavar="N",
@@ -309,7 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps for the models (default auto)")
     p.add_argument("--tile", type=_tile, default="auto", help="tile size in pixels, 'auto' (from free memory, default) or 'none'")
     p.add_argument("--tile-overlap", type=int, default=DEFAULT_OVERLAP, help=f"overlap between tiles in pixels (default {DEFAULT_OVERLAP})")
-    p.add_argument("--strength", type=_strength, default="auto", help=STRENGTH_HELP + "; as `airnet restore` applies it")
+    p.add_argument("--strength", type=_fraction("strength"), default="auto", help=STRENGTH_HELP + "; as `airnet restore` applies it")
+    p.add_argument("--anchor", type=_fraction("anchor"), default="auto", help=ANCHOR_HELP + "; as `airnet restore` applies it")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_eval)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import glob
-import numbers
 import os
 import time
 from collections.abc import Iterable, Sequence
@@ -42,6 +41,7 @@ from airnet_restore.image_io import (
     to_float,
     write_image,
 )
+from airnet_restore.inference.blend import Blend, Fraction, check_fraction, resolve_blend
 from airnet_restore.inference.tiling import Forward, auto_tile_size, run_tiled, tiled_bands
 from airnet_restore.memory import tune_allocator
 from airnet_restore.models.airnet import AirNet, eval_mode
@@ -53,7 +53,6 @@ if TYPE_CHECKING:
     from airnet_restore.inspection import Inspection
 
 Tile = int | Literal["auto"] | None
-Strength = float | Literal["auto"]
 ImageLike = TypeVar("ImageLike", np.ndarray, Image.Image, torch.Tensor)
 
 
@@ -76,7 +75,9 @@ def restore_tensor(
     tile: Tile = "auto",
     tile_overlap: int = DEFAULT_OVERLAP,
     precision: Precision = "fp32",
-    strength: Strength = "auto",
+    strength: Fraction = "auto",
+    anchor: Fraction = "auto",
+    blend: Blend | None = None,
     progress: bool = False,
 ) -> torch.Tensor:
     """Restore (3,H,W) or (B,3,H,W) RGB floats in [0, 1]; the output has the input's shape, device and dtype.
@@ -84,7 +85,8 @@ def restore_tensor(
     Images are processed one at a time on the model's device; each is kept whole or
     tiled (``tile``: "auto" from free memory, an int, or None for never). The image stays on
     its device (only tiles move to the model's), and the model is left as it was given.
-    ``strength``: how much of the network's correction is applied (see ``resolve_strength``).
+    ``strength``, ``anchor``: how the network's correction reaches the output (``resolve_blend``);
+    ``blend``: one already resolved, used instead.
     """
     if x.dim() not in (3, 4) or x.shape[-3] != 3:
         raise AirNetError(f"expected an RGB tensor of shape (3,H,W) or (B,3,H,W), got {tuple(x.shape)}")
@@ -94,12 +96,12 @@ def restore_tensor(
         raise AirNetError(f"empty image tensor of shape {tuple(x.shape)}")
     if not torch.isfinite(x).all():
         raise AirNetError("the image tensor holds NaN or infinite values; replace them with finite values first")
-    check_strength(strength)
+    _check_blend(strength, anchor, blend)
     network, device = _forward(model, precision)
     batch = x if x.dim() == 4 else x[None]
     outs = []
     for image in batch:
-        forward = _scaled(network, resolve_strength(model, image, strength)[0] if strength == "auto" else float(strength))
+        forward = _plan(model, image, strength, anchor, blend).apply(network)
         h, w = image.shape[-2:]
         (top, bottom), (left, right) = _working_padding(h, w)
         image = _reflect_pad(image.detach().float().clamp(0, 1), (top, bottom), (left, right))
@@ -111,40 +113,21 @@ def restore_tensor(
     return out if x.dim() == 4 else out[0]
 
 
-def check_strength(strength: object) -> None:
-    """Refuse a strength other than "auto" or a number in [0, 1], before any work."""
-    if isinstance(strength, str) and strength == "auto":
-        return
-    if isinstance(strength, bool) or not isinstance(strength, numbers.Real) or not 0.0 <= float(strength) <= 1.0:
-        raise AirNetError(f"strength must be 'auto' or a number from 0 (leave the image as it is) to 1 "
-                          f"(the network's output as it is), got {strength!r}")
+def _check_blend(strength: object, anchor: object, blend: Blend | None) -> None:
+    """Refuse bad ``strength`` / ``anchor`` values, or either given beside a resolved ``blend``, before any work."""
+    check_fraction("strength", strength)
+    check_fraction("anchor", anchor)
+    if blend is not None and (strength, anchor) != ("auto", "auto"):
+        raise AirNetError("give either blend or strength and anchor, not both")
 
 
-def resolve_strength(model: object, image: Any, strength: Strength) -> tuple[float, Inspection | None]:
-    """The fraction of the network's correction to apply to ``image``, and the inspection behind it.
-
-    ``"auto"`` (the default) scales the correction by the probability that the image is degraded
-    at all (``Inspection.degraded``), judged from the weights' degradation prototypes on the
-    whole image: a photo surely clean comes back nearly unchanged, a surely degraded one gets the
-    whole correction, one in between part of it (the blend that minimises the expected squared
-    error if the probability is right and the network is right where the image is degraded). Weights without prototypes that fit their encoder (the paper's variants, official
-    checkpoints, weights trained further than their prototypes, ONNX models) and images under
-    16 px a side get 1, the network's output as is. A number in [0, 1] is used as given
-    (1: the network's output, 0: the input); the image is still inspected where the weights
-    allow, so the caller can show what was found.
-    ``image``: a (3,H,W) float tensor in [0, 1] or HxWx3 pixels (uint8, uint16 or float).
-    """
-    from airnet_restore.inspection import model_inspector
-
-    check_strength(strength)
-    inspector = model_inspector(model)
-    try:
-        found = inspector.inspect(image) if inspector is not None else None
-    except AirNetError:  # too small to inspect: restored as the network does
-        found = None
-    if strength != "auto":
-        return float(strength), found
-    return (found.degraded if found is not None else 1.0), found
+def _plan(model: object, image: Any, strength: Fraction, anchor: Fraction, blend: Blend | None) -> Blend:
+    """``blend`` if given; else the resolved blend, without inspecting the image where nothing needs it."""
+    if blend is not None:
+        return blend
+    if strength != "auto" and anchor == 0:
+        return Blend(float(strength))
+    return resolve_blend(model, image, strength, anchor)[0]
 
 
 def _forward(model: AirNet | OnnxRestorer, precision: Precision) -> tuple[Forward, torch.device]:
@@ -164,16 +147,6 @@ def _forward(model: AirNet | OnnxRestorer, precision: Precision) -> tuple[Forwar
             return net(t)
 
     return forward, device
-
-
-def _scaled(network: Forward, strength: float) -> Forward:
-    """``network`` with its correction scaled by ``strength``: each output between the input and the
-    restored tile, in the input's precision (the network is not run at all for strength 0)."""
-    if strength == 1.0:
-        return network
-    if strength == 0.0:
-        return lambda t: t
-    return lambda t: t + strength * (network(t).to(t.dtype).clamp(0, 1) - t)
 
 
 def _float64(model: AirNet | OnnxRestorer, device: torch.device) -> nn.Module:
@@ -220,22 +193,24 @@ def restore_pixels(
     tile: Tile = "auto",
     tile_overlap: int = DEFAULT_OVERLAP,
     precision: Precision = "fp32",
-    strength: Strength = "auto",
+    strength: Fraction = "auto",
+    anchor: Fraction = "auto",
+    blend: Blend | None = None,
     progress: bool = False,
 ) -> np.ndarray:
     """Restore HxWx3 RGB pixels (uint8, uint16 or float in [0, 1]) into a new HxWx3 array of ``dtype``
     (default: the input's), as ``restore_tensor`` would, without a float copy of the whole image:
     each tile is converted to float on its own and each finished band of rows stored at once.
-    ``strength``: as in ``resolve_strength`` ("auto" inspects the image first, tile by tile; a
-    number skips the inspection)."""
+    ``strength``, ``anchor``, ``blend``: as in ``restore_tensor`` ("auto" inspects the image first,
+    tile by tile; a strength with anchor 0 skips the inspection)."""
     if pixels.ndim != 3 or pixels.shape[2] != 3:
         raise AirNetError(f"expected HxWx3 RGB pixels, got shape {pixels.shape}")
     if pixels.size == 0:
         raise AirNetError(f"empty image (shape {pixels.shape})")
     to_float(pixels[:1, :1])  # refuses an unsupported pixel type before any work
-    check_strength(strength)
+    _check_blend(strength, anchor, blend)
     network, device = _forward(model, precision)
-    forward = _scaled(network, resolve_strength(model, pixels, strength)[0] if strength == "auto" else float(strength))
+    forward = _plan(model, pixels, strength, anchor, blend).apply(network)
     h, w = pixels.shape[:2]
     (top, bottom), (left, right) = _working_padding(h, w)
     if top or bottom or left or right:
@@ -270,9 +245,10 @@ def restore(
     a PIL image, a torch tensor ((3,H,W) or (B,3,H,W) float) or a path (returns a numpy
     array of the file's depth and channels). Alpha is carried through untouched; grey stays
     grey. ``model``: defaults to the bundled default variant. ``options``: ``tile``,
-    ``tile_overlap``, ``precision``, ``strength``, ``progress`` (see ``restore_tensor``);
+    ``tile_overlap``, ``precision``, ``strength``, ``anchor``, ``progress`` (see ``restore_tensor``);
     ``strength="auto"`` (the default) scales the correction by the probability that the image is
-    degraded at all, so an image found surely clean comes back nearly unchanged.
+    degraded at all, so an image found surely clean comes back nearly unchanged; ``anchor="auto"``
+    (the default) keeps the input's tones where only noise is found (``inference.blend``).
     """
     model = model if model is not None else default_model()
     if isinstance(image, torch.Tensor):
@@ -300,7 +276,7 @@ class RestoreReport:
 
     done: list[tuple[Path, Path]] = field(default_factory=list)
     detected: dict[Path, Inspection] = field(default_factory=dict)  # input -> what the weights' prototypes found
-    strengths: dict[Path, float] = field(default_factory=dict)  # input -> fraction of the correction applied
+    blends: dict[Path, Blend] = field(default_factory=dict)  # input -> how the correction was applied
     skipped: list[tuple[Path, str]] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[tuple[Path, str]] = field(default_factory=list)
@@ -462,7 +438,8 @@ def restore_files(
     overwrite: bool = False,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     jpeg_quality: int = JPEG_QUALITY,
-    strength: Strength = "auto",
+    strength: Fraction = "auto",
+    anchor: Fraction = "auto",
     progress: bool = True,
     **options,
 ) -> RestoreReport:
@@ -473,13 +450,13 @@ def restore_files(
     written atomically, and temporary files left by a killed run are removed. An image is
     held at its file's depth and restored tile by tile straight into the output's depth;
     an output that cannot keep the input's depth is written with a warning in the report.
-    Each image is inspected first where the weights hold prototypes (``resolve_strength``); the
-    report keeps what was found and the strength applied.
+    Each image is inspected first where the weights hold prototypes (``resolve_blend``); the
+    report keeps what was found and the blend applied.
     """
     start = time.perf_counter()
     report = RestoreReport()
     check_jpeg_quality(jpeg_quality)
-    check_strength(strength)
+    _check_blend(strength, anchor, None)
     outdir = check_output_folder(outdir, ext)
     pairs, report.failed = collect_inputs(inputs, outdir)
     jobs, refused = plan_outputs(pairs, outdir, suffix=suffix, ext=ext, overwrite=overwrite)
@@ -497,8 +474,8 @@ def restore_files(
             check_writable(dst, data)
             if model is None:
                 model = default_model()
-            scale, found = resolve_strength(model, data.pixels, strength)
-            pixels = restore_pixels(model, data.pixels, output_dtype(data.dtype, dst.suffix), strength=scale, **options,
+            blend, found = resolve_blend(model, data.pixels, strength, anchor)
+            pixels = restore_pixels(model, data.pixels, output_dtype(data.dtype, dst.suffix), blend=blend, **options,
                                     progress=progress)
             write_image(dst, data, pixels, jpeg_quality=jpeg_quality)
         except (AirNetError, OSError) as e:
@@ -508,7 +485,7 @@ def restore_files(
             report.failed.append((str(src), "out of memory; use a smaller --tile or --max-pixels"))
             continue
         report.done.append((src, dst))
-        report.strengths[src] = scale
+        report.blends[src] = blend
         if found is not None:
             report.detected[src] = found
         if warning := depth_warning(data.dtype, dst.suffix):

@@ -335,7 +335,7 @@ class Trainer:
         """PSNR and SSIM per validation task and their mean PSNR, scored exactly as ``airnet eval`` scores."""
         if not self.val_tasks:
             return {}
-        restore = model_method(self.inference_model(), tile=None, strength=1.0)  # the network itself
+        restore = model_method(self.inference_model(), tile=None, strength=1.0, anchor=0.0)  # the network itself
         first: dict[str, np.ndarray] = {}
 
         def method(degraded: np.ndarray, task: Task) -> np.ndarray:

@@ -28,7 +28,8 @@ from starlette.exceptions import HTTPException
 
 from airnet_restore.errors import AirNetError
 from airnet_restore.image_io import output_dtype, read_image, write_image
-from airnet_restore.inference.pipeline import model_device, resolve_strength, restore_pixels
+from airnet_restore.inference.blend import Blend, resolve_blend
+from airnet_restore.inference.pipeline import model_device, restore_pixels
 from airnet_restore.inspection import Inspection, model_inspector
 from airnet_restore.models.airnet import AirNet
 from airnet_restore.web import Limits
@@ -72,17 +73,17 @@ def check_pixel_count(path: Path, max_pixels: int) -> None:
         raise UploadError(413, f"{width}x{height} = {width * height:,} pixels is over the limit of {max_pixels:,} (--max-pixels)")
 
 
-def detection_header(found: Inspection | None, strength: float) -> str | None:
-    """What the weights' prototypes found and the strength applied, as one line of JSON (None: nothing found)."""
+def detection_header(found: Inspection | None, blend: Blend) -> str | None:
+    """What the weights' prototypes found and the blend applied, as one line of JSON (None: nothing found)."""
     if found is None:
         return None
     fields = {"type": found.type, "confidence": round(found.confidence, 3), "sigma": found.sigma,
-              "haze_density": found.haze_density, "strength": round(strength, 3)}
+              "haze_density": found.haze_density, "strength": round(blend.strength, 3), "anchor": round(blend.anchor, 3)}
     return json.dumps({k: v for k, v in fields.items() if v is not None})
 
 
 def restore_file(model: AirNet, src: Path, dst: Path, max_pixels: int) -> tuple[int, str | None]:
-    """Restore ``src`` into the PNG ``dst`` as ``airnet restore`` does (strength auto); returns the pixel
+    """Restore ``src`` into the PNG ``dst`` as ``airnet restore`` does (strength and anchor auto); returns the pixel
     count and the detection header.
 
     A file that is not a readable image is a 400 ``UploadError``, one over ``max_pixels`` a 413.
@@ -93,9 +94,9 @@ def restore_file(model: AirNet, src: Path, dst: Path, max_pixels: int) -> tuple[
     except AirNetError as e:
         raise UploadError(400, str(e).removeprefix(f"{src}: ")) from None
     # The path `airnet restore` takes for a file, so the pixels are the CLI's exactly.
-    strength, found = resolve_strength(model, data.pixels, "auto")
-    write_image(dst, data, restore_pixels(model, data.pixels, output_dtype(data.dtype, dst.suffix), strength=strength))
-    return data.pixels.shape[0] * data.pixels.shape[1], detection_header(found, strength)
+    blend, found = resolve_blend(model, data.pixels)
+    write_image(dst, data, restore_pixels(model, data.pixels, output_dtype(data.dtype, dst.suffix), blend=blend))
+    return data.pixels.shape[0] * data.pixels.shape[1], detection_header(found, blend)
 
 
 def create_app(model: AirNet, model_name: str, limits: Limits = Limits()) -> FastAPI:

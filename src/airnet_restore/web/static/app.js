@@ -92,7 +92,7 @@ function show(xhr, file, before) {
   say(`Restored ${file.name}. Drag across the picture to compare; the download is full size and depth (PNG).`);
 }
 
-// The detected corruption and the strength applied: sent where the weights hold degradation prototypes.
+// The detected corruption and the blend (strength, anchor) applied: sent where the weights hold degradation prototypes.
 function showDetected(header) {
   if (!header) return;
   const found = JSON.parse(header);

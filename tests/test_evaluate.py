@@ -107,3 +107,8 @@ def test_heldout_preset_from_the_cli(sets, tmp_path, capsys):
     assert json.loads((out / "results.json").read_text())["average"]["tiny"] is not None
     assert main(["eval", "--baselines", "identity"]) == 2
     assert "no test sets" in capsys.readouterr().err
+    assert main(["eval", "--weights", str(weights), "--set", f"clean={sets / 'clean'}", "--baselines", "",
+                 "--crop", "32", "--out", str(tmp_path / "o2"), "--anchor", "0.5", "-q"]) == 0
+    printed = capsys.readouterr().out
+    assert "| tiny (anchor 0.5) |" in printed
+    assert "`--strength auto --anchor 0.5`; strength auto: " in printed and "anchor auto" not in printed

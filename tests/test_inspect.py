@@ -210,9 +210,10 @@ def test_restore_prints_what_it_detected(weights, tmp_path, capsys):
     assert "confidence" not in capsys.readouterr().out  # weights without prototypes: restored, nothing detected
 
 
-def probe_answering(probe: DegradationProbe, logit: float) -> dict[str, str]:
-    """Metadata holding ``probe`` changed so every detector answers sigmoid(``logit``) on any image."""
-    detectors = {f: [0.0] * (len(w) - 1) + [logit] for f, w in probe.detectors.items()}
+def probe_answering(probe: DegradationProbe, logit: float, **family_logits: float) -> dict[str, str]:
+    """Metadata holding ``probe`` changed so every detector answers sigmoid(``logit``) on any image
+    (or sigmoid of its own logit, where given by family)."""
+    detectors = {f: [0.0] * (len(w) - 1) + [family_logits.get(f, logit)] for f, w in probe.detectors.items()}
     return {METADATA_KEY: DegradationProbe(**{**probe.__dict__, "detectors": detectors}).to_json()}
 
 
@@ -240,6 +241,24 @@ def test_strength_is_the_fraction_of_the_correction(weights):
     for bad in (1.5, -0.1, "high", True):
         with pytest.raises(AirNetError, match="strength must be"):
             restore_tensor(model, x, strength=bad)
+
+
+def test_an_automatic_anchor_reaches_the_written_pixels(weights, tmp_path):
+    """Noise surely present, haze and rain each at even odds: anchor 0.25, and the file written by
+    `airnet restore` is the tensor path's blend of the same image."""
+    model = load_model(str(weights[1]), device="cpu")
+    attach_probe(model, probe_answering(Inspector.for_model(model).probe, 40.0, haze=0.0, rain=0.0), "test")
+    image = photo(35, 48)
+    Image.fromarray(image).save(tmp_path / "a.png")
+    report = restore_files([tmp_path / "a.png"], tmp_path / "out", model, progress=False)
+    blend = report.blends[tmp_path / "a.png"]
+    assert blend.strength == pytest.approx(1.0) and blend.anchor == pytest.approx(0.25)
+    x = torch.from_numpy(image).permute(2, 0, 1).float() / 255
+    expected = np.rint(restore_tensor(model, x, blend=blend).permute(1, 2, 0).numpy() * 255)
+    written = np.asarray(Image.open(tmp_path / "out" / "a.png")).astype(float)
+    assert np.abs(written - expected).max() <= 1
+    network = restore(image, model, strength=1.0, anchor=0.0).astype(float)
+    assert np.abs(written - network).max() >= 2  # the anchor changed the output
 
 
 def test_restore_reports_detection_and_blend(weights, tmp_path, capsys):

@@ -86,6 +86,15 @@ def _fraction(name: str) -> Callable[[str], float | str]:
 STRENGTH_HELP = ("how much of the network's correction to apply: 'auto' (default) scales it by the probability that "
                  "the image is degraded, from the weights' degradation prototypes, so a photo found clean comes back "
                  "nearly unchanged (weights without prototypes: 1); or a number from 0 (the input) to 1 (the network's output)")
+def _option(value: float | str) -> str:
+    """A --strength / --anchor value as it would be typed: auto, 1, 0.5."""
+    return value if isinstance(value, str) else f"{value:g}"
+
+
+AUTO_NOTES = {"strength": "strength auto: the correction scaled by the detected probability of any corruption "
+                          "(1 for weights without degradation prototypes)",
+              "anchor": "anchor auto: the input's tones kept by the detected probability that only noise is present "
+                        "(0 for weights without degradation prototypes)"}
 ANCHOR_HELP = ("how much of the input's tones (the low frequencies of the correction removed) to keep: 'auto' (default) "
                "keeps them where only noise is found, which leaves local means alone, and not where haze or rain is "
                "(weights without prototypes: 0); or a number from 0 (the network's tones) to 1 (the input's)")
@@ -217,10 +226,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                       grid_images=args.grid, progress=not args.quiet)
     if args.weights:
         report.notes.append(
-            f"Models restore as `airnet restore` does with `--strength {args.strength} --anchor {args.anchor}`"
-            + (" (auto: the correction scaled by the detected probability of any corruption, and its low frequencies "
-               "removed by the probability that only noise is present; strength 1 and anchor 0 for weights without "
-               "degradation prototypes)." if "auto" in (args.strength, args.anchor) else ".")
+            f"Models restore as `airnet restore` does with `--strength {_option(args.strength)} --anchor {_option(args.anchor)}`"
+            + "".join(f"; {AUTO_NOTES[name]}" for name, value in (("strength", args.strength), ("anchor", args.anchor))
+                      if value == "auto")
+            + "."
         )
     print(report.markdown())
     for path in report.write(out):

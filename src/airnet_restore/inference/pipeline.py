@@ -85,8 +85,8 @@ def restore_tensor(
     Images are processed one at a time on the model's device; each is kept whole or
     tiled (``tile``: "auto" from free memory, an int, or None for never). The image stays on
     its device (only tiles move to the model's), and the model is left as it was given.
-    ``strength``, ``anchor``: how the network's correction reaches the output (``resolve_blend``);
-    ``blend``: one already resolved, used instead.
+    ``strength``, ``anchor``: how the network's correction reaches the output, resolved per image
+    (``resolve_blend``); ``blend``: one already resolved, used instead for every image.
     """
     if x.dim() not in (3, 4) or x.shape[-3] != 3:
         raise AirNetError(f"expected an RGB tensor of shape (3,H,W) or (B,3,H,W), got {tuple(x.shape)}")
@@ -113,10 +113,12 @@ def restore_tensor(
     return out if x.dim() == 4 else out[0]
 
 
-def _check_blend(strength: object, anchor: object, blend: Blend | None) -> None:
+def _check_blend(strength: object, anchor: object, blend: object) -> None:
     """Refuse bad ``strength`` / ``anchor`` values, or either given beside a resolved ``blend``, before any work."""
     check_fraction("strength", strength)
     check_fraction("anchor", anchor)
+    if blend is not None and not isinstance(blend, Blend):
+        raise AirNetError(f"blend must be a Blend (from resolve_blend), got {type(blend).__name__}")
     if blend is not None and (strength, anchor) != ("auto", "auto"):
         raise AirNetError("give either blend or strength and anchor, not both")
 
@@ -125,7 +127,7 @@ def _plan(model: object, image: Any, strength: Fraction, anchor: Fraction, blend
     """``blend`` if given; else the resolved blend, without inspecting the image where nothing needs it."""
     if blend is not None:
         return blend
-    if strength != "auto" and anchor == 0:
+    if strength == 0 or (strength != "auto" and anchor == 0):
         return Blend(float(strength))
     return resolve_blend(model, image, strength, anchor)[0]
 
@@ -245,7 +247,7 @@ def restore(
     a PIL image, a torch tensor ((3,H,W) or (B,3,H,W) float) or a path (returns a numpy
     array of the file's depth and channels). Alpha is carried through untouched; grey stays
     grey. ``model``: defaults to the bundled default variant. ``options``: ``tile``,
-    ``tile_overlap``, ``precision``, ``strength``, ``anchor``, ``progress`` (see ``restore_tensor``);
+    ``tile_overlap``, ``precision``, ``strength``, ``anchor``, ``blend``, ``progress`` (see ``restore_tensor``);
     ``strength="auto"`` (the default) scales the correction by the probability that the image is
     degraded at all, so an image found surely clean comes back nearly unchanged; ``anchor="auto"``
     (the default) keeps the input's tones where only noise is found (``inference.blend``).
@@ -450,13 +452,16 @@ def restore_files(
     written atomically, and temporary files left by a killed run are removed. An image is
     held at its file's depth and restored tile by tile straight into the output's depth;
     an output that cannot keep the input's depth is written with a warning in the report.
-    Each image is inspected first where the weights hold prototypes (``resolve_blend``); the
-    report keeps what was found and the blend applied.
+    Each image is inspected first where the weights hold prototypes and its blend resolved from
+    ``strength`` and ``anchor`` (``resolve_blend``); the report keeps what was found and the blend
+    applied. ``options``: ``tile``, ``tile_overlap``, ``precision`` (see ``restore_tensor``).
     """
     start = time.perf_counter()
     report = RestoreReport()
     check_jpeg_quality(jpeg_quality)
     _check_blend(strength, anchor, None)
+    if "blend" in options:
+        raise AirNetError("restore_files resolves a blend for each image: give strength and anchor instead")
     outdir = check_output_folder(outdir, ext)
     pairs, report.failed = collect_inputs(inputs, outdir)
     jobs, refused = plan_outputs(pairs, outdir, suffix=suffix, ext=ext, overwrite=overwrite)

@@ -90,6 +90,8 @@ COMMANDS: dict[str, Plan] = {
     "curl http://127.0.0.1:7860/api/health": Plan(extra="--fail"),
     # Training report
     "airnet eval --weights airnet-general --weights airnet-lite --heldout runs/heldout-photos --crop 192 "
+    "--device cpu --grid 9 --out reports/heldout-v4": Plan(creates=("reports/heldout-v4/results.md",), slow=True),
+    "airnet eval --weights airnet-general --weights airnet-lite --heldout runs/heldout-photos --crop 192 "
     "--device cpu --grid 9 --anchor 0 --out reports/heldout-v3": Plan(creates=("reports/heldout-v3/results.md",), slow=True),
     "airnet eval --weights airnet-general --weights airnet-lite --heldout runs/heldout-photos --crop 192 "
     "--device cpu --strength 1 --anchor 0 --out reports/heldout-v2": Plan(creates=("reports/heldout-v2/results.md",), slow=True),

@@ -86,6 +86,8 @@ def _fraction(name: str) -> Callable[[str], float | str]:
 STRENGTH_HELP = ("how much of the network's correction to apply: 'auto' (default) scales it by the probability that "
                  "the image is degraded, from the weights' degradation prototypes, so a photo found clean comes back "
                  "nearly unchanged (weights without prototypes: 1); or a number from 0 (the input) to 1 (the network's output)")
+
+
 def _option(value: float | str) -> str:
     """A --strength / --anchor value as it would be typed: auto, 1, 0.5."""
     return value if isinstance(value, str) else f"{value:g}"
@@ -214,7 +216,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     for weights in args.weights:
         model = load_model(weights, device=args.device)
         restore = model_method(model, tile=args.tile, tile_overlap=args.tile_overlap, strength=args.strength, anchor=args.anchor)
-        label = Path(weights).stem + "".join(f" ({name} {value:g})" for name, value in
+        label = Path(weights).stem + "".join(f" ({name} {_option(value)})" for name, value in
                                              (("strength", args.strength), ("anchor", args.anchor)) if value != "auto")
         methods[label] = (restore, lambda _task: True)
     baselines = args.baselines if args.baselines is not None else "all" if args.heldout else "identity,cbm3d,dcp"

@@ -12,7 +12,7 @@ image's local means alone except where it is clipped at black and white, which `
 for (without noise, ``m(x + c) - x = c``). Haze and rain change the tones themselves, so
 ``"auto"`` anchors by the probability that no such corruption is present, judged by the weights'
 degradation prototypes. It corrects the small restorers' habit of shifting tones
-(``benchmarks/anchor.py``: airnet-general darkens most clean photos by 2-5 levels, some far more).
+(``benchmarks/anchor.py``: airnet-general darkens most clean photos by 1-7 levels, some far more).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""What the anchor (``--anchor auto``) does, and how its blur was chosen.
+"""What the anchor (``--anchor auto``) does, and how its noise model was chosen.
 
     python benchmarks/anchor.py ../shared/data/photos --skip-from configs/general.yaml --every 3 \\
         --sets clean,noise15,noise25,noise50,noise_any,rain_any,haze_any
@@ -6,12 +6,13 @@
 
 Per set (``airnet eval``'s pairs: centre crops, degradations from seed 0), the mean PSNR against
 the clean crop of: the input; the network alone (strength 1, anchor 0); strength auto without
-the anchor (v3's default); the default blend (strength and anchor auto, the blur from the
-detected noise sigma); the default with the blur fixed at the smallest and largest width; and
-the default without clipping (the anchored band taken from the input's plain mean). On ``clean``
-it also prints the network's tone shift: the mean of (output - photo) per photo, in levels.
+the anchor (v3's default); the default blend (strength and anchor auto: the noise model's
+Wiener estimate, three passes of 8x8 DCTs at stride 2); the default with one, two and four
+passes, with 12x12 DCTs at stride 3; and without the clipping correction (the input filtered as
+it is). On ``clean`` it also prints the network's tone shift: the mean of (output - photo) per
+photo, in levels.
 ``--skip-from PRESET`` leaves out the preset's validation photos (so only training photos are
-used, for choosing the blur); ``--every N`` keeps every N-th photo of the rest.
+used, for choosing the noise model); ``--every N`` keeps every N-th photo of the rest.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from airnet_restore.constants import DEFAULT_VARIANT
 from airnet_restore.evaluate import build_tasks
 from airnet_restore.inference import blend as blend_module
+from airnet_restore.inference import wiener as wiener_module
 from airnet_restore.inference.blend import Blend, resolve_blend
 from airnet_restore.inference.pipeline import restore_tensor
 from airnet_restore.metrics import get_protocol, psnr
@@ -45,21 +48,25 @@ def photo_folder(folder: Path, skip_from: Path | None, every: int) -> Path:
     return out
 
 
-def restore_with(model: AirNet, x: torch.Tensor, blend: Blend, name: str, value: object) -> torch.Tensor:
-    """``x`` restored with ``blend`` while ``blend_module.NAME`` is ``value``."""
-    old = getattr(blend_module, name)
-    setattr(blend_module, name, value)
+def restore_with(model: AirNet, x: torch.Tensor, blend: Blend, module: object, **values: object) -> torch.Tensor:
+    """``x`` restored with ``blend`` while ``module``'s globals are set to ``values``."""
+    old = {name: getattr(module, name) for name in values}
+    for name, value in values.items():
+        setattr(module, name, value)
+    wiener_module._bases.cache_clear()
     try:
         return restore_tensor(model, x, blend=blend)
     finally:
-        setattr(blend_module, name, old)
+        for name, value in old.items():
+            setattr(module, name, value)
+        wiener_module._bases.cache_clear()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("photos", type=Path)
     parser.add_argument("--sets", default="clean,noise15,noise25,noise50")
-    parser.add_argument("--weights", default="airnet-general")
+    parser.add_argument("--weights", default=DEFAULT_VARIANT)
     parser.add_argument("--crop", type=int, default=192)
     parser.add_argument("--skip-from", type=Path, help="a training preset whose validation photos are left out")
     parser.add_argument("--every", type=int, default=1)
@@ -67,8 +74,8 @@ def main() -> None:
     model = load_model(args.weights, device="cpu")
     folder = photo_folder(args.photos, args.skip_from, args.every)
     print(f"{args.weights}, {len(list(folder.glob('*.png')))} photos of {args.photos}, {args.crop}-px crops; PSNR dB")
-    columns = ["input", "network", "strength auto", "default", f"blur {blend_module.MIN_SIGMA:g} px",
-               f"blur {blend_module.MAX_SIGMA:g} px", "no clipping"]
+    columns = ["input", "network", "strength auto", "default", "1 pass", "2 passes", "4 passes", "12x12 DCT",
+               "no clipping"]
     print("| set | " + " | ".join(columns) + " |\n|---|" + "---|" * len(columns))
     for name in args.sets.split(","):
         for task in build_tasks(name, folder, get_protocol("airnet"), crop=args.crop):
@@ -82,9 +89,11 @@ def main() -> None:
                     restore_tensor(model, x, strength=1.0, anchor=0.0),
                     restore_tensor(model, x, blend=Blend(blend.strength)),
                     restore_tensor(model, x, blend=blend),
-                    restore_with(model, x, blend, "SIGMA_PER_NOISE_LEVEL", 0.0),
-                    restore_with(model, x, blend, "SIGMA_PER_NOISE_LEVEL", 1e9),
-                    restore_with(model, x, blend, "clipped_noise_mean", lambda t, _sigma: t),
+                    restore_with(model, x, blend, wiener_module, PASSES=1),
+                    restore_with(model, x, blend, wiener_module, PASSES=2),
+                    restore_with(model, x, blend, wiener_module, PASSES=4),
+                    restore_with(model, x, blend, wiener_module, PATCH=12, STRIDE=3),
+                    restore_with(model, x, blend, blend_module, clipped_noise_mean=lambda t, _sigma: t),
                 ]
                 rows.append([min(psnr(o[None], y[None]).item(), 99.0) for o in outputs])
                 shifts.append((outputs[1] - y).mean().item() * 255)

@@ -5,8 +5,9 @@
 Random weights are as fast as trained ones, so variants without bundled weights are timed too
 (they have no degradation prototypes, so the automatic blend costs them nothing). ``--auto``
 also times the default variant's bundled weights as ``airnet restore`` runs them (strength and
-anchor auto: one inspection pass first, then the blend) against the network alone (strength 1,
-anchor 0), interleaved, as a ratio.
+anchor auto: one inspection pass first, then the blend and, where noise is found, the noise model)
+against the network alone (strength 1, anchor 0), interleaved, as a ratio; the blend it applied is
+printed with it (the random test image is found noisy, so the noise model runs).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import time
 import torch
 
 from airnet_restore.constants import DEFAULT_VARIANT
+from airnet_restore.inference.blend import resolve_blend
 from airnet_restore.inference.pipeline import restore_tensor
 from airnet_restore.models import AirNet
 from airnet_restore.variants import list_variants, load_model
@@ -69,7 +71,9 @@ def time_auto(x: torch.Tensor, device: torch.device, repeats: int) -> None:
             restore_tensor(model, x, **({"strength": 1.0, "anchor": 0.0} if kind == "network" else {}))
             times[kind].append(time.perf_counter() - t0)
     one, auto = (statistics.median(times[k]) for k in ("network", "auto"))
-    print(f"{DEFAULT_VARIANT}: network alone {one:.2f} s, automatic blend {auto:.2f} s (median of {repeats}): {auto / one:.3f}x")
+    blend = resolve_blend(model, x)[0]
+    print(f"{DEFAULT_VARIANT}: network alone {one:.2f} s, automatic blend {auto:.2f} s (median of {repeats}): {auto / one:.3f}x "
+          f"({blend.describe()}, noise sigma {blend.noise:.1f})")
 
 
 if __name__ == "__main__":

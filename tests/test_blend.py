@@ -1,15 +1,15 @@
-"""The blend of the network's correction: strength and anchor (the input's tones kept)."""
+"""The blend of the network's correction: strength and anchor (the noise model's estimate), and that estimate."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from torchvision.transforms.v2.functional import gaussian_blur
 
 from airnet_restore.errors import AirNetError
 from airnet_restore.inference import restore_files, restore_tensor
-from airnet_restore.inference.blend import MAX_SIGMA, MIN_SIGMA, Blend, auto_anchor, clipped_noise_mean, lowpass
+from airnet_restore.inference.blend import Blend, auto_anchor, clipped_noise_mean
 from airnet_restore.inference.pipeline import restore_pixels
+from airnet_restore.inference.wiener import wiener
 from airnet_restore.inspection import Inspection
 from tests.conftest import make_tiny
 
@@ -19,18 +19,58 @@ def mid_grey_photo(seed: int, size: int = 48) -> torch.Tensor:
     return 0.2 + 0.6 * torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(seed))
 
 
-def test_anchor_removes_a_tone_shift_and_keeps_the_detail():
-    x = mid_grey_photo(0)
-    checker = 0.05 * (1 - 2 * ((torch.arange(48)[:, None] + torch.arange(48)[None]) % 2)).float()
-    network = lambda t: t - 0.1 + checker  # noqa: E731 - darkens by 0.1, adds zero-mean fine detail
-    torch.testing.assert_close(Blend(1.0, 0.0).apply(network)(x), x - 0.1 + checker)
-    anchored = Blend(1.0, 1.0).apply(network)(x)
-    assert (anchored - x).mean().abs() < 1e-3  # the shift is gone ...
-    assert ((anchored - x - checker).abs().max()) < 0.02  # ... the detail stays (up to its blurred trace)
-    half = Blend(0.5, 0.5).apply(network)(x)
-    c = network(x) - x
-    torch.testing.assert_close(half, x + 0.5 * (c - 0.5 * gaussian_blur(c, [13, 13], [2.0, 2.0])))
+def textured_photo(seed: int, size: int = 64) -> torch.Tensor:
+    """A (1,3,size,size) image in [0.2, 0.8] with smooth tones and fine detail (sums of random waves)."""
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.arange(size).float(), torch.arange(size).float(), indexing="ij")
+    out = torch.zeros(3, size, size)
+    for _ in range(12):
+        f, phase, amp = torch.rand(2, generator=g) * 1.5, torch.rand(1, generator=g) * 6.3, torch.rand(3, 1, 1, generator=g)
+        out += amp * torch.sin(f[0] * xx + f[1] * yy + phase)
+    out = (out - out.amin()) / (out.amax() - out.amin())
+    return (0.2 + 0.6 * out)[None]
+
+
+def noisy(y: torch.Tensor, sigma: float, seed: int) -> torch.Tensor:
+    return y + sigma / 255 * torch.randn(y.shape, generator=torch.Generator().manual_seed(seed))
+
+
+def test_the_noise_model_takes_detail_from_the_input_where_the_pilot_finds_signal():
+    y = textured_photo(0)
+    x = noisy(y, 25.0, 1)
+    pilot = torch.nn.functional.avg_pool2d(y, 5, 1, 2, count_include_pad=False)  # detail lost
+    psnr = lambda t: (10 * torch.log10(1 / ((t - y) ** 2).mean())).item()  # noqa: E731
+    out = wiener(x, pilot, 25 / 255)
+    assert psnr(out) > psnr(pilot) + 1.0 and psnr(out) > psnr(x) + 6.0
+    assert psnr(wiener(x, y, 25 / 255)) > psnr(out)  # a better pilot, a better estimate
+    assert torch.equal(wiener(x, pilot, 0.0), x)  # no noise: nothing to filter
+
+
+def test_the_noise_model_keeps_constants_and_any_shape():
+    flat = torch.full((1, 3, 40, 40), 0.5)
+    torch.testing.assert_close(wiener(flat, flat, 0.1), flat, atol=1e-3, rtol=0)
+    for shape in ((1, 3, 33, 50), (2, 1, 9, 40), (1, 3, 5, 7), (1, 2, 17, 16)):
+        t = torch.rand(shape)
+        out = wiener(t, t, 0.05)
+        assert out.shape == t.shape and out.dtype == t.dtype and torch.isfinite(out).all()
+    half = torch.rand(1, 3, 24, 24).half()
+    assert wiener(half, half, 0.05).dtype == torch.float16
+
+
+def test_the_anchor_removes_a_tone_shift_and_the_noise_keeps_the_detail():
+    y = textured_photo(2)
+    x = noisy(y, 15.0, 3)
+    network = lambda t: y - 0.1  # noqa: E731 - denoises perfectly but darkens by 0.1
+    torch.testing.assert_close(Blend(1.0, 0.0, 15.0).apply(network)(x), y - 0.1)
+    anchored = Blend(1.0, 1.0, 15.0).apply(network)(x)
+    assert (anchored - y).mean().abs() < 2e-3  # the shift is gone ...
+    assert ((anchored - y) ** 2).mean() < 0.25 * ((x - y) ** 2).mean()  # ... and most of the noise
+    half = Blend(0.5, 0.5, 15.0).apply(network)(x)
+    out = (y - 0.1).clamp(0, 1)
+    estimate = wiener(x - (clipped_noise_mean(out, 15 / 255) - out), out, 15 / 255)
+    torch.testing.assert_close(half, x + 0.5 * (0.5 * (out - x) + 0.5 * (estimate - x)))
     assert Blend(0.0, 1.0).apply(network)(x) is x
+    torch.testing.assert_close(Blend(1.0, 1.0, 0.0).apply(network)(x), x)  # no noise found: the input stands
 
 
 def test_clipped_noise_mean_is_the_mean_of_clipped_noise():
@@ -49,21 +89,24 @@ def test_the_anchor_knows_that_clipped_noise_brightens_shadows():
     told = Blend(1.0, 1.0, noise=50.0).apply(perfect)(x)
     untold = Blend(1.0, 1.0).apply(perfect)(x)
     assert (told - y).mean().abs() < 2 / 255 < (untold - y).mean().abs() - 10 / 255
-    assert Blend(noise=30.0).sigma == 30 / 8 and Blend().sigma == MIN_SIGMA and Blend(noise=90.0).sigma == MAX_SIGMA
 
 
 def test_restore_tensor_applies_the_blend_whole_or_tiled():
     model = make_tiny().eval()
-    x = mid_grey_photo(1, 300)[0]
+    x = noisy(textured_photo(4, 300), 20.0, 5).clamp(0, 1)[0]
     net = restore_tensor(model, x, tile=None, strength=1.0, anchor=0.0)
-    c = net - x
-    expected = (x + 0.8 * (c - 0.6 * lowpass(c[None], MIN_SIGMA)[0])).clamp(0, 1)
-    whole = restore_tensor(model, x, tile=None, strength=0.8, anchor=0.6)  # no prototypes: the blur of no noise
-    torch.testing.assert_close(whole, expected, atol=2e-6, rtol=0)
-    tiled = restore_tensor(model, x, tile=160, tile_overlap=64, strength=0.8, anchor=0.6)
+    whole = restore_tensor(model, x, tile=None, strength=0.8, anchor=0.6)  # no prototypes: no noise found
+    torch.testing.assert_close(whole, (x + 0.8 * 0.4 * (net - x)).clamp(0, 1), atol=2e-6, rtol=0)
+    blend = Blend(0.8, 0.6, 20.0)
+    whole = restore_tensor(model, x, tile=None, blend=blend)
+    out = net[None]
+    estimate = wiener(x[None] - (clipped_noise_mean(out, 20 / 255) - out), out, 20 / 255)[0]
+    torch.testing.assert_close(whole, (x + 0.8 * (0.4 * (net - x) + 0.6 * (estimate - x))).clamp(0, 1), atol=2e-6, rtol=0)
+    tiled = restore_tensor(model, x, tile=160, tile_overlap=64, blend=blend)
     tiled_net = restore_tensor(model, x, tile=160, tile_overlap=64, strength=1.0, anchor=0.0)
-    # The blur stays inside each tile's context margin: tiling changes the blend no more than the network.
-    assert (tiled - whole).abs().max() <= (tiled_net - net).abs().max() + 1e-6
+    # The noise model's reach ends in the faint start of each cross-fade: tiling changes the blend
+    # hardly more than it changes the network.
+    assert (tiled - whole).abs().max() <= (tiled_net - net).abs().max() + 2e-3
 
 
 def test_auto_anchor_is_the_probability_that_only_noise_is_present():
@@ -94,14 +137,3 @@ def test_bad_blends_are_refused_before_any_work(tmp_path):
     with pytest.raises(AirNetError, match="give strength and anchor instead"):
         restore_files([tmp_path / "a.png"], tmp_path / "out", model, blend=Blend(), progress=False)
     assert isinstance(Blend(1, 0).strength, float)
-
-
-def test_lowpass_keeps_constants_and_blurs_thin_strips():
-    torch.testing.assert_close(lowpass(torch.full((1, 3, 20, 30), 0.3), MAX_SIGMA), torch.full((1, 3, 20, 30), 0.3))
-    strip = torch.zeros(1, 3, 1, 41)
-    strip[..., 20] = 1.0
-    blurred = lowpass(strip, 2.0)  # along the row only
-    assert blurred[..., 20].max() < 0.25 and blurred[..., 18].min() > 0.05
-    torch.testing.assert_close(blurred.sum(), strip.sum())
-    dot = torch.rand(1, 3, 1, 1)
-    assert torch.equal(lowpass(dot, 2.0), dot)

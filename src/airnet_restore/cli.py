@@ -95,11 +95,14 @@ def _option(value: float | str) -> str:
 
 AUTO_NOTES = {"strength": "strength auto: the correction scaled by the detected probability of any corruption "
                           "(1 for weights without degradation prototypes)",
-              "anchor": "anchor auto: the input's tones kept by the detected probability that only noise is present "
+              "anchor": "anchor auto: the output moved to the noise model's estimate (the input Wiener-filtered with the "
+                        "network's output as the pilot) by the detected probability that only noise is present "
                         "(0 for weights without degradation prototypes)"}
-ANCHOR_HELP = ("how much of the input's tones (the low frequencies of the correction removed) to keep: 'auto' (default) "
-               "keeps them where only noise is found, which leaves local means alone, and not where haze or rain is "
-               "(weights without prototypes: 0); or a number from 0 (the network's tones) to 1 (the input's)")
+ANCHOR_HELP = ("how far to trust the input by the noise model: the output moves towards the input Wiener-filtered for "
+               "the detected noise with the network's output as the pilot, which keeps the input's tones and its "
+               "detail where it stands above the noise; 'auto' (default) by the probability that only noise is found, "
+               "not where haze or rain is (weights without prototypes: 0); or a number from 0 (the network's output) "
+               "to 1 (the noise model's estimate)")
 
 
 def _cmd_restore(args: argparse.Namespace) -> int:

@@ -1,18 +1,20 @@
-"""How the network's correction reaches the output: its strength, and the input's tones kept.
+"""How the network's correction reaches the output: its strength, and how far the input is trusted.
 
-With ``c = f(x) - x`` the correction of the network ``f`` on the image ``x``, the output is
+With ``f`` the network and ``c = f(x) - x`` its correction of the image ``x``, the output is
 
-    x + strength * (c - anchor * G(m(x + c) - x))
+    x + strength * ((1 - anchor) * c + anchor * (W(x - (m(f(x)) - f(x)), f(x)) - x))
 
-``strength`` scales the whole correction. ``anchor`` drops the low frequencies of the difference
-between the input and the network's output as the noise would have left it (``m``: the mean of
-the output under clipped Gaussian noise of the estimated sigma; ``G``: a Gaussian blur), so the
-output keeps the input's tones and colours while taking the network's detail. Noise leaves an
-image's local means alone except where it is clipped at black and white, which ``m`` accounts
-for (without noise, ``m(x + c) - x = c``). Haze and rain change the tones themselves, so
-``"auto"`` anchors by the probability that no such corruption is present, judged by the weights'
-degradation prototypes. It corrects the small restorers' habit of shifting tones
-(``benchmarks/anchor.py``: airnet-general darkens most clean photos by 1-7 levels, some far more).
+``strength`` scales the whole correction. ``anchor`` moves it towards the noise model's estimate
+``W``: the input Wiener-filtered in local DCTs for white noise of the estimated sigma, with the
+network's output as the pilot (``inference/wiener.py``). That estimate keeps the input's tones and
+its detail wherever the pilot finds signal well above the noise, and removes the rest; so it
+corrects the small restorers' habits of shifting tones (``benchmarks/anchor.py``: airnet-general
+darkens most clean photos by 1-7 levels, some far more) and of leaving noise or smoothing detail.
+``m`` is the mean of the output under clipped Gaussian noise of that sigma: noise is brighter than
+its image near black and darker near white, and the input is corrected for it first. Noise of
+sigma 0 leaves nothing to filter: ``W`` is then the input. Haze and rain change the image in ways
+the noise model knows nothing of, so ``"auto"`` anchors by the probability that no such corruption
+is present, judged by the weights' degradation prototypes.
 """
 
 from __future__ import annotations
@@ -23,28 +25,25 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
-from torchvision.transforms.v2.functional import gaussian_blur
 
 from airnet_restore.errors import AirNetError
 from airnet_restore.inference.tiling import Forward
+from airnet_restore.inference.wiener import wiener
 
 if TYPE_CHECKING:
     from airnet_restore.inspection import Inspection
 
 Fraction = float | Literal["auto"]
 
-# Corruption families that leave an image's local means alone (up to clipping). Every other
-# family a probe was calibrated on, custom ones included, is taken to move them.
+# Corruption families the noise model describes: zero-mean noise, which leaves an image's local
+# means alone (up to clipping). Every other family a probe was calibrated on, custom ones
+# included, is taken to be outside it.
 MEAN_PRESERVING = frozenset({"noise"})
-# Blur of the anchored band, in pixels per unit of noise sigma (0-255 scale), between the bounds:
-# less blur keeps more of the input's tones, more lets less of its noise back in. Chosen on the
-# training photos and families, not the held-out set (benchmarks/anchor.py, benchmarks/README.md).
-SIGMA_PER_NOISE_LEVEL = 1 / 8
-MIN_SIGMA, MAX_SIGMA = 2.0, 5.0
-# The blur reaches 3 x MAX_SIGMA = 15 px: inside a tile's context margin (a quarter of the
-# overlap) for tile overlaps of 60 px or more (the default is 64), where tiling leaves it exact.
+# The noise model reaches 7 px per pass, 21 px in all: inside a tile's context margin (a quarter of
+# the overlap) for overlaps of 84 px or more; at the default 64 its last pass reaches 5 px into the
+# faint start of the cross-fade (tests/test_blend.py bounds the difference that tiling makes).
 MEANINGS = {"strength": "0 (leave the image as it is) to 1 (the network's output as it is)",
-            "anchor": "0 (the network's tones) to 1 (the input's tones)"}
+            "anchor": "0 (the network's output) to 1 (the noise model's estimate guided by it)"}
 
 
 def check_fraction(name: str, value: object) -> None:
@@ -57,8 +56,8 @@ def check_fraction(name: str, value: object) -> None:
 
 @dataclass(frozen=True)
 class Blend:
-    """A resolved blend: ``x + strength * (c - anchor * G(m(x + c) - x))`` for the correction ``c``;
-    ``noise``: the noise sigma (0-255 scale) that ``m`` clips and the blur widens with.
+    """A resolved blend: ``x + strength * ((1 - anchor) * c + anchor * (W(...) - x))`` for the correction ``c``
+    (module docstring); ``noise``: the noise sigma (0-255 scale) that the noise model ``W`` and ``m`` assume.
 
     The default is the network's output as it is."""
 
@@ -78,11 +77,6 @@ class Blend:
             raise AirNetError(f"blend noise must be a sigma from 0 to 255, got {self.noise!r}")
         object.__setattr__(self, "noise", float(self.noise))
 
-    @property
-    def sigma(self) -> float:
-        """The blur of the anchored band, in pixels: wider for stronger noise (less of it leaks back)."""
-        return min(MAX_SIGMA, max(MIN_SIGMA, self.noise * SIGMA_PER_NOISE_LEVEL))
-
     def apply(self, network: Forward) -> Forward:
         """``network`` blended: each output from the input and the restored tile, in the input's precision
         (the network is not run at all for strength 0)."""
@@ -95,7 +89,9 @@ class Blend:
             out = network(t).to(t.dtype).clamp(0, 1)
             c = out - t
             if self.anchor:
-                c = c - self.anchor * lowpass(clipped_noise_mean(out, self.noise / 255.0) - t, self.sigma)
+                sigma = self.noise / 255.0
+                estimate = wiener(t - (clipped_noise_mean(out, sigma) - out), out, sigma)
+                c = (1.0 - self.anchor) * c + self.anchor * (estimate - t)
             return t + self.strength * c
 
         return forward
@@ -103,13 +99,6 @@ class Blend:
     def describe(self) -> str:
         """``strength 0.97, anchor 0.81``, as output lines show it."""
         return f"strength {self.strength:.2f}, anchor {self.anchor:.2f}"
-
-
-def lowpass(t: torch.Tensor, sigma: float) -> torch.Tensor:
-    """(B,C,H,W) ``t`` blurred by a Gaussian of ``sigma`` pixels (3 sigma each side, edges reflected;
-    less along a side too short for it)."""
-    rx, ry = (min(math.ceil(3 * sigma), n - 1) for n in (t.shape[-1], t.shape[-2]))
-    return gaussian_blur(t, [2 * rx + 1, 2 * ry + 1], [sigma, sigma]) if rx or ry else t
 
 
 def clipped_noise_mean(y: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -124,7 +113,7 @@ def clipped_noise_mean(y: torch.Tensor, sigma: float) -> torch.Tensor:
 
 
 def auto_anchor(found: Inspection) -> float:
-    """The probability that no corruption that moves local means (haze, rain, ...) is present."""
+    """The probability that no corruption outside the noise model (haze, rain, ...) is present."""
     return math.prod(1.0 - p for family, p in found.presence.items() if family not in MEAN_PRESERVING)
 
 
@@ -136,8 +125,8 @@ def resolve_blend(model: object, image: Any, strength: Fraction = "auto", anchor
     a photo surely clean comes back nearly unchanged, a surely degraded one gets the whole
     correction, one in between part of it (the blend that minimises the expected squared error if
     the probability is right and the network is right where the image is degraded).
-    ``anchor="auto"`` keeps the input's tones by the probability that only mean-preserving
-    corruption (noise) is present (``auto_anchor``), with the detected noise sigma. Weights
+    ``anchor="auto"`` moves towards the noise model's estimate by the probability that only noise
+    is present (``auto_anchor``), with the detected noise sigma. Weights
     without prototypes that fit their encoder (the paper's variants, official checkpoints,
     weights trained further than their prototypes, ONNX models) and images under 16 px a side
     get strength 1 and anchor 0: the network's output as is. Numbers are used as given; the image

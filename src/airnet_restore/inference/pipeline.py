@@ -250,7 +250,9 @@ def restore(
     ``tile_overlap``, ``precision``, ``strength``, ``anchor``, ``blend``, ``progress`` (see ``restore_tensor``);
     ``strength="auto"`` (the default) scales the correction by the probability that the image is
     degraded at all, so an image found surely clean comes back nearly unchanged; ``anchor="auto"``
-    (the default) keeps the input's tones where only noise is found (``inference.blend``).
+    (the default) moves the output towards the noise model's estimate (the input Wiener-filtered with
+    the network's output as the pilot: the input's tones, and its detail above the noise) where only
+    noise is found (``inference.blend``).
     """
     model = model if model is not None else default_model()
     if isinstance(image, torch.Tensor):

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from airnet_restore.constants import DEFAULT_VARIANT
 from airnet_restore.data.aio import load_rgb8
 from airnet_restore.inference import restore
 from airnet_restore.metrics import centre_crop, psnr
@@ -39,7 +40,7 @@ def main() -> None:
     parser.add_argument("--quality", type=int, default=90)
     parser.add_argument("--crop", type=int, default=192)
     args = parser.parse_args()
-    models = {w: load_model(w, device="cpu") for w in args.weights or ["airnet-general"]}
+    models = {w: load_model(w, device="cpu") for w in args.weights or [DEFAULT_VARIANT]}
     rng = np.random.default_rng(int(args.sigma))
     scores: dict[str, list[float]] = {"input": []}
     for path in sorted(args.photos.glob("*.png")):

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from airnet_restore.constants import DEFAULT_VARIANT
 from airnet_restore.variants import sample_image
 
 EXPECTED = {"photo": {200}, "truncated": {400}, "wrong field": {400}, "bomb": {413}, "too many bytes": {413}}
@@ -106,7 +107,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=40)
     parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--weights", default="airnet-general")
+    parser.add_argument("--weights", default=DEFAULT_VARIANT)
     parser.add_argument("--retries", type=int, default=20, help="round 2: retries of a 503 after its Retry-After")
     args = parser.parse_args()
     block = payloads()

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from airnet_restore.constants import DEFAULT_VARIANT
 from airnet_restore.data.aio import load_rgb8
 from airnet_restore.degradations import get_degradation
 from airnet_restore.inference import restore
@@ -34,7 +35,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out", type=Path)
     parser.add_argument("photos", nargs="+", type=Path)
-    parser.add_argument("--weights", default="airnet-general")
+    parser.add_argument("--weights", default=DEFAULT_VARIANT)
     parser.add_argument("--degradation", default="clean", help="registered degradation, or clean for the photo itself")
     parser.add_argument("--crop", type=int, default=192)
     args = parser.parse_args()

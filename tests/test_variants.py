@@ -40,10 +40,10 @@ def test_the_default_alters_a_clean_image_less_than_airnet_lite_did():
     clean = np.ascontiguousarray(cv2.GaussianBlur(noisy, (0, 0), 3)[100:228, 100:228])  # smooth: nothing to restore
 
     def db(variant: str) -> float:
-        out = restore(clean, load_model(variant, device="cpu")).astype(float)
-        return 10 * np.log10(255**2 / np.mean((out - clean) ** 2))
+        mse = np.mean((restore(clean, load_model(variant, device="cpu")).astype(float) - clean) ** 2)
+        return 10 * np.log10(255**2 / max(mse, 1e-10))
 
-    assert db(DEFAULT_VARIANT) > db("airnet-lite") + 2  # measured: 37.4 vs 34.3 dB
+    assert db(DEFAULT_VARIANT) > db("airnet-lite") + 2  # measured: the default returns it exactly (v5), 34.3 dB
 
 
 def test_bundled_weights_restore_the_bundled_sample():
@@ -54,8 +54,8 @@ def test_bundled_weights_restore_the_bundled_sample():
     if COFFEE.is_file():
         t = lambda a: torch.from_numpy(np.array(a)).permute(2, 0, 1)[None].double() / 255  # noqa: E731
         clean = centre_crop(t(np.asarray(Image.open(COFFEE).convert("RGB"))), 300, 400)
-        # measured: airnet-general +3.6 dB, airnet-lite +7.5 dB (the cost of v2 leaving clean photos alone)
-        assert psnr(t(out), clean) > psnr(t(noisy), clean) + 3
+        # measured: airnet-general-v5 +9.6 dB, airnet-general +9.5 dB, airnet-lite +7.5 dB (as `airnet restore` runs them)
+        assert psnr(t(out), clean) > psnr(t(noisy), clean) + 8
     else:
         assert np.abs(out.astype(int) - noisy).mean() > 3
 

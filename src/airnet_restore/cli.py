@@ -98,11 +98,14 @@ AUTO_NOTES = {"strength": "strength auto: the correction scaled by the detected 
               "anchor": "anchor auto: the output moved to the noise model's estimate (the input Wiener-filtered with the "
                         "network's output as the pilot) by the detected probability that only noise is present "
                         "(0 for weights without degradation prototypes)"}
+OVERLAP_HELP = (f"overlap between tiles in pixels (default {DEFAULT_OVERLAP}; much less can leave faint seams where "
+                "the noise model of --anchor runs, which sees 21 px around each pixel)")
 ANCHOR_HELP = ("how far to trust the input by the noise model: the output moves towards the input Wiener-filtered for "
                "the detected noise with the network's output as the pilot, which keeps the input's tones and its "
                "detail where it stands above the noise; 'auto' (default) by the probability that only noise is found, "
                "not where haze or rain is (weights without prototypes: 0); or a number from 0 (the network's output) "
-               "to 1 (the noise model's estimate)")
+               "to 1 (the noise model's estimate). Where no noise is found the estimate is the input itself, so the "
+               "anchor then scales the correction by 1 - A")
 
 
 def _cmd_restore(args: argparse.Namespace) -> int:
@@ -298,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="deformable convolutions run in fp32 (fp64 in fp64); fp64: about 3x slower on a CPU, the same "
                         "uint8 output as an `airnet export --double` model in onnxruntime")
     p.add_argument("--tile", type=_tile, default="auto", help="tile size in pixels, 'auto' (from free memory, default) or 'none'")
-    p.add_argument("--tile-overlap", type=int, default=DEFAULT_OVERLAP, help=f"overlap between tiles in pixels (default {DEFAULT_OVERLAP})")
+    p.add_argument("--tile-overlap", type=int, default=DEFAULT_OVERLAP, help=OVERLAP_HELP)
     p.add_argument("--strength", type=_fraction("strength"), default="auto", help=STRENGTH_HELP)
     p.add_argument("--anchor", type=_fraction("anchor"), default="auto", help=ANCHOR_HELP)
     p.add_argument("--suffix", default="", help="added to output file names, e.g. _restored")
@@ -337,7 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grid", type=int, default=0, metavar="N", help="save input|output|target grids for the first N images")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps for the models (default auto)")
     p.add_argument("--tile", type=_tile, default="auto", help="tile size in pixels, 'auto' (from free memory, default) or 'none'")
-    p.add_argument("--tile-overlap", type=int, default=DEFAULT_OVERLAP, help=f"overlap between tiles in pixels (default {DEFAULT_OVERLAP})")
+    p.add_argument("--tile-overlap", type=int, default=DEFAULT_OVERLAP, help=OVERLAP_HELP)
     p.add_argument("--strength", type=_fraction("strength"), default="auto", help=STRENGTH_HELP + "; as `airnet restore` applies it")
     p.add_argument("--anchor", type=_fraction("anchor"), default="auto", help=ANCHOR_HELP + "; as `airnet restore` applies it")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")

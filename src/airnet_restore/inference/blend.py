@@ -28,7 +28,7 @@ import torch
 
 from airnet_restore.errors import AirNetError
 from airnet_restore.inference.tiling import Forward
-from airnet_restore.inference.wiener import wiener
+from airnet_restore.inference.wiener import NEGLIGIBLE_SIGMA, wiener
 
 if TYPE_CHECKING:
     from airnet_restore.inspection import Inspection
@@ -39,9 +39,6 @@ Fraction = float | Literal["auto"]
 # means alone (up to clipping). Every other family a probe was calibrated on, custom ones
 # included, is taken to be outside it.
 MEAN_PRESERVING = frozenset({"noise"})
-# The noise model reaches 7 px per pass, 21 px in all: inside a tile's context margin (a quarter of
-# the overlap) for overlaps of 84 px or more; at the default 64 its last pass reaches 5 px into the
-# faint start of the cross-fade (tests/test_blend.py bounds the difference that tiling makes).
 MEANINGS = {"strength": "0 (leave the image as it is) to 1 (the network's output as it is)",
             "anchor": "0 (the network's output) to 1 (the noise model's estimate guided by it)"}
 
@@ -79,7 +76,10 @@ class Blend:
 
     def apply(self, network: Forward) -> Forward:
         """``network`` blended: each output from the input and the restored tile, in the input's precision
-        (the network is not run at all for strength 0)."""
+        (the network is not run at all for strength 0). The noise model sees ``wiener.REACH`` (21) pixels
+        around each output pixel: inside a tile's context margin (a quarter of the overlap) for overlaps of
+        84 px or more; at the default 64 its last pass reaches 5 px into the faint start of the cross-fade,
+        and overlaps much below 64 can leave faint seams where it runs."""
         if self.strength == 0.0:
             return lambda t: t
         if self.strength == 1.0 and self.anchor == 0.0:
@@ -89,7 +89,7 @@ class Blend:
             out = network(t).to(t.dtype).clamp(0, 1)
             c = out - t
             if self.anchor:
-                sigma = self.noise / 255.0
+                sigma = self.noise / 255.0 if self.noise / 255.0 >= NEGLIGIBLE_SIGMA else 0.0
                 estimate = wiener(t - (clipped_noise_mean(out, sigma) - out), out, sigma)
                 c = (1.0 - self.anchor) * c + self.anchor * (estimate - t)
             return t + self.strength * c

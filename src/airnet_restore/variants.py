@@ -178,8 +178,7 @@ def describe(name: str, config: AirNetConfig, metadata: Mapping[str, str]) -> Va
 # CPU-sized architecture: 24 channels, 3 groups x 3 blocks (467 k parameters needed at inference).
 LITE = AirNetConfig(n_feats=24, n_groups=3, n_blocks=3, enc_channels=(24, 64, 128), dim=128)
 PAPER_NOISE = ("noise15", "noise25", "noise50")
-GENERAL_TASKS = ("clean", "noise_any", "rain_any", "haze_any", "haze_any+noise_any", "rain_any+noise_any", "haze_any+rain_any")
-GENERAL_DATA = "34 real photographs (shared/data/photos minus 6 for validation), degraded on the fly"
+TRAINING_PHOTOS = "34 real photographs (shared/data/photos minus 6 for validation), degraded on the fly"
 
 
 def _official(name: str, file: str, queue: int, tasks: tuple[str, ...], data: str, what: str, source: str) -> Variant:
@@ -192,6 +191,22 @@ def _official(name: str, file: str, queue: int, tasks: tuple[str, ...], data: st
         tasks=tasks,
         training_data=data,
         weights=Weights(file, source),
+    )
+
+
+def _general(name: str, description: str, step: int, sha256: str, half_note: str) -> Variant:
+    """A bundled release of airnet-general's training (``training/airnet-general``): the EMA weights of ``step``."""
+    return Variant(
+        name=name,
+        config=LITE,
+        description=description,
+        licence=BUNDLED_LICENCE,
+        tasks=("clean", "noise_any", "rain_any", "haze_any", "haze_any+noise_any", "rain_any+noise_any", "haze_any+rain_any"),
+        training_data=TRAINING_PHOTOS,
+        weights=Weights(f"{name}.safetensors", f"bundled with airnet-restore (training/airnet-general, step {step})",
+                        sha256, bundled=True),
+        half_safe=True,
+        half_note=half_note,
     )
 
 
@@ -213,41 +228,23 @@ VARIANTS: dict[str, Variant] = {
             "Gaussian noise, but it darkens clean photos and does not remove rain unlike its training rain.",
             licence=BUNDLED_LICENCE,
             tasks=(*PAPER_NOISE, "rain", "haze"),
-            training_data="34 real photographs (shared/data/photos minus 6 for validation), degraded on the fly",
+            training_data=TRAINING_PHOTOS,
             weights=Weights("airnet-lite.safetensors", "bundled with airnet-restore (training/airnet-lite)",
                             "d73be4a32429aad7b163fb29236fd9778c1d5b55fff451e051d007f8ecb6c16a", bundled=True),
             half_safe=True,
             half_note="the bundled sample restored in fp16/bf16 is 77.5/57.8 dB from fp32 (H100), 79.2/59.0 dB (CPU)",
         ),
-        Variant(
-            name="airnet-general",
-            config=LITE,
-            description="airnet-lite's architecture trained further on the general family (clean photos, noise of "
-            "any level and form, randomised rain and haze, mixtures): the default of `airnet restore` in v2-v4; "
-            "much gentler on clean photos and better on unseen rain than airnet-lite.",
-            licence=BUNDLED_LICENCE,
-            tasks=GENERAL_TASKS,
-            training_data=GENERAL_DATA,
-            weights=Weights("airnet-general.safetensors", "bundled with airnet-restore (training/airnet-general, step 2640)",
-                            "b620c31e8379ce3d6f1cf21d19de555ef9e85beb5d912b2c8622a05f487f4198", bundled=True),
-            half_safe=True,
-            half_note="the bundled sample restored in fp16/bf16 is 79.3/58.6 dB from fp32 (CPU); trained with bf16 autocast",
-        ),
-        Variant(
-            name="airnet-general-v5",
-            config=LITE,
-            description="airnet-general trained 1,360 steps further on a CPU with three noise slots in eight (EMA "
-            "weights of step 4000): the default of `airnet restore` from v5; better on unseen rain and clean "
-            "photos than airnet-general, within 0.2 dB on noise.",
-            licence=BUNDLED_LICENCE,
-            tasks=GENERAL_TASKS,
-            training_data=GENERAL_DATA,
-            weights=Weights("airnet-general-v5.safetensors", "bundled with airnet-restore (training/airnet-general, step 4000)",
-                            "48a028856f586ff84816213223a07e9c5c896944dd63fe9afd708e6491b2f444", bundled=True),
-            half_safe=True,
-            half_note="the bundled sample restored in fp16/bf16 is 79.3/59.1 dB from fp32 by the network alone, "
-            "95.0/73.6 dB with the default blend (CPU)",
-        ),
+        _general("airnet-general", "airnet-lite's architecture trained further on the general family (clean photos, "
+                 "noise of any level and form, randomised rain and haze, mixtures): the default of `airnet restore` in "
+                 "v2-v4; much gentler on clean photos and better on unseen rain than airnet-lite.", 2640,
+                 "b620c31e8379ce3d6f1cf21d19de555ef9e85beb5d912b2c8622a05f487f4198",
+                 "the bundled sample restored in fp16/bf16 is 79.3/58.6 dB from fp32 (CPU); trained with bf16 autocast"),
+        _general("airnet-general-v5", "airnet-general trained 1,360 steps further on a CPU with three noise slots in "
+                 "eight (EMA weights of step 4000): the default of `airnet restore` from v5; better on unseen rain and "
+                 "clean photos than airnet-general, within 0.2 dB on noise.", 4000,
+                 "48a028856f586ff84816213223a07e9c5c896944dd63fe9afd708e6491b2f444",
+                 "the bundled sample restored in fp16/bf16 is 79.3/59.1 dB from fp32 by the network alone, "
+                 "95.0/73.6 dB with the default blend (CPU)"),
         _official("airnet-all", "All.pth", 5 * 256, (*PAPER_NOISE, "rain", "haze"),
                   "BSD400 + WED (noise), Rain100L training set (rain), RESIDE OTS (haze)",
                   "the paper's all-in-one model, the one for unknown corruption", OFFICIAL_SOURCE + ALL_IN_GIT),

@@ -32,6 +32,7 @@ def textured_photo(seed: int, size: int = 64) -> torch.Tensor:
 
 
 def noisy(y: torch.Tensor, sigma: float, seed: int) -> torch.Tensor:
+    """``y`` plus white Gaussian noise of ``sigma`` (0-255 scale), unclipped."""
     return y + sigma / 255 * torch.randn(y.shape, generator=torch.Generator().manual_seed(seed))
 
 

@@ -10,9 +10,9 @@ each patch's residual noise variance); colours are filtered in an orthonormal op
 where white noise stays white with the same sigma. The brightness's local means (the DC of its
 patches) are kept as they are: a mean is no zero-mean signal, and the filter would shrink it
 towards black, darkening noisy shadows (a flat 0.02 under noise of sigma 50 came out at 0.006).
-Each further pass takes the one before as its
-pilot: three passes, chosen on training photos (``benchmarks/anchor.py``: one pass 0.5-0.6 dB
-worse at sigma 15-25, a fourth adds little). The anchor of ``airnet restore`` is this estimate.
+Each further pass takes the one before as its pilot: three passes, chosen on training photos
+(``benchmarks/anchor.py``: one pass 0.4-0.8 dB worse at sigma 15-50, a fourth adds at most 0.05).
+The anchor of ``airnet restore`` is this estimate.
 """
 
 from __future__ import annotations

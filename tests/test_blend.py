@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from PIL import Image
 
 from airnet_restore.errors import AirNetError
-from airnet_restore.inference import restore_files, restore_tensor
-from airnet_restore.inference.blend import Blend, auto_anchor, clipped_noise_mean
-from airnet_restore.inference.pipeline import restore_pixels
+from airnet_restore.inference import pipeline, restore_files, restore_tensor
+from airnet_restore.inference.blend import Blend, auto_anchor, clipped_noise_mean, noise_likeness, residual_sums, resolve_blend
+from airnet_restore.inference.pipeline import restore_pixels, restore_pixels_blended
 from airnet_restore.inference.wiener import NEGLIGIBLE_SIGMA, REACH, wiener
 from airnet_restore.inspection import Inspection
 from tests.conftest import make_tiny
@@ -127,6 +128,69 @@ def test_restore_tensor_applies_the_blend_whole_or_tiled():
     assert (tiled - whole).abs().max() <= (tiled_net - net).abs().max() + 3e-4
 
 
+def test_the_check_takes_noise_removal_for_noise_alone_and_a_change_of_tones_for_more():
+    y = textured_photo(6, 96)
+    x = noisy(y, 25.0, 8)
+    assert noise_likeness(residual_sums(x, y, 25 / 255)) == 1.0  # a perfect denoiser leaves white noise
+    hazy = 0.6 * y + 0.35
+    assert noise_likeness(residual_sums(noisy(hazy, 25.0, 9), y, 25 / 255)) == 0.0  # a dehazer moves local means
+    streaks = torch.zeros_like(y)
+    for start in range(0, 96, 12):
+        streaks[..., start : start + 3] = 0.3
+    assert noise_likeness(residual_sums(noisy(y + streaks, 25.0, 10), y, 25 / 255)) < 0.5  # rain streaks, mostly
+    # sums over bands of rows add up to about the whole image's
+    bands = sum(residual_sums(x[..., r : r + 32, :], y[..., r : r + 32, :], 0.1) for r in range(0, 96, 32))
+    torch.testing.assert_close(bands[[0, 2]], residual_sums(x, y, 0.1)[[0, 2]])
+    assert noise_likeness(torch.tensor([0.0, 0.0, 10.0, 9.0])) == 1.0  # nothing left: nothing but noise removed
+
+
+def test_a_blend_with_a_check_settles_on_the_network_output_whole_tiled_or_as_pixels():
+    model = make_tiny().eval()
+    x = noisy(textured_photo(4, 300), 20.0, 5).clamp(0, 1)[0]
+    blend = Blend(0.8, 0.2, 20.0, check=0.75)
+    assert not blend.settled and blend.settle(torch.tensor([1.0, 0.0, 1.0, 1.0])) == Blend(0.8, 0.8, 20.0)
+    assert blend.settle(torch.tensor([1.0, 1.0, 1.0, 1.0])) == Blend(0.8, 0.05, 20.0)  # unsure detectors: the check decides
+    sure = Blend(0.8, 0.95, 20.0, check=1.0)
+    assert sure.settle(torch.tensor([1.0, 1.0, 1.0, 1.0])) == Blend(0.8, 0.95, 20.0)  # sure detectors: it only raises it
+    with pytest.raises(AirNetError, match="checks the network's output first"):
+        blend.apply(lambda t: t)
+    net = restore_tensor(model, x, tile=None, strength=1.0, anchor=0.0)[None]
+    likeness = noise_likeness(residual_sums(x[None], net, 20 / 255))
+    settled = Blend(0.8, 0.25 * 0.2 + 0.75 * likeness, 20.0)
+    whole = restore_tensor(model, x, tile=None, blend=blend)
+    torch.testing.assert_close(whole, restore_tensor(model, x, tile=None, blend=settled), atol=2e-6, rtol=0)
+    tiled = restore_tensor(model, x, tile=160, tile_overlap=64, blend=blend)
+    tiled_settled = restore_tensor(model, x, tile=160, tile_overlap=64, blend=settled)
+    assert (tiled - tiled_settled).abs().max() < 1e-3  # the check over the stitched output: nearly the same anchor
+    pixels = (x.permute(1, 2, 0).numpy() * 255).round().astype("uint8")
+    out, applied = restore_pixels_blended(model, pixels, tile=160, blend=blend)
+    assert applied.settled and applied.anchor == pytest.approx(settled.anchor, abs=0.02)
+    assert (out.astype(int) - (tiled.permute(1, 2, 0).numpy() * 255).round()).__abs__().max() <= 1
+
+
+def test_resolve_blend_gives_the_check_its_weight_by_the_noise_found(monkeypatch, tmp_path):
+    model = make_tiny().eval()
+    image = mid_grey_photo(3, 32)[0]
+
+    class Found:
+        def __init__(self, sigma):
+            self.found = Inspection("noise", 0.9, sigma, None, {"haze": 0.5, "noise": 0.95})
+
+        def inspect(self, _image):
+            return self.found
+
+    for sigma, check in ((None, 0.0), (4.0, 0.0), (12.0, 0.5), (30.0, 1.0)):
+        monkeypatch.setattr("airnet_restore.inspection.model_inspector", lambda m, s=sigma: Found(s))
+        blend, _ = resolve_blend(model, image)
+        assert blend.check == check and blend.anchor == 0.5
+        assert resolve_blend(model, image, anchor=0.3)[0].check == 0.0  # an anchor given is used as given
+    monkeypatch.setattr(pipeline, "resolve_blend", lambda *a: (Blend(1.0, 0.2, 25.0, 1.0), None))
+    (tmp_path / "in").mkdir()
+    Image.fromarray((image.permute(1, 2, 0).numpy() * 255).astype("uint8")).save(tmp_path / "in" / "a.png")
+    report = restore_files([tmp_path / "in" / "a.png"], tmp_path / "out", model, progress=False)
+    assert report.blends[tmp_path / "in" / "a.png"].settled  # the report says the anchor applied
+
+
 def test_auto_anchor_is_the_probability_that_only_noise_is_present():
     found = Inspection("rain+noise", 0.5, 30.0, None, {"haze": 0.2, "rain": 0.5, "noise": 0.9})
     assert auto_anchor(found) == pytest.approx(0.8 * 0.5)
@@ -146,6 +210,8 @@ def test_bad_blends_are_refused_before_any_work(tmp_path):
     for noise in (-1.0, 300.0, "25"):
         with pytest.raises(AirNetError, match="noise must be a sigma"):
             Blend(1.0, 0.5, noise)
+    with pytest.raises(AirNetError, match="check must be"):
+        Blend(1.0, 0.5, 10.0, check=2.0)
     with pytest.raises(AirNetError, match="not both"):
         restore_tensor(model, x, blend=Blend(), strength=0.5)
     with pytest.raises(AirNetError, match="not both"):

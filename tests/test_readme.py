@@ -90,6 +90,8 @@ COMMANDS: dict[str, Plan] = {
     "curl http://127.0.0.1:7860/api/health": Plan(extra="--fail"),
     # Training report
     "airnet eval --weights airnet-general-v5 --weights airnet-general --weights airnet-lite --heldout runs/heldout-photos "
+    "--crop 192 --device cpu --grid 9 --out reports/heldout-v6": Plan(creates=("reports/heldout-v6/results.md",), slow=True),
+    "airnet eval --weights airnet-general-v5 --weights airnet-general --weights airnet-lite --heldout runs/heldout-photos "
     "--crop 192 --device cpu --grid 9 --out reports/heldout-v5": Plan(creates=("reports/heldout-v5/results.md",), slow=True),
     "airnet eval --weights airnet-general --weights airnet-lite --heldout runs/heldout-photos --crop 192 "
     "--device cpu --grid 9 --out reports/heldout-v4": Plan(creates=("reports/heldout-v4/results.md",), slow=True),

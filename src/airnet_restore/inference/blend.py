@@ -14,7 +14,15 @@ darkens most clean photos by 1-7 levels, some far more) and of leaving noise or 
 its image near black and darker near white, and the input is corrected for it first. Noise of
 sigma 0 leaves nothing to filter: ``W`` is then the input. Haze and rain change the image in ways
 the noise model knows nothing of, so ``"auto"`` anchors by the probability that no such corruption
-is present, judged by the weights' degradation prototypes.
+is present, judged by the weights' degradation prototypes; and where noise is found, also by the
+network's output itself (``noise_likeness``): a correction that only removed white noise leaves a
+residual ``x - m(f(x))`` whose local means are as weak as white noise's, while a correction of haze,
+rain or tones moves them. Where the detectors are unsure, the check decides; where they are sure
+that only noise is present (``DETECTORS_SURE``) it can only raise the anchor: a network that
+changed the tones of such an image (a retina photo it takes for hazy) is wrong, not the
+detectors. It weighs more the stronger the noise (``CHECK_SIGMAS``), where the noise outweighs
+the network's other errors; it needs the whole output, so such a blend is settled once the
+network has run (``Blend.settle``).
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
+import torch.nn.functional as F
 
 from airnet_restore.errors import AirNetError
 from airnet_restore.inference.tiling import Forward
@@ -39,8 +48,20 @@ Fraction = float | Literal["auto"]
 # means alone (up to clipping). Every other family a probe was calibrated on, custom ones
 # included, is taken to be outside it.
 MEAN_PRESERVING = frozenset({"noise"})
+# The check of the network's output (anchor "auto" where noise is found): the residual's energy in
+# CHECK_WINDOW-px local means, times CHECK_WINDOW^2, over its whole energy is about 1 for white noise;
+# up to NOISE_ONLY the correction is taken for noise removal alone, from NOT_NOISE on for something
+# else, linearly in between. The check's weight in the anchor rises from 0 to 1 between the two
+# sigmas of CHECK_SIGMAS (0-255); below, the network's other errors (tone shifts, lost detail) drown it.
+CHECK_WINDOW = 4
+NOISE_ONLY, NOT_NOISE = 4.0, 8.0
+CHECK_SIGMAS = (8.0, 16.0)
+# Detectors' anchors from which they are trusted over a check that finds more than noise removal:
+# not at all up to the first, fully from the second.
+DETECTORS_SURE = (0.7, 0.9)
 MEANINGS = {"strength": "0 (leave the image as it is) to 1 (the network's output as it is)",
-            "anchor": "0 (the network's output) to 1 (the noise model's estimate guided by it)"}
+            "anchor": "0 (the network's output) to 1 (the noise model's estimate guided by it)",
+            "check": "0 (the anchor as it is) to 1 (the anchor from the network's output alone)"}
 
 
 def check_fraction(name: str, value: object) -> None:
@@ -54,16 +75,20 @@ def check_fraction(name: str, value: object) -> None:
 @dataclass(frozen=True)
 class Blend:
     """A resolved blend: ``x + strength * ((1 - anchor) * c + anchor * (W(...) - x))`` for the correction ``c``
-    (module docstring); ``noise``: the noise sigma (0-255 scale) that the noise model ``W`` and ``m`` assume.
+    (module docstring); ``noise``: the noise sigma (0-255 scale) that the noise model ``W`` and ``m`` assume;
+    ``check``: the weight that the check of the network's output (``noise_likeness``) will have in the anchor,
+    once the network has run (``settle``). A blend with a check is not settled: it is applied in two steps,
+    ``estimates`` over the image, then ``settle`` and ``mix``.
 
     The default is the network's output as it is."""
 
     strength: float = 1.0
     anchor: float = 0.0
     noise: float = 0.0
+    check: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("strength", "anchor"):
+        for name in ("strength", "anchor", "check"):
             value = getattr(self, name)
             if isinstance(value, str):
                 raise AirNetError(f"{name} must be a number from {MEANINGS[name]} in a Blend "
@@ -74,12 +99,24 @@ class Blend:
             raise AirNetError(f"blend noise must be a sigma from 0 to 255, got {self.noise!r}")
         object.__setattr__(self, "noise", float(self.noise))
 
+    @property
+    def settled(self) -> bool:
+        """True when the blend is known before the network runs (no check of its output to come)."""
+        return self.check == 0.0 or self.strength == 0.0
+
+    @property
+    def sigma(self) -> float:
+        """The noise model's sigma on the 0-1 scale; 0 where it is negligible."""
+        return self.noise / 255.0 if self.noise / 255.0 >= NEGLIGIBLE_SIGMA else 0.0
+
     def apply(self, network: Forward) -> Forward:
-        """``network`` blended: each output from the input and the restored tile, in the input's precision
-        (the network is not run at all for strength 0). The noise model sees ``wiener.REACH`` (21) pixels
-        around each output pixel: inside a tile's context margin (a quarter of the overlap) for overlaps of
-        84 px or more; at the default 64 its last pass reaches 5 px into the faint start of the cross-fade,
-        and overlaps much below 64 can leave faint seams where it runs."""
+        """``network`` blended, for a settled blend: each output from the input and the restored tile, in the
+        input's precision (the network is not run at all for strength 0). The noise model sees
+        ``wiener.REACH`` (21) pixels around each output pixel: inside a tile's context margin (a quarter of
+        the overlap) for overlaps of 84 px or more; at the default 64 its last pass reaches 5 px into the
+        faint start of the cross-fade, and overlaps much below 64 can leave faint seams where it runs."""
+        if not self.settled:
+            raise AirNetError("this blend checks the network's output first: apply it with estimates, settle and mix")
         if self.strength == 0.0:
             return lambda t: t
         if self.strength == 1.0 and self.anchor == 0.0:
@@ -87,18 +124,62 @@ class Blend:
 
         def forward(t: torch.Tensor) -> torch.Tensor:
             out = network(t).to(t.dtype).clamp(0, 1)
-            c = out - t
-            if self.anchor:
-                sigma = self.noise / 255.0 if self.noise / 255.0 >= NEGLIGIBLE_SIGMA else 0.0
-                estimate = wiener(t - (clipped_noise_mean(out, sigma) - out), out, sigma)
-                c = (1.0 - self.anchor) * c + self.anchor * (estimate - t)
-            return t + self.strength * c
+            return self.mix(t, out, self._estimate(t, out) if self.anchor else out)
 
         return forward
+
+    def estimates(self, network: Forward) -> Forward:
+        """``network`` followed by the noise model: (N,6,H,W), the restored tile and ``W``, in the input's precision."""
+
+        def forward(t: torch.Tensor) -> torch.Tensor:
+            out = network(t).to(t.dtype).clamp(0, 1)
+            return torch.cat([out, self._estimate(t, out)], 1)
+
+        return forward
+
+    def _estimate(self, t: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """``W``: the noise model's estimate of ``t``, with ``out`` (the network's output) as the pilot."""
+        return wiener(t - (clipped_noise_mean(out, self.sigma) - out), out, self.sigma)
+
+    def mix(self, t: torch.Tensor, out: torch.Tensor, estimate: torch.Tensor) -> torch.Tensor:
+        """The blended output from the input ``t``, the network's ``out`` and the noise model's ``estimate``."""
+        return t + self.strength * ((1.0 - self.anchor) * (out - t) + self.anchor * (estimate - t))
+
+    def settle(self, sums: torch.Tensor) -> Blend:
+        """The blend with the check done: ``sums`` are ``residual_sums`` over the whole image."""
+        if self.settled:
+            return self
+        likeness = noise_likeness(sums)
+        low, high = DETECTORS_SURE
+        sure = min(1.0, max(0.0, (self.anchor - low) / (high - low)))
+        checked = sure * max(self.anchor, likeness) + (1.0 - sure) * likeness
+        anchor = (1.0 - self.check) * self.anchor + self.check * checked
+        return Blend(self.strength, anchor, self.noise)
 
     def describe(self) -> str:
         """``strength 0.97, anchor 0.81``, as output lines show it."""
         return f"strength {self.strength:.2f}, anchor {self.anchor:.2f}"
+
+
+def residual_sums(t: torch.Tensor, out: torch.Tensor, sigma: float) -> torch.Tensor:
+    """For the check of the network's output on (N,3,H,W) ``t`` and ``out``: the sums of the squared residual
+    ``t - m(out)`` and of its squared ``CHECK_WINDOW``-px local means, and their counts, in float64. Sums of
+    parts of an image (bands of rows) add up to about those of the whole."""
+    residual = (t - clipped_noise_mean(out, sigma)).double()
+    local = F.avg_pool2d(residual, CHECK_WINDOW, stride=1) if min(residual.shape[-2:]) >= CHECK_WINDOW else residual
+    return torch.stack([residual.square().sum(), local.square().sum(),
+                        torch.tensor(float(residual.numel()), dtype=torch.float64),
+                        torch.tensor(float(local.numel()), dtype=torch.float64)]).cpu()
+
+
+def noise_likeness(sums: torch.Tensor) -> float:
+    """How far the residual summed in ``sums`` looks like white noise alone: 1 up to ``NOISE_ONLY``, 0 from ``NOT_NOISE``
+    (local means' energy, times ``CHECK_WINDOW``^2, over the whole energy); 1 for a residual of nothing."""
+    total, local, n_total, n_local = (float(v) for v in sums)
+    if total <= 0.0:
+        return 1.0
+    ratio = CHECK_WINDOW ** 2 * (local / n_local) / (total / n_total)
+    return min(1.0, max(0.0, (NOT_NOISE - ratio) / (NOT_NOISE - NOISE_ONLY)))
 
 
 def clipped_noise_mean(y: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -126,7 +207,9 @@ def resolve_blend(model: object, image: Any, strength: Fraction = "auto", anchor
     correction, one in between part of it (the blend that minimises the expected squared error if
     the probability is right and the network is right where the image is degraded).
     ``anchor="auto"`` moves towards the noise model's estimate by the probability that only noise
-    is present (``auto_anchor``), with the detected noise sigma. Weights
+    is present (``auto_anchor``), with the detected noise sigma; where that sigma passes 8, the check
+    of the network's output takes a share of the anchor, all of it from sigma 16 (``CHECK_SIGMAS``),
+    and the blend is settled once the network has run (``Blend.settle``). Weights
     without prototypes that fit their encoder (the paper's variants, official checkpoints,
     weights trained further than their prototypes, ONNX models) and images under 16 px a side
     get strength 1 and anchor 0: the network's output as is. Numbers are used as given; the image
@@ -145,4 +228,6 @@ def resolve_blend(model: object, image: Any, strength: Fraction = "auto", anchor
     scale = float(strength) if strength != "auto" else found.degraded if found is not None else 1.0
     keep = float(anchor) if anchor != "auto" else auto_anchor(found) if found is not None else 0.0
     noise = min(255.0, max(0.0, found.sigma)) if found is not None and found.sigma is not None else 0.0
-    return Blend(scale, keep, noise), found
+    low, high = CHECK_SIGMAS
+    check = min(1.0, max(0.0, (noise - low) / (high - low))) if anchor == "auto" else 0.0
+    return Blend(scale, keep, noise, check), found

@@ -6,7 +6,7 @@ import copy
 import glob
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -41,8 +41,8 @@ from airnet_restore.image_io import (
     to_float,
     write_image,
 )
-from airnet_restore.inference.blend import Blend, Fraction, check_fraction, resolve_blend
-from airnet_restore.inference.tiling import Forward, auto_tile_size, run_tiled, tiled_bands
+from airnet_restore.inference.blend import Blend, Fraction, check_fraction, residual_sums, resolve_blend
+from airnet_restore.inference.tiling import CPU, Crop, Forward, auto_tile_size, tiled_bands
 from airnet_restore.memory import tune_allocator
 from airnet_restore.models.airnet import AirNet, eval_mode
 from airnet_restore.precision import autocast, check_precision
@@ -101,12 +101,21 @@ def restore_tensor(
     batch = x if x.dim() == 4 else x[None]
     outs = []
     for image in batch:
-        forward = _plan(model, image, strength, anchor, blend).apply(network)
+        plan = _plan(model, image, strength, anchor, blend)
         h, w = image.shape[-2:]
         (top, bottom), (left, right) = _working_padding(h, w)
-        image = _reflect_pad(image.detach().float().clamp(0, 1), (top, bottom), (left, right))
-        size = auto_tile_size(image.shape[-2], image.shape[-1], model.config.n_feats, device, tile_overlap) if tile == "auto" else tile
-        result = run_tiled(forward, image[None], device, size, tile_overlap, progress)[:, :, top : top + h, left : left + w]
+        padded = _reflect_pad(image.detach().float().clamp(0, 1), (top, bottom), (left, right))[None]
+        height, width = padded.shape[-2:]
+        size = auto_tile_size(height, width, model.config.n_feats, device, tile_overlap) if tile == "auto" else tile
+
+        def crop(y: int, x: int, th: int, tw: int, padded: torch.Tensor = padded) -> torch.Tensor:
+            return padded[:, :, y : y + th, x : x + tw]
+
+        result = torch.empty(1, 3, height, width, device=padded.device)
+        _, bands = _blended_bands(plan, network, crop, height, width, device, size, tile_overlap, progress, padded.device)
+        for y0, band in bands:
+            result[:, :, y0 : y0 + band.shape[2]] = band
+        result = result[:, :, top : top + h, left : left + w]
         _check_finite(result, precision)
         outs.append(result.clamp(0, 1))
     out = torch.cat(outs).to(device=x.device, dtype=x.dtype)
@@ -130,6 +139,43 @@ def _plan(model: object, image: Any, strength: Fraction, anchor: Fraction, blend
     if strength == 0 or (strength != "auto" and anchor == 0):
         return Blend(float(strength))
     return resolve_blend(model, image, strength, anchor)[0]
+
+
+# Rows at a time in which a blend settled after the network (a check of its output) is mixed.
+MIX_ROWS = 256
+
+
+def _blended_bands(
+    blend: Blend,
+    network: Forward,
+    crop: Crop,
+    height: int,
+    width: int,
+    device: torch.device,
+    tile: int | None,
+    overlap: int,
+    progress: bool,
+    home: torch.device = CPU,
+) -> tuple[Blend, Iterator[tuple[int, torch.Tensor]]]:
+    """The settled blend and the bands of the blended output (``tiled_bands``). A settled blend streams
+    band by band; one that checks the network's output first keeps the network's output and the noise
+    model's estimate for the whole image (24 bytes a pixel on ``home``), settles, then mixes."""
+    if blend.settled:
+        return blend, tiled_bands(blend.apply(network), crop, height, width, device, tile, overlap, progress, home)
+    both = torch.empty(1, 6, height, width, device=home)
+    for y0, band in tiled_bands(blend.estimates(network), crop, height, width, device, tile, overlap, progress, home, 6):
+        both[:, :, y0 : y0 + band.shape[2]] = band
+    rows = range(0, height, MIX_ROWS)
+    sums = torch.stack([residual_sums(crop(y, 0, MIX_ROWS, width).to(home), both[:, :3, y : y + MIX_ROWS], blend.sigma)
+                        for y in rows]).sum(0)
+    settled = blend.settle(sums)
+
+    def mixed() -> Iterator[tuple[int, torch.Tensor]]:
+        for y in rows:
+            part = both[:, :, y : y + MIX_ROWS]
+            yield y, settled.mix(crop(y, 0, MIX_ROWS, width).to(home), part[:, :3], part[:, 3:])
+
+    return settled, mixed()
 
 
 def _forward(model: AirNet | OnnxRestorer, precision: Precision) -> tuple[Forward, torch.device]:
@@ -187,7 +233,18 @@ def _check_finite(result: torch.Tensor, precision: str) -> None:
         raise AirNetError(f"the model produced NaN or infinite values (precision {precision}); try --precision fp32")
 
 
-def restore_pixels(
+def restore_pixels(model: AirNet | OnnxRestorer, pixels: np.ndarray, dtype: np.dtype | None = None, **options: Any) -> np.ndarray:
+    """Restore HxWx3 RGB pixels (uint8, uint16 or float in [0, 1]) into a new HxWx3 array of ``dtype``
+    (default: the input's), as ``restore_tensor`` would, without a float copy of the whole image:
+    each tile is converted to float on its own and each finished band of rows stored at once
+    (where the anchor checks the network's output, its output is kept whole until then).
+    ``options``: ``tile``, ``tile_overlap``, ``precision``, ``strength``, ``anchor``, ``blend``, ``progress``,
+    as in ``restore_tensor`` ("auto" inspects the image first, tile by tile; a strength with anchor 0
+    skips the inspection)."""
+    return restore_pixels_blended(model, pixels, dtype, **options)[0]
+
+
+def restore_pixels_blended(
     model: AirNet | OnnxRestorer,
     pixels: np.ndarray,
     dtype: np.dtype | None = None,
@@ -199,12 +256,8 @@ def restore_pixels(
     anchor: Fraction = "auto",
     blend: Blend | None = None,
     progress: bool = False,
-) -> np.ndarray:
-    """Restore HxWx3 RGB pixels (uint8, uint16 or float in [0, 1]) into a new HxWx3 array of ``dtype``
-    (default: the input's), as ``restore_tensor`` would, without a float copy of the whole image:
-    each tile is converted to float on its own and each finished band of rows stored at once.
-    ``strength``, ``anchor``, ``blend``: as in ``restore_tensor`` ("auto" inspects the image first,
-    tile by tile; a strength with anchor 0 skips the inspection)."""
+) -> tuple[np.ndarray, Blend]:
+    """``restore_pixels``, and the blend it applied (settled: its anchor after the check of the network's output)."""
     if pixels.ndim != 3 or pixels.shape[2] != 3:
         raise AirNetError(f"expected HxWx3 RGB pixels, got shape {pixels.shape}")
     if pixels.size == 0:
@@ -212,7 +265,7 @@ def restore_pixels(
     to_float(pixels[:1, :1])  # refuses an unsupported pixel type before any work
     _check_blend(strength, anchor, blend)
     network, device = _forward(model, precision)
-    forward = _plan(model, pixels, strength, anchor, blend).apply(network)
+    plan = _plan(model, pixels, strength, anchor, blend)
     h, w = pixels.shape[:2]
     (top, bottom), (left, right) = _working_padding(h, w)
     if top or bottom or left or right:
@@ -224,14 +277,15 @@ def restore_pixels(
     def crop(y: int, x: int, th: int, tw: int) -> torch.Tensor:
         return torch.from_numpy(to_float(pixels[y : y + th, x : x + tw])).permute(2, 0, 1)[None].clamp(0, 1)
 
-    for y0, band in tiled_bands(forward, crop, height, width, device, size, tile_overlap, progress):
+    settled, bands = _blended_bands(plan, network, crop, height, width, device, size, tile_overlap, progress)
+    for y0, band in bands:
         first, last = max(y0, top), min(y0 + band.shape[2], top + h)  # the band's rows inside the unpadded image
         if first >= last:
             continue
         rows = band[0, :, first - y0 : last - y0, left : left + w]
         _check_finite(rows, precision)
         out[first - top : last - top] = from_float(rows.clamp(0, 1).permute(1, 2, 0).numpy(), out.dtype)
-    return out
+    return out, settled
 
 
 @overload
@@ -482,8 +536,8 @@ def restore_files(
             if model is None:
                 model = default_model()
             blend, found = resolve_blend(model, data.pixels, strength, anchor)
-            pixels = restore_pixels(model, data.pixels, output_dtype(data.dtype, dst.suffix), blend=blend, **options,
-                                    progress=progress)
+            pixels, blend = restore_pixels_blended(model, data.pixels, output_dtype(data.dtype, dst.suffix), blend=blend,
+                                                   **options, progress=progress)
             write_image(dst, data, pixels, jpeg_quality=jpeg_quality)
         except (AirNetError, OSError) as e:
             report.failed.append((str(src), str(e).removeprefix(f"{src}: ")))

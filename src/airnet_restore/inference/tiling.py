@@ -98,18 +98,20 @@ def run_tiled(
     tile: int | None,
     overlap: int,
     progress: bool = False,
+    channels: int = 3,
 ) -> torch.Tensor:
-    """Apply ``forward`` to ``image`` (1,3,H,W) whole (``tile`` None) or tiled; returns float32 on the image's device.
+    """Apply ``forward`` to ``image`` (1,C,H,W) whole (``tile`` None) or tiled; returns (1,``channels``,H,W) float32
+    on the image's device.
 
     A tile that runs out of device memory is split into smaller tiles and retried.
     """
     _, _, h, w = image.shape
-    out = torch.empty(1, 3, h, w, device=image.device)
+    out = torch.empty(1, channels, h, w, device=image.device)
 
     def crop(y: int, x: int, th: int, tw: int) -> torch.Tensor:
         return image[:, :, y : y + th, x : x + tw]
 
-    for y0, band in tiled_bands(forward, crop, h, w, device, tile, overlap, progress, home=image.device):
+    for y0, band in tiled_bands(forward, crop, h, w, device, tile, overlap, progress, home=image.device, channels=channels):
         out[:, :, y0 : y0 + band.shape[2]] = band
     return out
 
@@ -124,8 +126,9 @@ def tiled_bands(
     overlap: int,
     progress: bool = False,
     home: torch.device = CPU,
+    channels: int = 3,
 ) -> Iterator[tuple[int, torch.Tensor]]:
-    """``run_tiled`` on an image given by ``crop``: yields (first row, (1,3,rows,width) float32) bands
+    """``run_tiled`` on an image given by ``crop``: yields (first row, (1,channels,rows,width) float32) bands
     from top to bottom, each final once yielded; only one row of tiles is held at a time. The tiles
     come from and the bands stay on ``home`` (the image's device); only tiles go to ``device``."""
     h, w = height, width
@@ -145,7 +148,7 @@ def tiled_bands(
     carry = None  # sums over the rows that the previous row of tiles shares with this one
     with tqdm(total=len(ys) * len(xs), desc="tiles", unit="tile", leave=False, disable=not progress) as bar:
         for i, y0 in enumerate(ys):
-            out = torch.zeros(1, 3, th, w, device=home)
+            out = torch.zeros(1, channels, th, w, device=home)
             weight = torch.zeros(1, 1, th, w, device=home)
             if carry is not None:
                 n = carry[0].shape[2]
@@ -156,7 +159,7 @@ def tiled_bands(
                 result = _attempt(forward, patch, device)
                 if result is None:
                     _free(device)
-                    result = run_tiled(forward, patch, device, _smaller(tile, overlap), overlap, progress=False)
+                    result = run_tiled(forward, patch, device, _smaller(tile, overlap), overlap, progress=False, channels=channels)
                 wx = torch.from_numpy(axis_weight(x0, tw, w, overlap)).view(1, 1, 1, tw).to(home)
                 out[:, :, :, x0 : x0 + tw] += result * (wy * wx)
                 weight[:, :, :, x0 : x0 + tw] += wy * wx

@@ -29,7 +29,7 @@ from starlette.exceptions import HTTPException
 from airnet_restore.errors import AirNetError
 from airnet_restore.image_io import output_dtype, read_image, write_image
 from airnet_restore.inference.blend import Blend, resolve_blend
-from airnet_restore.inference.pipeline import model_device, restore_pixels
+from airnet_restore.inference.pipeline import model_device, restore_pixels_blended
 from airnet_restore.inspection import Inspection, model_inspector
 from airnet_restore.models.airnet import AirNet
 from airnet_restore.web import Limits
@@ -95,7 +95,8 @@ def restore_file(model: AirNet, src: Path, dst: Path, max_pixels: int) -> tuple[
         raise UploadError(400, str(e).removeprefix(f"{src}: ")) from None
     # The path `airnet restore` takes for a file, so the pixels are the CLI's exactly.
     blend, found = resolve_blend(model, data.pixels)
-    write_image(dst, data, restore_pixels(model, data.pixels, output_dtype(data.dtype, dst.suffix), blend=blend))
+    pixels, blend = restore_pixels_blended(model, data.pixels, output_dtype(data.dtype, dst.suffix), blend=blend)
+    write_image(dst, data, pixels)
     return data.pixels.shape[0] * data.pixels.shape[1], detection_header(found, blend)
 
 

@@ -22,6 +22,7 @@ from airnet_restore.data.aio import load_rgb8
 from airnet_restore.degradations import get_degradation
 from airnet_restore.inference import restore
 from airnet_restore.inference.blend import resolve_blend
+from airnet_restore.inference.pipeline import restore_pixels_blended
 from airnet_restore.metrics import psnr
 from airnet_restore.variants import load_model
 
@@ -48,7 +49,8 @@ def main() -> None:
         clean = np.ascontiguousarray(photo[(h - c) // 2 : (h - c) // 2 + c, (w - c) // 2 : (w - c) // 2 + c])
         degraded = clean if args.degradation == "clean" else get_degradation(args.degradation)(clean, np.random.default_rng(0))
         blend, found = resolve_blend(model, degraded)
-        network, auto = restore(degraded, model, strength=1.0, anchor=0.0), restore(degraded, model, blend=blend)
+        network = restore(degraded, model, strength=1.0, anchor=0.0)
+        auto, blend = restore_pixels_blended(model, degraded, blend=blend)  # the blend applied: its anchor checked
         row = Image.fromarray(np.concatenate([degraded, network, auto], axis=1))
         draw = ImageDraw.Draw(row)
         found_text = f"found {found.type}" if found is not None else "no prototypes"

@@ -11,7 +11,7 @@ Wiener estimate, three passes of 8x8 DCTs at stride 2, the anchor from the detec
 of the network's output); the default with the detectors' anchor alone (no check), and with the
 anchor at 1 (the noise model's estimate wherever noise is found); the default with one, two and
 four passes, with 12x12 DCTs at stride 3; and without the clipping correction (the input
-filtered as it is). On ``clean`` it also prints the network's tone shift: the mean of (output - photo) per
+filtered as it is; the check then also reads the residual without it). On ``clean`` it also prints the network's tone shift: the mean of (output - photo) per
 photo, in levels.
 ``--skip-from PRESET`` leaves out the preset's validation photos (so only training photos are
 used, for choosing the noise model); ``--every N`` keeps every N-th photo of the rest.

@@ -147,8 +147,8 @@ class Blend:
 
     def settle(self, sums: torch.Tensor) -> Blend:
         """The blend with the check done: ``sums`` are ``residual_sums`` over the whole image."""
-        if self.settled:
-            return self
+        if self.settled or sums[3] == 0:  # nothing to check (an image too small for a window): the detectors' anchor
+            return Blend(self.strength, self.anchor, self.noise)
         likeness = noise_likeness(sums)
         low, high = DETECTORS_SURE
         sure = min(1.0, max(0.0, (self.anchor - low) / (high - low)))
@@ -161,15 +161,21 @@ class Blend:
         return f"strength {self.strength:.2f}, anchor {self.anchor:.2f}"
 
 
-def residual_sums(t: torch.Tensor, out: torch.Tensor, sigma: float) -> torch.Tensor:
+def residual_sums(t: torch.Tensor, out: torch.Tensor, sigma: float, rows: int | None = None) -> torch.Tensor:
     """For the check of the network's output on (N,3,H,W) ``t`` and ``out``: the sums of the squared residual
-    ``t - m(out)`` and of its squared ``CHECK_WINDOW``-px local means, and their counts, in float64. Sums of
-    parts of an image (bands of rows) add up to about those of the whole."""
-    residual = (t - clipped_noise_mean(out, sigma)).double()
-    local = F.avg_pool2d(residual, CHECK_WINDOW, stride=1) if min(residual.shape[-2:]) >= CHECK_WINDOW else residual
-    return torch.stack([residual.square().sum(), local.square().sum(),
-                        torch.tensor(float(residual.numel()), dtype=torch.float64),
-                        torch.tensor(float(local.numel()), dtype=torch.float64)]).cpu()
+    ``t - m(out)`` and of its squared ``CHECK_WINDOW``-px local means, and their counts, in float64 on the CPU.
+    ``rows``: only the first ``rows`` rows are counted (and the windows that start in them, which may reach
+    into the rows after), so that consecutive bands of rows, each given ``CHECK_WINDOW - 1`` rows more, add
+    up to exactly the whole image's sums."""
+    rows = t.shape[-2] if rows is None else rows
+    residual = (t - clipped_noise_mean(out, sigma)).to("cpu", torch.float64)
+    own = residual[..., :rows, :]
+    if min(residual.shape[-2:]) >= CHECK_WINDOW:
+        local = F.avg_pool2d(residual, CHECK_WINDOW, stride=1)[..., :rows, :]
+    else:  # too small for a window: no local means to count
+        local = residual[..., :0, :]
+    return torch.tensor([own.square().sum().item(), local.square().sum().item(), own.numel(), local.numel()],
+                        dtype=torch.float64)
 
 
 def noise_likeness(sums: torch.Tensor) -> float:

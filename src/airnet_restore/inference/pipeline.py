@@ -41,7 +41,7 @@ from airnet_restore.image_io import (
     to_float,
     write_image,
 )
-from airnet_restore.inference.blend import Blend, Fraction, check_fraction, residual_sums, resolve_blend
+from airnet_restore.inference.blend import CHECK_WINDOW, Blend, Fraction, check_fraction, residual_sums, resolve_blend
 from airnet_restore.inference.tiling import CPU, Crop, Forward, auto_tile_size, tiled_bands
 from airnet_restore.memory import tune_allocator
 from airnet_restore.models.airnet import AirNet, eval_mode
@@ -166,7 +166,8 @@ def _blended_bands(
     for y0, band in tiled_bands(blend.estimates(network), crop, height, width, device, tile, overlap, progress, home, 6):
         both[:, :, y0 : y0 + band.shape[2]] = band
     rows = range(0, height, MIX_ROWS)
-    sums = torch.stack([residual_sums(crop(y, 0, MIX_ROWS, width).to(home), both[:, :3, y : y + MIX_ROWS], blend.sigma)
+    reach = MIX_ROWS + CHECK_WINDOW - 1  # each band's local means may reach into the next band's rows
+    sums = torch.stack([residual_sums(crop(y, 0, reach, width).to(home), both[:, :3, y : y + reach], blend.sigma, MIX_ROWS)
                         for y in rows]).sum(0)
     settled = blend.settle(sums)
 
@@ -233,15 +234,27 @@ def _check_finite(result: torch.Tensor, precision: str) -> None:
         raise AirNetError(f"the model produced NaN or infinite values (precision {precision}); try --precision fp32")
 
 
-def restore_pixels(model: AirNet | OnnxRestorer, pixels: np.ndarray, dtype: np.dtype | None = None, **options: Any) -> np.ndarray:
+def restore_pixels(
+    model: AirNet | OnnxRestorer,
+    pixels: np.ndarray,
+    dtype: np.dtype | None = None,
+    *,
+    tile: Tile = "auto",
+    tile_overlap: int = DEFAULT_OVERLAP,
+    precision: Precision = "fp32",
+    strength: Fraction = "auto",
+    anchor: Fraction = "auto",
+    blend: Blend | None = None,
+    progress: bool = False,
+) -> np.ndarray:
     """Restore HxWx3 RGB pixels (uint8, uint16 or float in [0, 1]) into a new HxWx3 array of ``dtype``
     (default: the input's), as ``restore_tensor`` would, without a float copy of the whole image:
     each tile is converted to float on its own and each finished band of rows stored at once
     (where the anchor checks the network's output, its output is kept whole until then).
-    ``options``: ``tile``, ``tile_overlap``, ``precision``, ``strength``, ``anchor``, ``blend``, ``progress``,
-    as in ``restore_tensor`` ("auto" inspects the image first, tile by tile; a strength with anchor 0
-    skips the inspection)."""
-    return restore_pixels_blended(model, pixels, dtype, **options)[0]
+    ``strength``, ``anchor``, ``blend``: as in ``restore_tensor`` ("auto" inspects the image first,
+    tile by tile; a strength with anchor 0 skips the inspection)."""
+    return restore_pixels_blended(model, pixels, dtype, tile=tile, tile_overlap=tile_overlap, precision=precision,
+                                  strength=strength, anchor=anchor, blend=blend, progress=progress)[0]
 
 
 def restore_pixels_blended(

@@ -150,8 +150,7 @@ class Blend:
         if self.settled or sums[3] == 0:  # nothing to check (an image too small for a window): the detectors' anchor
             return Blend(self.strength, self.anchor, self.noise)
         likeness = noise_likeness(sums)
-        low, high = DETECTORS_SURE
-        sure = min(1.0, max(0.0, (self.anchor - low) / (high - low)))
+        sure = ramp(self.anchor, *DETECTORS_SURE)
         checked = sure * max(self.anchor, likeness) + (1.0 - sure) * likeness
         anchor = (1.0 - self.check) * self.anchor + self.check * checked
         return Blend(self.strength, anchor, self.noise)
@@ -185,7 +184,12 @@ def noise_likeness(sums: torch.Tensor) -> float:
     if total <= 0.0:
         return 1.0
     ratio = CHECK_WINDOW ** 2 * (local / n_local) / (total / n_total)
-    return min(1.0, max(0.0, (NOT_NOISE - ratio) / (NOT_NOISE - NOISE_ONLY)))
+    return 1.0 - ramp(ratio, NOISE_ONLY, NOT_NOISE)
+
+
+def ramp(value: float, low: float, high: float) -> float:
+    """0 up to ``low``, 1 from ``high``, linear in between."""
+    return min(1.0, max(0.0, (value - low) / (high - low)))
 
 
 def clipped_noise_mean(y: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -234,6 +238,5 @@ def resolve_blend(model: object, image: Any, strength: Fraction = "auto", anchor
     scale = float(strength) if strength != "auto" else found.degraded if found is not None else 1.0
     keep = float(anchor) if anchor != "auto" else auto_anchor(found) if found is not None else 0.0
     noise = min(255.0, max(0.0, found.sigma)) if found is not None and found.sigma is not None else 0.0
-    low, high = CHECK_SIGMAS
-    check = min(1.0, max(0.0, (noise - low) / (high - low))) if anchor == "auto" else 0.0
+    check = ramp(noise, *CHECK_SIGMAS) if anchor == "auto" else 0.0
     return Blend(scale, keep, noise, check), found

@@ -7,11 +7,12 @@
 Per set (``airnet eval``'s pairs: centre crops, degradations from seed 0), the mean PSNR against
 the clean crop of: the input; the network alone (strength 1, anchor 0); strength auto without
 the anchor (v3's default); the default blend (strength and anchor auto: the noise model's
-Wiener estimate, three passes of 8x8 DCTs at stride 2, the anchor from the detectors and the check
-of the network's output); the default with the detectors' anchor alone (no check), and with the
-anchor at 1 (the noise model's estimate wherever noise is found); the default with one, two and
-four passes, with 12x12 DCTs at stride 3; and without the clipping correction (the input
-filtered as it is; the check then also reads the residual without it). On ``clean`` it also prints the network's tone shift: the mean of (output - photo) per
+Wiener estimate, three passes of 8x8 DCTs at stride 2 at four scales, the anchor from the detectors
+and the check of the network's output); the default with the detectors' anchor alone (no check),
+and with the anchor at 1 (the noise model's estimate wherever noise is found); the default with
+the noise model at one scale (v6), two, three and five; with one pass, with 12x12 DCTs at stride
+3; and without the clipping correction (the input filtered as it is; the check then also reads the
+residual without it). On ``clean`` it also prints the network's tone shift: the mean of (output - photo) per
 photo, in levels.
 ``--skip-from PRESET`` leaves out the preset's validation photos (so only training photos are
 used, for choosing the noise model); ``--every N`` keeps every N-th photo of the rest.
@@ -76,8 +77,8 @@ def main() -> None:
     model = load_model(args.weights, device="cpu")
     folder = photo_folder(args.photos, args.skip_from, args.every)
     print(f"{args.weights}, {len(list(folder.glob('*.png')))} photos of {args.photos}, {args.crop}-px crops; PSNR dB")
-    columns = ["input", "network", "strength auto", "default", "no check", "anchor 1", "1 pass", "2 passes",
-               "4 passes", "12x12 DCT", "no clipping"]
+    columns = ["input", "network", "strength auto", "default", "no check", "anchor 1", "1 scale", "2 scales",
+               "3 scales", "5 scales", "1 pass", "12x12 DCT", "no clipping"]
     print("| set | " + " | ".join(columns) + " |\n|---|" + "---|" * len(columns))
     for name in args.sets.split(","):
         for task in build_tasks(name, folder, get_protocol("airnet"), crop=args.crop):
@@ -93,9 +94,8 @@ def main() -> None:
                     restore_tensor(model, x, blend=blend),
                     restore_tensor(model, x, blend=Blend(blend.strength, blend.anchor, blend.noise)),
                     restore_tensor(model, x, blend=Blend(blend.strength, 1.0, blend.noise)),
+                    *(restore_with(model, x, blend, wiener_module, LEVELS=levels) for levels in (0, 1, 2, 4)),
                     restore_with(model, x, blend, wiener_module, PASSES=1),
-                    restore_with(model, x, blend, wiener_module, PASSES=2),
-                    restore_with(model, x, blend, wiener_module, PASSES=4),
                     restore_with(model, x, blend, wiener_module, PATCH=12, STRIDE=3),
                     restore_with(model, x, blend, blend_module, clipped_noise_mean=lambda t, _sigma: t),
                 ]

@@ -8,6 +8,7 @@ from PIL import Image
 
 from airnet_restore.errors import AirNetError
 from airnet_restore.inference import pipeline, restore_files, restore_tensor
+from airnet_restore.inference import wiener as wiener_module
 from airnet_restore.inference.blend import Blend, auto_anchor, clipped_noise_mean, noise_likeness, residual_sums, resolve_blend
 from airnet_restore.inference.pipeline import restore_pixels, restore_pixels_blended
 from airnet_restore.inference.wiener import NEGLIGIBLE_SIGMA, REACH, wiener
@@ -49,16 +50,28 @@ def test_the_noise_model_takes_detail_from_the_input_where_the_pilot_finds_signa
 
 
 def test_the_noise_model_is_local_and_never_divides_by_zero():
-    x = torch.rand(1, 3, 40, 200)
+    middle = REACH + 8
+    x = torch.rand(1, 3, 40, 2 * middle + 1)
     changed = x.clone()
-    changed[..., 100] = 1 - changed[..., 100]
+    changed[..., middle] = 1 - changed[..., middle]
     diff = (wiener(changed, changed, 0.1) - wiener(x, x, 0.1)).abs().amax(dim=(0, 1, 2))
-    assert diff[99:102].min() > 0
-    assert diff[:100 - REACH].max() == 0 and diff[101 + REACH:].max() == 0  # nothing beyond its reach moves
+    assert diff[middle - 1:middle + 2].min() > 0
+    assert diff[:middle - REACH].max() == 0 and diff[middle + 1 + REACH:].max() == 0  # nothing beyond its reach moves
     half_black = torch.cat([torch.zeros(1, 3, 16, 32), torch.rand(1, 3, 16, 32)], 2)
     for sigma in (1e-21, NEGLIGIBLE_SIGMA / 2, NEGLIGIBLE_SIGMA, 1e-3):
         assert torch.isfinite(wiener(half_black, half_black, sigma)).all()
         assert torch.isfinite(Blend(1.0, 1.0, sigma * 255).apply(lambda t: t)(half_black)).all()
+
+
+def test_the_coarse_scales_remove_the_noise_that_patches_cannot(monkeypatch):
+    rows, cols = torch.meshgrid(torch.linspace(0, 1, 96), torch.linspace(0, 1, 128), indexing="ij")
+    sky = torch.stack([0.3 + 0.4 * rows, 0.5 + 0.2 * cols, 0.8 - 0.3 * rows * cols])[None]  # smooth: no detail to keep
+    x = noisy(sky, 25.0, 3)
+    psnr = lambda t: (10 * torch.log10(1 / ((t - sky) ** 2).mean())).item()  # noqa: E731
+    multi = psnr(wiener(x, sky, 25 / 255))
+    monkeypatch.setattr(wiener_module, "LEVELS", 0)
+    single = psnr(wiener(x, sky, 25 / 255))
+    assert multi > single + 3.0, (multi, single)
 
 
 def test_the_noise_model_keeps_constants_and_any_shape():
@@ -123,9 +136,11 @@ def test_restore_tensor_applies_the_blend_whole_or_tiled():
     torch.testing.assert_close(whole, (x + 0.8 * (0.4 * (net - x) + 0.6 * (estimate - x))).clamp(0, 1), atol=2e-6, rtol=0)
     tiled = restore_tensor(model, x, tile=160, tile_overlap=64, blend=blend)
     tiled_net = restore_tensor(model, x, tile=160, tile_overlap=64, strength=1.0, anchor=0.0)
-    # The noise model's reach ends in the faint start of each cross-fade: tiling changes the blend
-    # hardly more than it changes the network (measured: 7e-5 more).
-    assert (tiled - whole).abs().max() <= (tiled_net - net).abs().max() + 3e-4
+    # The noise model's finest scale ends in the faint start of each cross-fade, its coarse scales see
+    # beyond a tile: tiling moves the blend's low frequencies a little (measured: 1.9 levels at most,
+    # 0.21 on average, where the network itself moves by 7e-3 levels).
+    assert (tiled_net - net).abs().max() < 0.1 / 255
+    assert (tiled - whole).abs().max() < 3 / 255 and (tiled - whole).abs().mean() < 0.4 / 255
 
 
 def test_the_check_takes_noise_removal_for_noise_alone_and_a_change_of_tones_for_more():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from PIL import Image
@@ -195,6 +197,31 @@ def test_a_blend_with_a_check_settles_on_the_network_output_whole_tiled_or_as_pi
     assert (out.astype(int) - (tiled.permute(1, 2, 0).numpy() * 255).round()).__abs__().max() <= 1
 
 
+def test_where_the_check_confirms_more_than_noise_the_network_restores_the_noise_models_estimate():
+    model = make_tiny().eval()
+    x = noisy(textured_photo(5, 96), 20.0, 6).clamp(0, 1)
+    blend = Blend(0.8, 0.2, 20.0, check=0.75, first=True)
+    assert blend.settle(torch.tensor([1.0, 1.0, 1.0, 1.0])) == Blend(0.8, 0.05, 20.0, first=True)  # more than noise
+    assert blend.settle(torch.tensor([1.0, 0.0, 1.0, 1.0])) == Blend(0.8, 0.8, 20.0)  # noise alone: once is enough
+    sigma = 20 / 255
+    with torch.no_grad():
+        net = model(x).clamp(0, 1)
+        estimate = wiener(x - (clipped_noise_mean(net, sigma) - net), net, sigma)
+        again = model(estimate.clamp(0, 1)).clamp(0, 1)
+    settled = blend.settle(residual_sums(x, net, sigma))  # the check reads the first pass: an untrained network
+    assert settled.first and settled.anchor == 0.05      # changes more than noise
+    out, applied = restore_pixels_blended(model, x[0].permute(1, 2, 0).numpy(), tile=None, blend=blend)
+    assert applied == settled
+    expected = x + 0.8 * (0.95 * (again - x) + 0.05 * (estimate - x))
+    torch.testing.assert_close(torch.from_numpy(out).permute(2, 0, 1)[None], expected.clamp(0, 1), atol=1e-5, rtol=0)
+    whole = restore_tensor(model, x[0], tile=None, blend=blend)
+    assert (whole - restore_tensor(model, x[0], tile=None, blend=dataclasses.replace(blend, first=False))).abs().max() > 0.01
+    tiled = restore_tensor(model, x[0], tile=64, tile_overlap=16, blend=blend)
+    assert (tiled - whole).abs().mean() < 2e-3  # tiles: both passes cross-faded
+    with pytest.raises(AirNetError, match="first must be True or False"):
+        Blend(1.0, 0.5, 20.0, first=1)
+
+
 def test_resolve_blend_gives_the_check_its_weight_by_the_noise_found(monkeypatch, tmp_path):
     model = make_tiny().eval()
     image = mid_grey_photo(3, 32)[0]
@@ -210,6 +237,7 @@ def test_resolve_blend_gives_the_check_its_weight_by_the_noise_found(monkeypatch
         monkeypatch.setattr("airnet_restore.inspection.model_inspector", lambda m, s=sigma: Found(s))
         blend, _ = resolve_blend(model, image)
         assert blend.check == check and blend.anchor == 0.5
+        assert blend.first == (check > 0)  # haze as likely as not, beside noise the check weighs
         assert resolve_blend(model, image, anchor=0.3)[0].check == 0.0  # an anchor given is used as given
     monkeypatch.setattr(pipeline, "resolve_blend", lambda *a: (Blend(1.0, 0.2, 25.0, 1.0), None))
     (tmp_path / "in").mkdir()

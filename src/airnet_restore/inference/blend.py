@@ -23,6 +23,13 @@ changed the tones of such an image (a retina photo it takes for hazy) is wrong, 
 detectors. It weighs more the stronger the noise (``CHECK_SIGMAS``), where the noise outweighs
 the network's other errors; it needs the whole output, so such a blend is settled once the
 network has run (``Blend.settle``).
+
+Noise hides haze and rain from the network: where the detectors find either beside noise of sigma
+over 8, and the check of the network's output confirms more than noise (the settled anchor stays
+under ``1 - MIXED``), the network runs a second time, on the noise model's estimate of the image
+instead of the image (``Blend.first``; twice the network's time, for such images only). The check
+keeps this from photos that only look hazy to the detectors: restoring their denoised estimate
+lets the network "dehaze" them (on the training photos one lost 5 dB so).
 """
 
 from __future__ import annotations
@@ -56,6 +63,9 @@ MEAN_PRESERVING = frozenset({"noise"})
 CHECK_WINDOW = 4
 NOISE_ONLY, NOT_NOISE = 4.0, 8.0
 CHECK_SIGMAS = (8.0, 16.0)
+# Where the probability of haze or rain (1 - the anchor: the detectors', then the settled one) reaches
+# MIXED beside noise that the check weighs, the noise model's estimate is restored instead of the image.
+MIXED = 0.5
 # Detectors' anchors from which they are trusted over a check that finds more than noise removal:
 # not at all up to the first, fully from the second.
 DETECTORS_SURE = (0.7, 0.9)
@@ -78,7 +88,9 @@ class Blend:
     (module docstring); ``noise``: the noise sigma (0-255 scale) that the noise model ``W`` and ``m`` assume;
     ``check``: the weight that the check of the network's output (``noise_likeness``) will have in the anchor,
     once the network has run (``settle``). A blend with a check is not settled: it is applied in two steps,
-    ``estimates`` over the image, then ``settle`` and ``mix``.
+    ``estimates`` over the image, then ``settle`` and ``mix``. ``first``: the network is to restore the noise
+    model's estimate of the image (guided by its output on the image itself) rather than the image, if the
+    settled blend still finds more than noise (``settle``; the pipeline runs it).
 
     The default is the network's output as it is."""
 
@@ -86,6 +98,7 @@ class Blend:
     anchor: float = 0.0
     noise: float = 0.0
     check: float = 0.0
+    first: bool = False
 
     def __post_init__(self) -> None:
         for name in ("strength", "anchor", "check"):
@@ -98,6 +111,8 @@ class Blend:
         if isinstance(self.noise, bool) or not isinstance(self.noise, numbers.Real) or not 0.0 <= float(self.noise) <= 255.0:
             raise AirNetError(f"blend noise must be a sigma from 0 to 255, got {self.noise!r}")
         object.__setattr__(self, "noise", float(self.noise))
+        if not isinstance(self.first, bool):
+            raise AirNetError(f"blend first must be True or False, got {self.first!r}")
 
     @property
     def settled(self) -> bool:
@@ -148,18 +163,19 @@ class Blend:
         return t + self.strength * ((1.0 - self.anchor) * (out - t) + self.anchor * (estimate - t))
 
     def settle(self, sums: torch.Tensor) -> Blend:
-        """The blend with the check done: ``sums`` are ``residual_sums`` over the whole image."""
+        """The blend with the check done: ``sums`` are ``residual_sums`` over the whole image. ``first`` stays
+        only where the settled anchor still finds haze or rain (``MIXED``)."""
         if self.settled or sums[3] == 0:  # nothing to check (an image too small for a window): the detectors' anchor
-            return Blend(self.strength, self.anchor, self.noise)
+            return Blend(self.strength, self.anchor, self.noise, first=self.first and 1.0 - self.anchor >= MIXED)
         likeness = noise_likeness(sums)
         sure = ramp(self.anchor, *DETECTORS_SURE)
         checked = sure * max(self.anchor, likeness) + (1.0 - sure) * likeness
         anchor = (1.0 - self.check) * self.anchor + self.check * checked
-        return Blend(self.strength, anchor, self.noise)
+        return Blend(self.strength, anchor, self.noise, first=self.first and 1.0 - anchor >= MIXED)
 
     def describe(self) -> str:
-        """``strength 0.97, anchor 0.81``, as output lines show it."""
-        return f"strength {self.strength:.2f}, anchor {self.anchor:.2f}"
+        """``strength 0.97, anchor 0.81``, as output lines show it (``, denoised first`` where ``first``)."""
+        return f"strength {self.strength:.2f}, anchor {self.anchor:.2f}" + (", denoised first" if self.first else "")
 
 
 def residual_sums(t: torch.Tensor, out: torch.Tensor, sigma: float, rows: int | None = None) -> torch.Tensor:
@@ -221,7 +237,9 @@ def resolve_blend(model: object, image: Any, strength: Fraction = "auto", anchor
     ``anchor="auto"`` moves towards the noise model's estimate by the probability that only noise
     is present (``auto_anchor``), with the detected noise sigma; where that sigma passes 8, the check
     of the network's output takes a share of the anchor, all of it from sigma 16 (``CHECK_SIGMAS``),
-    and the blend is settled once the network has run (``Blend.settle``). Weights
+    and the blend is settled once the network has run (``Blend.settle``); where haze or rain is found
+    beside such noise (``MIXED``), the network is to restore the noise model's estimate
+    (``Blend.first``) if the check confirms it. Weights
     without prototypes that fit their encoder (the paper's variants, official checkpoints,
     weights trained further than their prototypes, ONNX models) and images under 16 px a side
     get strength 1 and anchor 0: the network's output as is. Numbers are used as given; the image
@@ -241,4 +259,5 @@ def resolve_blend(model: object, image: Any, strength: Fraction = "auto", anchor
     keep = float(anchor) if anchor != "auto" else auto_anchor(found) if found is not None else 0.0
     noise = min(255.0, max(0.0, found.sigma)) if found is not None and found.sigma is not None else 0.0
     check = ramp(noise, *CHECK_SIGMAS) if anchor == "auto" else 0.0
-    return Blend(scale, keep, noise, check), found
+    first = check > 0.0 and 1.0 - keep >= MIXED
+    return Blend(scale, keep, noise, check, first), found

@@ -159,7 +159,8 @@ def _blended_bands(
 ) -> tuple[Blend, Iterator[tuple[int, torch.Tensor]]]:
     """The settled blend and the bands of the blended output (``tiled_bands``). A settled blend streams
     band by band; one that checks the network's output first keeps the network's output and the noise
-    model's estimate for the whole image (24 bytes a pixel on ``home``), settles, then mixes."""
+    model's estimate for the whole image (24 bytes a pixel on ``home``), settles, then mixes (where the
+    settled blend says ``first``, after the network has restored the estimate in place of its output)."""
     if blend.settled:
         return blend, tiled_bands(blend.apply(network), crop, height, width, device, tile, overlap, progress, home)
     both = torch.empty(1, 6, height, width, device=home)
@@ -170,6 +171,12 @@ def _blended_bands(
     sums = torch.stack([residual_sums(crop(y, 0, reach, width).to(home), both[:, :3, y : y + reach], blend.sigma, MIX_ROWS)
                         for y in rows]).sum(0)
     settled = blend.settle(sums)
+    if settled.first:  # haze or rain beside the noise: the network restores the noise model's estimate
+        def estimate(y: int, x: int, th: int, tw: int) -> torch.Tensor:
+            return both[:, 3:, y : y + th, x : x + tw].clamp(0, 1)
+
+        for y0, band in tiled_bands(network, estimate, height, width, device, tile, overlap, progress, home):
+            both[:, :3, y0 : y0 + band.shape[2]] = band.clamp(0, 1)
 
     def mixed() -> Iterator[tuple[int, torch.Tensor]]:
         for y in rows:

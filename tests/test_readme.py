@@ -79,8 +79,8 @@ COMMANDS: dict[str, Plan] = {
     "airnet restore photo.jpg -o out --strength 1 --anchor 0": Plan(creates=("out/photo.jpg",)),
     # ONNX
     'python -m pip install -e ".[onnx]"': Plan(skip="installs the onnx extras, which the test extras include"),
-    "airnet export airnet-general-v5.onnx": Plan(creates=("airnet-general-v5.onnx",), slow=True),
-    "airnet restore photo.jpg -o out --backend onnxruntime --weights airnet-general-v5.onnx": Plan(
+    "airnet export airnet-general-v7.onnx": Plan(creates=("airnet-general-v7.onnx",), slow=True),
+    "airnet restore photo.jpg -o out --backend onnxruntime --weights airnet-general-v7.onnx": Plan(
         creates=("out/photo.jpg",)),
     # Web app and HTTP API
     'python -m pip install -e ".[web]"': Plan(skip="installs the web extras, which the test extras include"),
@@ -89,6 +89,8 @@ COMMANDS: dict[str, Plan] = {
         extra="--fail", creates=("photo_restored.png",)),
     "curl http://127.0.0.1:7860/api/health": Plan(extra="--fail"),
     # Training report
+    "airnet eval --weights airnet-general-v7 --weights airnet-general-v5 --weights airnet-lite --heldout runs/heldout-photos "
+    "--crop 192 --device cpu --grid 9 --out reports/heldout-v7": Plan(creates=("reports/heldout-v7/results.md",), slow=True),
     "airnet eval --weights airnet-general-v5 --weights airnet-general --weights airnet-lite --heldout runs/heldout-photos "
     "--crop 192 --device cpu --grid 9 --out reports/heldout-v6": Plan(creates=("reports/heldout-v6/results.md",), slow=True),
     "airnet eval --weights airnet-general-v5 --weights airnet-general --weights airnet-lite --heldout runs/heldout-photos "

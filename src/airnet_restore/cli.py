@@ -98,14 +98,16 @@ AUTO_NOTES = {"strength": "strength auto: the correction scaled by the detected 
               "anchor": "anchor auto: the output moved to the noise model's estimate (the input Wiener-filtered with the "
                         "network's output as the pilot) by the detected probability that only noise is present, and "
                         "where noise of sigma over 8 is found by the check that the network's correction looks like "
-                        "noise removal alone (0 for weights without degradation prototypes)"}
+                        "noise removal alone; where haze or rain is confirmed beside such noise, the network restores "
+                        "the noise model's estimate (0 for weights without degradation prototypes)"}
 OVERLAP_HELP = (f"overlap between tiles in pixels (default {DEFAULT_OVERLAP}; much less can leave faint seams where "
-                "the noise model of --anchor runs, which sees 21 px around each pixel)")
+                "the noise model of --anchor runs, whose finest scale sees 21 px around each pixel)")
 ANCHOR_HELP = ("how far to trust the input by the noise model: the output moves towards the input Wiener-filtered for "
                "the detected noise with the network's output as the pilot, which keeps the input's tones and its "
                "detail where it stands above the noise; 'auto' (default) by the probability that only noise is found, "
                "not where haze or rain is, and where the noise is strong (sigma over 8) by whether the network's "
-               "correction looks like the removal of noise alone (weights without prototypes: 0); or a number from 0 (the network's output) "
+               "correction looks like the removal of noise alone; where it finds haze or rain beside such noise, the network "
+               "restores the noise model's estimate instead of the input (weights without prototypes: 0); or a number from 0 (the network's output) "
                "to 1 (the noise model's estimate). Where no noise is found the estimate is the input itself, so the "
                "anchor then scales the correction by 1 - A")
 

@@ -245,6 +245,12 @@ VARIANTS: dict[str, Variant] = {
                  "48a028856f586ff84816213223a07e9c5c896944dd63fe9afd708e6491b2f444",
                  "the bundled sample restored in fp16/bf16 is 79.3/59.1 dB from fp32 by the network alone, "
                  "95.0/73.6 dB with the default blend (CPU)"),
+        _general("airnet-general-v7", "airnet-general-v5 trained 1,680 steps further on a CPU (EMA weights of step "
+                 "5680, the best validation yet): the default of `airnet restore` from v7; better on noise and rain than "
+                 "airnet-general-v5, a little worse on haze.", 5680,
+                 "c2cbae029c0b4515520fa059b29d4c3f8a3f63bf3a5d201eb18af7c663cc0c68",
+                 "the bundled sample restored in fp16/bf16 is 79.3/58.5 dB from fp32 by the network alone, "
+                 "103.5/81.3 dB with the default blend (CPU)"),
         _official("airnet-all", "All.pth", 5 * 256, (*PAPER_NOISE, "rain", "haze"),
                   "BSD400 + WED (noise), Rain100L training set (rain), RESIDE OTS (haze)",
                   "the paper's all-in-one model, the one for unknown corruption", OFFICIAL_SOURCE + ALL_IN_GIT),

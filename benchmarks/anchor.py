@@ -9,7 +9,8 @@ the clean crop of: the input; the network alone (strength 1, anchor 0); strength
 the anchor (v3's default); the default blend (strength and anchor auto: the noise model's
 Wiener estimate, three passes of 8x8 DCTs at stride 2 at four scales, the anchor from the detectors
 and the check of the network's output); the default with the detectors' anchor alone (no check),
-and with the anchor at 1 (the noise model's estimate wherever noise is found); the default with
+and with the anchor at 1 (the noise model's estimate wherever noise is found; neither with v7's
+second pass on mixtures); the default with
 the noise model at one scale (v6), two, three and five; with one pass, with 12x12 DCTs at stride
 3; and without the clipping correction (the input filtered as it is; the check then also reads the
 residual without it). On ``clean`` it also prints the network's tone shift: the mean of (output - photo) per

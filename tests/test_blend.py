@@ -53,12 +53,13 @@ def test_the_noise_model_takes_detail_from_the_input_where_the_pilot_finds_signa
 
 def test_the_noise_model_is_local_and_never_divides_by_zero():
     middle = REACH + 8
-    x = torch.rand(1, 3, 40, 2 * middle + 1)
+    x = torch.rand(1, 3, 64, 2 * middle + 1)  # 64 rows: all four scales run
     changed = x.clone()
     changed[..., middle] = 1 - changed[..., middle]
     diff = (wiener(changed, changed, 0.1) - wiener(x, x, 0.1)).abs().amax(dim=(0, 1, 2))
     assert diff[middle - 1:middle + 2].min() > 0
     assert diff[:middle - REACH].max() == 0 and diff[middle + 1 + REACH:].max() == 0  # nothing beyond its reach moves
+    assert diff[middle + 160:].max() > 0  # the coarsest scale reaches beyond the three finer ones' 154 px
     half_black = torch.cat([torch.zeros(1, 3, 16, 32), torch.rand(1, 3, 16, 32)], 2)
     for sigma in (1e-21, NEGLIGIBLE_SIGMA / 2, NEGLIGIBLE_SIGMA, 1e-3):
         assert torch.isfinite(wiener(half_black, half_black, sigma)).all()
@@ -177,7 +178,7 @@ def test_a_blend_with_a_check_settles_on_the_network_output_whole_tiled_or_as_pi
     assert blend.settle(torch.tensor([1.0, 1.0, 1.0, 1.0])) == Blend(0.8, 0.05, 20.0)  # unsure detectors: the check decides
     sure = Blend(0.8, 0.95, 20.0, check=1.0)
     assert sure.settle(torch.tensor([1.0, 1.0, 1.0, 1.0])) == Blend(0.8, 0.95, 20.0)  # sure detectors: it only raises it
-    with pytest.raises(AirNetError, match="checks the network's output first"):
+    with pytest.raises(AirNetError, match="checks the network's output or restores twice"):
         blend.apply(lambda t: t)
     net = restore_tensor(model, x, tile=None, strength=1.0, anchor=0.0)[None]
     likeness = noise_likeness(residual_sums(x[None], net, 20 / 255))
@@ -211,7 +212,8 @@ def test_where_the_check_confirms_more_than_noise_the_network_restores_the_noise
     settled = blend.settle(residual_sums(x, net, sigma))  # the check reads the first pass: an untrained network
     assert settled.first and settled.anchor == 0.05      # changes more than noise
     out, applied = restore_pixels_blended(model, x[0].permute(1, 2, 0).numpy(), tile=None, blend=blend)
-    assert applied == settled
+    assert applied == settled and not applied.settled  # the second pass still to come: given back, it runs again
+    torch.testing.assert_close(restore_pixels_blended(model, x[0].permute(1, 2, 0).numpy(), tile=None, blend=applied)[0], out)
     expected = x + 0.8 * (0.95 * (again - x) + 0.05 * (estimate - x))
     torch.testing.assert_close(torch.from_numpy(out).permute(2, 0, 1)[None], expected.clamp(0, 1), atol=1e-5, rtol=0)
     whole = restore_tensor(model, x[0], tile=None, blend=blend)
@@ -220,6 +222,8 @@ def test_where_the_check_confirms_more_than_noise_the_network_restores_the_noise
     assert (tiled - whole).abs().mean() < 2e-3  # tiles: both passes cross-faded
     with pytest.raises(AirNetError, match="first must be True or False"):
         Blend(1.0, 0.5, 20.0, first=1)
+    with pytest.raises(AirNetError, match="needs a noise sigma"):
+        Blend(1.0, 0.5, 0.0, first=True)
 
 
 def test_resolve_blend_gives_the_check_its_weight_by_the_noise_found(monkeypatch, tmp_path):
@@ -238,6 +242,7 @@ def test_resolve_blend_gives_the_check_its_weight_by_the_noise_found(monkeypatch
         blend, _ = resolve_blend(model, image)
         assert blend.check == check and blend.anchor == 0.5
         assert blend.first == (check > 0)  # haze as likely as not, beside noise the check weighs
+        assert not resolve_blend(model, image, strength=0.0)[0].first  # nothing restored: no second pass
         assert resolve_blend(model, image, anchor=0.3)[0].check == 0.0  # an anchor given is used as given
     monkeypatch.setattr(pipeline, "resolve_blend", lambda *a: (Blend(1.0, 0.2, 25.0, 1.0), None))
     (tmp_path / "in").mkdir()

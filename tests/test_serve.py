@@ -336,8 +336,9 @@ def test_a_client_that_leaves_cancels_its_job():
 def test_detected_corruption_is_one_json_line_or_nothing():
     assert detection_header(None, Blend()) is None
     found = Inspection("haze+noise", 0.81234, 12.5, 0.4, {"haze": 0.9, "noise": 0.8, "rain": 0.1}, file="x.png")
-    assert json.loads(detection_header(found, Blend(0.9, 0.09))) == {
-        "type": "haze+noise", "confidence": 0.812, "sigma": 12.5, "haze_density": 0.4, "strength": 0.9, "anchor": 0.09}
+    assert json.loads(detection_header(found, Blend(0.9, 0.09, 12.5, first=True))) == {
+        "type": "haze+noise", "confidence": 0.812, "sigma": 12.5, "haze_density": 0.4, "strength": 0.9, "anchor": 0.09,
+        "denoised_first": True}
     assert "\n" not in detection_header(found, Blend(0.9))
 
 

@@ -24,9 +24,9 @@ detectors. It weighs more the stronger the noise (``CHECK_SIGMAS``), where the n
 the network's other errors; it needs the whole output, so such a blend is settled once the
 network has run (``Blend.settle``).
 
-Noise hides haze and rain from the network: where the detectors find either beside noise of sigma
-over 8, and the check of the network's output confirms more than noise (the settled anchor stays
-under ``1 - MIXED``), the network runs a second time, on the noise model's estimate of the image
+Noise hides haze and rain from the network: where the detectors find either (or any other
+corruption outside the noise model) beside noise of sigma over 8, and the check of the network's
+output confirms more than noise (the settled anchor at most ``1 - MIXED``), the network runs a second time, on the noise model's estimate of the image
 instead of the image (``Blend.first``; twice the network's time, for such images only). The check
 keeps this from photos that only look hazy to the detectors: restoring their denoised estimate
 lets the network "dehaze" them (on the training photos one lost 5 dB so).
@@ -113,11 +113,13 @@ class Blend:
         object.__setattr__(self, "noise", float(self.noise))
         if not isinstance(self.first, bool):
             raise AirNetError(f"blend first must be True or False, got {self.first!r}")
+        if self.first and self.sigma == 0.0:
+            raise AirNetError("blend first restores the noise model's estimate, which needs a noise sigma over 0")
 
     @property
     def settled(self) -> bool:
-        """True when the blend is known before the network runs (no check of its output to come)."""
-        return self.check == 0.0 or self.strength == 0.0
+        """True when the blend is known before the network runs (no check of its output, no second pass to come)."""
+        return (self.check == 0.0 and not self.first) or self.strength == 0.0
 
     @property
     def sigma(self) -> float:
@@ -133,7 +135,8 @@ class Blend:
         frequencies differ a little from the whole image's (``tests/test_blend.py``: 0.2 grey levels on
         average, 2 at most; no loss measured on photos)."""
         if not self.settled:
-            raise AirNetError("this blend checks the network's output first: apply it with estimates, settle and mix")
+            raise AirNetError("this blend checks the network's output or restores twice: apply it with estimates, "
+                              "settle and mix")
         if self.strength == 0.0:
             return lambda t: t
         if self.strength == 1.0 and self.anchor == 0.0:
@@ -166,12 +169,12 @@ class Blend:
         """The blend with the check done: ``sums`` are ``residual_sums`` over the whole image. ``first`` stays
         only where the settled anchor still finds haze or rain (``MIXED``)."""
         if self.settled or sums[3] == 0:  # nothing to check (an image too small for a window): the detectors' anchor
-            return Blend(self.strength, self.anchor, self.noise, first=self.first and 1.0 - self.anchor >= MIXED)
+            return Blend(self.strength, self.anchor, self.noise, first=self.first and mixed(self.anchor))
         likeness = noise_likeness(sums)
         sure = ramp(self.anchor, *DETECTORS_SURE)
         checked = sure * max(self.anchor, likeness) + (1.0 - sure) * likeness
         anchor = (1.0 - self.check) * self.anchor + self.check * checked
-        return Blend(self.strength, anchor, self.noise, first=self.first and 1.0 - anchor >= MIXED)
+        return Blend(self.strength, anchor, self.noise, first=self.first and mixed(anchor))
 
     def describe(self) -> str:
         """``strength 0.97, anchor 0.81``, as output lines show it (``, denoised first`` where ``first``)."""
@@ -203,6 +206,11 @@ def noise_likeness(sums: torch.Tensor) -> float:
         return 1.0
     ratio = CHECK_WINDOW ** 2 * (local / n_local) / (total / n_total)
     return 1.0 - ramp(ratio, NOISE_ONLY, NOT_NOISE)
+
+
+def mixed(anchor: float) -> bool:
+    """Whether an anchor leaves haze, rain or another corruption beside the noise as likely as ``MIXED`` or more."""
+    return 1.0 - anchor >= MIXED
 
 
 def ramp(value: float, low: float, high: float) -> float:
@@ -259,5 +267,5 @@ def resolve_blend(model: object, image: Any, strength: Fraction = "auto", anchor
     keep = float(anchor) if anchor != "auto" else auto_anchor(found) if found is not None else 0.0
     noise = min(255.0, max(0.0, found.sigma)) if found is not None and found.sigma is not None else 0.0
     check = ramp(noise, *CHECK_SIGMAS) if anchor == "auto" else 0.0
-    first = check > 0.0 and 1.0 - keep >= MIXED
+    first = scale > 0.0 and check > 0.0 and mixed(keep)
     return Blend(scale, keep, noise, check, first), found

@@ -19,8 +19,9 @@ average many similar patches. So the filter runs again on the image averaged in 
 noise of half the sigma), with the finer estimate as its pilot, and the coarse estimate replaces
 the finer one's low frequencies (the difference of the two at the coarse scale, bilinearly
 upsampled): ``LEVELS`` coarser scales, down to 8x, where patches span 64 pixels. Chosen on the
-training photos (sigma 15/25/50: +0.31/+0.53/+0.80 dB over the single scale; the fourth level
-+0.03-0.09 over two).
+training photos (``benchmarks/anchor.py``, sigma 15/25/50: +0.29/+0.53/+0.80 dB over one scale,
++0.03/+0.03/+0.08 over three, a fifth at most +0.04). Planes under 16 px a side (tiles under
+about 128 px) stop at fewer scales.
 The anchor of ``airnet restore`` is this estimate.
 """
 

@@ -26,8 +26,9 @@ network has run (``Blend.settle``).
 
 Noise hides haze and rain from the network: where the detectors find either (or any other
 corruption outside the noise model) beside noise of sigma over 8, and the check of the network's
-output confirms more than noise (the settled anchor at most ``1 - MIXED``), the network runs a second time, on the noise model's estimate of the image
-instead of the image (``Blend.first``; twice the network's time, for such images only). The check
+output confirms more than noise (the settled anchor at most ``1 - MIXED``), the network runs a
+second time, on the noise model's estimate of the image instead of the image (``Blend.first``;
+about twice the time, for such images only: ``benchmarks/second_pass_speed.py``). The check
 keeps this from photos that only look hazy to the detectors: restoring their denoised estimate
 lets the network "dehaze" them (on the training photos one lost 5 dB so).
 """

@@ -20,8 +20,8 @@ noise of half the sigma), with the finer estimate as its pilot, and the coarse e
 the finer one's low frequencies (the difference of the two at the coarse scale, bilinearly
 upsampled): ``LEVELS`` coarser scales, down to 8x, where patches span 64 pixels. Chosen on the
 training photos (``benchmarks/anchor.py``, sigma 15/25/50: +0.29/+0.53/+0.80 dB over one scale,
-+0.03/+0.03/+0.08 over three, a fifth at most +0.04). Planes under 16 px a side (tiles under
-about 128 px) stop at fewer scales.
++0.03/+0.03/+0.08 over three, a fifth at most +0.04). Planes under 16 px a side are not taken
+coarser, so images or tiles under 64 px a side stop at fewer scales.
 The anchor of ``airnet restore`` is this estimate.
 """
 

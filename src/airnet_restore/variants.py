@@ -240,7 +240,7 @@ VARIANTS: dict[str, Variant] = {
                  "b620c31e8379ce3d6f1cf21d19de555ef9e85beb5d912b2c8622a05f487f4198",
                  "the bundled sample restored in fp16/bf16 is 79.3/58.6 dB from fp32 (CPU); trained with bf16 autocast"),
         _general("airnet-general-v5", "airnet-general trained 1,360 steps further on a CPU with three noise slots in "
-                 "eight (EMA weights of step 4000): the default of `airnet restore` from v5; better on unseen rain and "
+                 "eight (EMA weights of step 4000): the default of `airnet restore` in v5-v6; better on unseen rain and "
                  "clean photos than airnet-general, within 0.2 dB on noise.", 4000,
                  "48a028856f586ff84816213223a07e9c5c896944dd63fe9afd708e6491b2f444",
                  "the bundled sample restored in fp16/bf16 is 79.3/59.1 dB from fp32 by the network alone, "

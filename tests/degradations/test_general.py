@@ -60,6 +60,22 @@ def test_haze_lowers_contrast_towards_a_bright_airlight(texture):
         assert out.mean() > texture.mean()
 
 
+def test_haze_mixes_in_stored_values_or_in_light():
+    """Stored-value haze is affine in the scene (equal steps stay equal); haze mixed in light
+    compresses the dark step far more than the bright one. The family holds both."""
+    stripes = np.zeros((60, 60, 3), np.uint8)
+    for k, level in enumerate((20, 100, 180)):
+        stripes[:, k::3] = level
+    ratios = []
+    for seed in range(16):
+        out = haze_any(stripes, np.random.default_rng(seed)).astype(float).mean(axis=2)
+        dark_step, bright_step = out[:, 1::3] - out[:, 0::3], out[:, 2::3] - out[:, 1::3]
+        ratios.append(float(np.median(dark_step / np.maximum(bright_step, 0.5))))
+    affine = [r for r in ratios if abs(r - 1.0) < 0.1]
+    in_light = [r for r in ratios if r < 0.7]
+    assert len(affine) >= 4 and len(in_light) >= 4 and len(affine) + len(in_light) == len(ratios)
+
+
 def test_haze_depth_is_normalised(texture):
     for seed in range(20):
         d = haze_depth(texture, np.random.default_rng(seed))

@@ -126,6 +126,14 @@ def test_resume_with_fp16_switched_on_ignores_the_empty_scaler_state(photos, tmp
     assert resumed.epoch == 1
 
 
+def test_resume_with_a_batch_that_does_not_divide_the_queue_is_refused_before_training(photos, tmp_path):
+    extra = ("train.epochs=1", "train.epochs_encoder=0", "train.iters_per_epoch=1", "val.every=100", "train.checkpoint_every=1")
+    Trainer(smoke_config(photos, *extra), tmp_path / "run", progress=False).run()  # three types: a queue of 24
+    five = f"data.types=[{', '.join(f'{{name: n{i}, degradation: noise25, clean: {photos}}}' for i in range(5))}]"
+    with pytest.raises(AirNetError, match="24 keys, which the global batch of 5"):
+        Trainer(smoke_config(photos, *extra, five), tmp_path / "run", resume="auto", progress=False)
+
+
 def test_resume_auto_without_a_state_says_it_starts_fresh(photos, tmp_path):
     Trainer(smoke_config(photos), tmp_path / "run", resume="auto", progress=False)
     events = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]

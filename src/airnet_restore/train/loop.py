@@ -134,6 +134,7 @@ class Trainer:
         if queue % global_batch:
             raise AirNetError(f"queue size {queue} is not divisible by the global batch {global_batch}")
         self.model_config = m.airnet_config(queue)
+        self.global_batch = global_batch
         torch.manual_seed(t.seed)  # identical initial weights and queue on every rank
         self.model = AirNet(self.model_config, dcn_impl=t.dcn_impl)
         if init_sd is not None:
@@ -213,6 +214,11 @@ class Trainer:
         self.resumed_from = path
         state = load_state(path)
         load_into(self.model, state["model"])  # a state of another architecture is a clear error
+        queue = self.model.E.E.K  # the state's: its length follows the batch it was trained with
+        if queue % self.global_batch:
+            raise AirNetError(f"{path}: its MoCo queue holds {queue} keys, which the global batch of {self.global_batch} "
+                              f"(types x per_type x processes) does not divide; resume with a batch that divides {queue}, "
+                              "or start from the state with --init (fresh queue, optimiser and schedule)")
         self.optimizer.load_state_dict(state["optimizer"])  # Adam moves its state to the parameters' device
         if state["scaler"] and self.scaler.is_enabled():  # empty when the state was saved without fp16
             self.scaler.load_state_dict(state["scaler"])

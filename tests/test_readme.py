@@ -79,8 +79,8 @@ COMMANDS: dict[str, Plan] = {
     "airnet restore photo.jpg -o out --strength 1 --anchor 0": Plan(creates=("out/photo.jpg",)),
     # ONNX
     'python -m pip install -e ".[onnx]"': Plan(skip="installs the onnx extras, which the test extras include"),
-    "airnet export airnet-general-v7.onnx": Plan(creates=("airnet-general-v7.onnx",), slow=True),
-    "airnet restore photo.jpg -o out --backend onnxruntime --weights airnet-general-v7.onnx": Plan(
+    "airnet export airnet-general-v8.onnx": Plan(creates=("airnet-general-v8.onnx",), slow=True),
+    "airnet restore photo.jpg -o out --backend onnxruntime --weights airnet-general-v8.onnx": Plan(
         creates=("out/photo.jpg",)),
     # Web app and HTTP API
     'python -m pip install -e ".[web]"': Plan(skip="installs the web extras, which the test extras include"),

@@ -18,7 +18,7 @@ PRECISIONS: tuple[Precision, ...] = get_args(Precision)
 TrainPrecision = Literal["fp32", "fp16", "bf16"]
 
 # The registered variant used when none is named (see ``airnet_restore.variants``).
-DEFAULT_VARIANT = "airnet-general-v7"
+DEFAULT_VARIANT = "airnet-general-v8"
 
 # Image files read and written (see ``airnet_restore.image_io``).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")

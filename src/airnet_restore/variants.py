@@ -253,7 +253,8 @@ VARIANTS: dict[str, Variant] = {
                  "103.5/81.3 dB with the default blend (CPU)"),
         _general("airnet-general-v8", "airnet-general-v7's training continued 1,820 steps on a CPU, the last 992 "
                  "with a second haze+noise slot and haze also mixed in light (EMA weights of step 7500): the default of "
-                 "`airnet restore` from v8; better on dense haze and haze with noise than airnet-general-v7.", 7500,
+                 "`airnet restore` from v8; better on dense haze and haze with noise than airnet-general-v7, a little worse on "
+                 "light noise.", 7500,
                  "3d49b2a984b6c10b17aa56da24be96d38d98549c38c917fb91b24628bcb3926f",
                  "the bundled sample restored in fp16/bf16 is 79.3/58.0 dB from fp32 by the network alone, "
                  "103.4/79.5 dB with the default blend (CPU)"),

@@ -11,8 +11,9 @@ Wiener estimate, three passes of 8x8 DCTs at stride 2 at four scales, the anchor
 and the check of the network's output); the default with the detectors' anchor alone (no check),
 and with the anchor at 1 (the noise model's estimate wherever noise is found; neither with v7's
 second pass on mixtures); the default with
-the noise model at one scale (v6), two, three and five; with one pass, with 12x12 DCTs at stride
-3; and without the clipping correction (the input filtered as it is; the check then also reads the
+the noise model at one scale (v6), two, three and five; with one pass and no second round, with 12x12 DCTs at stride
+3; with one round (v8: no further pass guided by the first round's estimate) and with a second round
+of three passes; and without the clipping correction (the input filtered as it is; the check then also reads the
 residual without it). On ``clean`` it also prints the network's tone shift: the mean of (output - photo) per
 photo, in levels.
 ``--skip-from PRESET`` leaves out the preset's validation photos (so only training photos are
@@ -79,7 +80,7 @@ def main() -> None:
     folder = photo_folder(args.photos, args.skip_from, args.every)
     print(f"{args.weights}, {len(list(folder.glob('*.png')))} photos of {args.photos}, {args.crop}-px crops; PSNR dB")
     columns = ["input", "network", "strength auto", "default", "no check", "anchor 1", "1 scale", "2 scales",
-               "3 scales", "5 scales", "1 pass", "12x12 DCT", "no clipping"]
+               "3 scales", "5 scales", "1 pass", "12x12 DCT", "1 round", "round 2 of 3", "no clipping"]
     print("| set | " + " | ".join(columns) + " |\n|---|" + "---|" * len(columns))
     for name in args.sets.split(","):
         for task in build_tasks(name, folder, get_protocol("airnet"), crop=args.crop):
@@ -96,8 +97,10 @@ def main() -> None:
                     restore_tensor(model, x, blend=Blend(blend.strength, blend.anchor, blend.noise)),
                     restore_tensor(model, x, blend=Blend(blend.strength, 1.0, blend.noise)),
                     *(restore_with(model, x, blend, wiener_module, LEVELS=levels) for levels in (0, 1, 2, 4)),
-                    restore_with(model, x, blend, wiener_module, PASSES=1),
+                    restore_with(model, x, blend, blend_module, ROUND_PASSES=(1,)),
                     restore_with(model, x, blend, wiener_module, PATCH=12, STRIDE=3),
+                    *(restore_with(model, x, blend, blend_module, ROUND_PASSES=passes)
+                      for passes in ((wiener_module.PASSES,), (wiener_module.PASSES,) * 2)),
                     restore_with(model, x, blend, blend_module, clipped_noise_mean=lambda t, _sigma: t),
                 ]
                 rows.append([min(psnr(o[None], y[None]).item(), 99.0) for o in outputs])

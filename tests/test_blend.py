@@ -9,9 +9,18 @@ import torch
 from PIL import Image
 
 from airnet_restore.errors import AirNetError
+from airnet_restore.inference import blend as blend_module
 from airnet_restore.inference import pipeline, restore_files, restore_tensor
 from airnet_restore.inference import wiener as wiener_module
-from airnet_restore.inference.blend import Blend, auto_anchor, clipped_noise_mean, noise_likeness, residual_sums, resolve_blend
+from airnet_restore.inference.blend import (
+    Blend,
+    auto_anchor,
+    clipped_noise_mean,
+    noise_estimate,
+    noise_likeness,
+    residual_sums,
+    resolve_blend,
+)
 from airnet_restore.inference.pipeline import restore_pixels, restore_pixels_blended
 from airnet_restore.inference.wiener import NEGLIGIBLE_SIGMA, REACH, wiener
 from airnet_restore.inspection import Inspection
@@ -77,6 +86,21 @@ def test_the_coarse_scales_remove_the_noise_that_patches_cannot(monkeypatch):
     assert multi > single + 3.0, (multi, single)
 
 
+def test_the_noise_model_refines_its_estimate_with_itself_as_the_pilot(monkeypatch):
+    y = textured_photo(8, 96)
+    x = noisy(y, 25.0, 9)
+    pilot = torch.nn.functional.avg_pool2d(x, 5, 1, 2, count_include_pad=False)  # a poor pilot: noise and blur
+    psnr = lambda t: (10 * torch.log10(1 / ((t - y) ** 2).mean())).item()  # noqa: E731
+    refined = noise_estimate(x, pilot, 25 / 255)
+    first = wiener(x - (clipped_noise_mean(pilot, 25 / 255) - pilot), pilot, 25 / 255)
+    guide = first.clamp(0, 1)
+    expected = wiener(x - (clipped_noise_mean(guide, 25 / 255) - guide), guide, 25 / 255, passes=1)
+    torch.testing.assert_close(refined, expected)
+    assert psnr(refined) > psnr(first) + 0.1, (psnr(refined), psnr(first))
+    monkeypatch.setattr(blend_module, "ROUND_PASSES", (wiener_module.PASSES,))
+    torch.testing.assert_close(noise_estimate(x, pilot, 25 / 255), first)
+
+
 def test_the_noise_model_keeps_constants_and_any_shape():
     flat = torch.full((1, 3, 40, 40), 0.5)
     torch.testing.assert_close(wiener(flat, flat, 0.1), flat, atol=1e-3, rtol=0)
@@ -102,7 +126,7 @@ def test_the_anchor_removes_a_tone_shift_and_the_noise_keeps_the_detail():
     assert ((anchored - y) ** 2).mean() < 0.25 * ((x - y) ** 2).mean()  # ... and most of the noise
     half = Blend(0.5, 0.5, 15.0).apply(network)(x)
     out = (y - 0.1).clamp(0, 1)
-    estimate = wiener(x - (clipped_noise_mean(out, 15 / 255) - out), out, 15 / 255)
+    estimate = noise_estimate(x, out, 15 / 255)
     torch.testing.assert_close(half, x + 0.5 * (0.5 * (out - x) + 0.5 * (estimate - x)))
     assert Blend(0.0, 1.0).apply(network)(x) is x
     torch.testing.assert_close(Blend(1.0, 1.0, 0.0).apply(network)(x), x)  # no noise found: the input stands
@@ -135,7 +159,7 @@ def test_restore_tensor_applies_the_blend_whole_or_tiled():
     blend = Blend(0.8, 0.6, 20.0)
     whole = restore_tensor(model, x, tile=None, blend=blend)
     out = net[None]
-    estimate = wiener(x[None] - (clipped_noise_mean(out, 20 / 255) - out), out, 20 / 255)[0]
+    estimate = noise_estimate(x[None], out, 20 / 255)[0]
     torch.testing.assert_close(whole, (x + 0.8 * (0.4 * (net - x) + 0.6 * (estimate - x))).clamp(0, 1), atol=2e-6, rtol=0)
     tiled = restore_tensor(model, x, tile=160, tile_overlap=64, blend=blend)
     tiled_net = restore_tensor(model, x, tile=160, tile_overlap=64, strength=1.0, anchor=0.0)
@@ -207,7 +231,7 @@ def test_where_the_check_confirms_more_than_noise_the_network_restores_the_noise
     sigma = 20 / 255
     with torch.no_grad():
         net = model(x).clamp(0, 1)
-        estimate = wiener(x - (clipped_noise_mean(net, sigma) - net), net, sigma)
+        estimate = noise_estimate(x, net, sigma)
         again = model(estimate.clamp(0, 1)).clamp(0, 1)
     settled = blend.settle(residual_sums(x, net, sigma))  # the check reads the first pass: an untrained network
     assert settled.first and settled.anchor == 0.05      # changes more than noise

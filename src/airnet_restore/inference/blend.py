@@ -6,7 +6,8 @@ With ``f`` the network and ``c = f(x) - x`` its correction of the image ``x``, t
 
 ``strength`` scales the whole correction. ``anchor`` moves it towards the noise model's estimate
 ``W``: the input Wiener-filtered in local DCTs for white noise of the estimated sigma, with the
-network's output as the pilot (``inference/wiener.py``). That estimate keeps the input's tones and
+network's output as the pilot, then refined with that estimate as the pilot (``inference/wiener.py``,
+``noise_estimate``; the formula shows the first round). That estimate keeps the input's tones and
 its detail wherever the pilot finds signal well above the noise, and removes the rest; so it
 corrects the small restorers' habits of shifting tones (``benchmarks/anchor.py``: airnet-general
 darkens most clean photos by 1-7 levels, some far more) and of leaving noise or smoothing detail.
@@ -45,7 +46,7 @@ import torch.nn.functional as F
 
 from airnet_restore.errors import AirNetError
 from airnet_restore.inference.tiling import Forward
-from airnet_restore.inference.wiener import NEGLIGIBLE_SIGMA, wiener
+from airnet_restore.inference.wiener import NEGLIGIBLE_SIGMA, PASSES, wiener
 
 if TYPE_CHECKING:
     from airnet_restore.inspection import Inspection
@@ -70,6 +71,12 @@ MIXED = 0.5
 # Detectors' anchors from which they are trusted over a check that finds more than noise removal:
 # not at all up to the first, fully from the second.
 DETECTORS_SURE = (0.7, 0.9)
+# The noise model's rounds, as the passes of each at every scale: the first guided by the network's output,
+# the second, one more pass, by the first round's whole multi-scale estimate, a better pilot than the small
+# network's output (as BM3D's second step is guided by its first). Chosen on the 12 tuning photos (v8,
+# runs of benchmarks/anchor.py's kind): +0.13/+0.20 dB at sigma 15/25, 0.00/-0.02 on rain/haze beside noise;
+# a second round of three passes gained as much on noise but lost 0.05-0.12 dB beside haze or rain.
+ROUND_PASSES = (PASSES, 1)
 MEANINGS = {"strength": "0 (leave the image as it is) to 1 (the network's output as it is)",
             "anchor": "0 (the network's output) to 1 (the noise model's estimate guided by it)",
             "check": "0 (the anchor as it is) to 1 (the anchor from the network's output alone)"}
@@ -130,9 +137,9 @@ class Blend:
     def apply(self, network: Forward) -> Forward:
         """``network`` blended, for a settled blend: each output from the input and the restored tile, in the
         input's precision (the network is not run at all for strength 0). The noise model's finest scale
-        sees 21 pixels around each output pixel: inside a tile's context margin (a quarter of the overlap)
-        for overlaps of 84 px or more; at the default 64 its last pass reaches 5 px into the faint start of
-        the cross-fade. Its coarser scales see further (``wiener.REACH``), so a tiled image's lowest
+        sees 28 pixels around each output pixel (four passes of 7): inside a tile's context margin (a quarter
+        of the overlap) for overlaps of 112 px or more; at the default 64 its last pass reaches 12 px into the
+        faint start of the cross-fade. Its coarser scales see further (``wiener.REACH`` a round), so a tiled image's lowest
         frequencies differ a little from the whole image's (``tests/test_blend.py``: 0.2 grey levels on
         average, 2 at most; no loss measured on photos)."""
         if not self.settled:
@@ -159,8 +166,8 @@ class Blend:
         return forward
 
     def _estimate(self, t: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-        """``W``: the noise model's estimate of ``t``, with ``out`` (the network's output) as the pilot."""
-        return wiener(t - (clipped_noise_mean(out, self.sigma) - out), out, self.sigma)
+        """``W``: the noise model's estimate of ``t``, with ``out`` (the network's output) as the first pilot."""
+        return noise_estimate(t, out, self.sigma)
 
     def mix(self, t: torch.Tensor, out: torch.Tensor, estimate: torch.Tensor) -> torch.Tensor:
         """The blended output from the input ``t``, the network's ``out`` and the noise model's ``estimate``."""
@@ -180,6 +187,19 @@ class Blend:
     def describe(self) -> str:
         """``strength 0.97, anchor 0.81``, as output lines show it (``, denoised first`` where ``first``)."""
         return f"strength {self.strength:.2f}, anchor {self.anchor:.2f}" + (", denoised first" if self.first else "")
+
+
+def noise_estimate(t: torch.Tensor, pilot: torch.Tensor, sigma: float) -> torch.Tensor:
+    """The noise model's estimate of (N,C,H,W) ``t`` under white noise of ``sigma`` (0-1 scale): rounds of
+    ``wiener`` (``ROUND_PASSES``), the first guided by ``pilot``, each further one by the round before (clipped to
+    [0, 1]); each round's input is corrected for the clipping of the noise around its pilot
+    (``clipped_noise_mean``)."""
+    estimate = pilot
+    for done, passes in enumerate(ROUND_PASSES):
+        if done:
+            estimate = estimate.clamp(0, 1)
+        estimate = wiener(t - (clipped_noise_mean(estimate, sigma) - estimate), estimate, sigma, passes)
+    return estimate
 
 
 def residual_sums(t: torch.Tensor, out: torch.Tensor, sigma: float, rows: int | None = None) -> torch.Tensor:

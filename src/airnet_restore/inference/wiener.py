@@ -62,8 +62,9 @@ def _pad(t: torch.Tensor) -> torch.Tensor:
     return F.pad(t, (PATCH - 1, PATCH - 1 + extra_w, PATCH - 1, PATCH - 1 + extra_h), mode=mode)
 
 
-def _filter_plane(noisy: torch.Tensor, pilot: torch.Tensor, sigma: float, basis: torch.Tensor, keep_mean: bool) -> torch.Tensor:
-    """One (N,1,H,W) plane Wiener-filtered ``PASSES`` times, each pass guided by the one before (the first by ``pilot``);
+def _filter_plane(noisy: torch.Tensor, pilot: torch.Tensor, sigma: float, basis: torch.Tensor, keep_mean: bool,
+                  passes: int) -> torch.Tensor:
+    """One (N,1,H,W) plane Wiener-filtered ``passes`` times, each pass guided by the one before (the first by ``pilot``);
     ``keep_mean``: each patch's mean (its DC coefficient) is the input's, not shrunk. Patches are transformed by a
     strided convolution, and put back by a matrix product and ``fold`` (a transposed convolution does the same, 30
     times slower on a CPU)."""
@@ -73,7 +74,7 @@ def _filter_plane(noisy: torch.Tensor, pilot: torch.Tensor, sigma: float, basis:
     coefficients = F.conv2d(y, basis, stride=STRIDE).flatten(2)
     inverse = basis.flatten(1).T
     estimate = pilot
-    for _ in range(PASSES):
+    for _ in range(passes):
         p = F.conv2d(_pad(estimate), basis, stride=STRIDE).flatten(2)
         gain = p * p / (p * p + sigma * sigma)
         if keep_mean:
@@ -88,24 +89,25 @@ def _filter_plane(noisy: torch.Tensor, pilot: torch.Tensor, sigma: float, basis:
 
 
 def _filter_scales(noisy: torch.Tensor, pilot: torch.Tensor, sigma: float, basis: torch.Tensor, keep_mean: bool,
-                   levels: int) -> torch.Tensor:
+                   levels: int, passes: int) -> torch.Tensor:
     """``_filter_plane``, then ``levels`` coarser scales in turn replace the estimate's low frequencies (module
     docstring). Planes under 2 * PATCH pixels a side are not taken coarser."""
-    estimate = _filter_plane(noisy, pilot, sigma, basis, keep_mean)
+    estimate = _filter_plane(noisy, pilot, sigma, basis, keep_mean, passes)
     h, w = noisy.shape[-2:]
     if levels == 0 or min(h, w) < 2 * PATCH:
         return estimate
     even = (0, w % 2, 0, h % 2)  # odd sides repeat their last pixel so that 2x2 blocks tile the plane
     fine = F.avg_pool2d(F.pad(estimate, even, mode="replicate"), 2)
     coarse = _filter_scales(F.avg_pool2d(F.pad(noisy, even, mode="replicate"), 2), fine, sigma / 2, basis, keep_mean,
-                            levels - 1)
+                            levels - 1, passes)
     lift = F.interpolate(coarse - fine, scale_factor=2.0, mode="bilinear", align_corners=False)
     return estimate + lift[..., :h, :w]
 
 
-def wiener(noisy: torch.Tensor, pilot: torch.Tensor, sigma: float) -> torch.Tensor:
+def wiener(noisy: torch.Tensor, pilot: torch.Tensor, sigma: float, passes: int = PASSES) -> torch.Tensor:
     """``noisy`` (N,C,H,W, [0, 1]) filtered for white noise of ``sigma`` (0-1 scale) with ``pilot`` as the clean
-    image's stand-in, at ``LEVELS`` + 1 scales; ``noisy`` itself for sigma 0 (below ``NEGLIGIBLE_SIGMA``). Runs in
+    image's stand-in, ``passes`` times at each of ``LEVELS`` + 1 scales; ``noisy`` itself for sigma 0 (below
+    ``NEGLIGIBLE_SIGMA``). Runs in
     float32 (float64 for float64 inputs) one colour plane at a time (bounded memory) and returns ``noisy``'s dtype;
     the output may leave [0, 1] slightly."""
     if sigma < NEGLIGIBLE_SIGMA:
@@ -116,6 +118,6 @@ def wiener(noisy: torch.Tensor, pilot: torch.Tensor, sigma: float) -> torch.Tens
     y = torch.einsum("ij,njhw->nihw", mix, noisy.to(dtype))
     p = torch.einsum("ij,njhw->nihw", mix, pilot.to(dtype))
     planes = [_filter_scales(y[:, c:c + 1], p[:, c:c + 1], sigma, basis, keep_mean=c == 0 or mix is not opponent,
-                             levels=LEVELS)
+                             levels=LEVELS, passes=passes)
               for c in range(y.shape[1])]
     return torch.einsum("ji,njhw->nihw", mix, torch.cat(planes, 1)).to(noisy.dtype)

@@ -90,6 +90,8 @@ COMMANDS: dict[str, Plan] = {
     "curl http://127.0.0.1:7860/api/health": Plan(extra="--fail"),
     # Training report
     "airnet eval --weights airnet-general-v8 --weights airnet-general-v7 --weights airnet-lite --heldout runs/heldout-photos "
+    "--crop 192 --device cpu --grid 9 --out reports/heldout-v9": Plan(creates=("reports/heldout-v9/results.md",), slow=True),
+    "airnet eval --weights airnet-general-v8 --weights airnet-general-v7 --weights airnet-lite --heldout runs/heldout-photos "
     "--crop 192 --device cpu --grid 9 --out reports/heldout-v8": Plan(creates=("reports/heldout-v8/results.md",), slow=True),
     "airnet eval --weights airnet-general-v7 --weights airnet-general-v5 --weights airnet-lite --heldout runs/heldout-photos "
     "--crop 192 --device cpu --grid 9 --out reports/heldout-v7": Plan(creates=("reports/heldout-v7/results.md",), slow=True),

@@ -73,9 +73,9 @@ MIXED = 0.5
 DETECTORS_SURE = (0.7, 0.9)
 # The noise model's rounds, as the passes of each at every scale: the first guided by the network's output,
 # the second, one more pass, by the first round's whole multi-scale estimate, a better pilot than the small
-# network's output (as BM3D's second step is guided by its first). Chosen on the 12 tuning photos (v8,
-# runs of benchmarks/anchor.py's kind): +0.13/+0.20 dB at sigma 15/25, 0.00/-0.02 on rain/haze beside noise;
-# a second round of three passes gained as much on noise but lost 0.05-0.12 dB beside haze or rain.
+# network's output (as BM3D's second step is guided by its first). Chosen on the 12 training photos with
+# v8's weights (``benchmarks/anchor.py``): +0.13/+0.20/+0.19 dB at sigma 15/25/50, 0.00/-0.02 beside rain/haze;
+# a second round of three passes gained as much on noise but lost 0.05-0.12 dB beside rain or haze.
 ROUND_PASSES = (PASSES, 1)
 MEANINGS = {"strength": "0 (leave the image as it is) to 1 (the network's output as it is)",
             "anchor": "0 (the network's output) to 1 (the noise model's estimate guided by it)",

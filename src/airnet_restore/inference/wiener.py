@@ -22,7 +22,8 @@ upsampled): ``LEVELS`` coarser scales, down to 8x, where patches span 64 pixels.
 training photos (``benchmarks/anchor.py``, sigma 15/25/50: +0.29/+0.53/+0.80 dB over one scale,
 +0.03/+0.03/+0.08 over three, a fifth at most +0.04). Planes under 16 px a side are not taken
 coarser, so images or tiles under 64 px a side stop at fewer scales.
-The anchor of ``airnet restore`` is this estimate.
+The anchor of ``airnet restore`` is this estimate, refined by one more pass at every scale guided by
+the whole estimate (``inference/blend.py``, ``noise_estimate``).
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ import torch
 import torch.nn.functional as F
 
 PATCH, STRIDE, PASSES, LEVELS = 8, 2, 3, 3
-# How far one output pixel sees: PATCH - 1 pixels a pass at each scale, twice as far at each coarser one,
-# plus the bilinear upsampling's pixel (tiles: see inference/blend.py).
+# How far one output pixel of a call of PASSES passes sees: PATCH - 1 pixels a pass at each scale, twice as
+# far at each coarser one, plus the bilinear upsampling's pixel (tiles: see inference/blend.py).
 REACH = sum(((PATCH - 1) * PASSES + 1) * 2**level for level in range(LEVELS + 1))
 # Below this sigma (0-1 scale, a fortieth of a grey level) there is nothing to filter, and sigma^2
 # would vanish in float32.

@@ -7,7 +7,8 @@
 Per set (``airnet eval``'s pairs: centre crops, degradations from seed 0), the mean PSNR against
 the clean crop of: the input; the network alone (strength 1, anchor 0); strength auto without
 the anchor (v3's default); the default blend (strength and anchor auto: the noise model's
-Wiener estimate, three passes of 8x8 DCTs at stride 2 at four scales, the anchor from the detectors
+Wiener estimate, three passes of 8x8 DCTs at stride 2 at four scales, then one more pass at each
+guided by that estimate, the anchor from the detectors
 and the check of the network's output); the default with the detectors' anchor alone (no check),
 and with the anchor at 1 (the noise model's estimate wherever noise is found; neither with v7's
 second pass on mixtures); the default with

@@ -108,9 +108,8 @@ def _filter_scales(noisy: torch.Tensor, pilot: torch.Tensor, sigma: float, basis
 def wiener(noisy: torch.Tensor, pilot: torch.Tensor, sigma: float, passes: int = PASSES) -> torch.Tensor:
     """``noisy`` (N,C,H,W, [0, 1]) filtered for white noise of ``sigma`` (0-1 scale) with ``pilot`` as the clean
     image's stand-in, ``passes`` times at each of ``LEVELS`` + 1 scales; ``noisy`` itself for sigma 0 (below
-    ``NEGLIGIBLE_SIGMA``). Runs in
-    float32 (float64 for float64 inputs) one colour plane at a time (bounded memory) and returns ``noisy``'s dtype;
-    the output may leave [0, 1] slightly."""
+    ``NEGLIGIBLE_SIGMA``). Runs in float32 (float64 for float64 inputs) one colour plane at a time (bounded
+    memory) and returns ``noisy``'s dtype; the output may leave [0, 1] slightly."""
     if sigma < NEGLIGIBLE_SIGMA:
         return noisy
     dtype = torch.float64 if noisy.dtype == torch.float64 else torch.float32

@@ -3,3 +3,7 @@
 
 class AirNetError(Exception):
     """A problem the user can fix; the message says what is wrong and what to do."""
+
+
+class ImageTooLarge(AirNetError):
+    """An image whose declared size is over the pixel limit, refused before it is decoded (HTTP 413)."""

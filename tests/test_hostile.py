@@ -421,25 +421,29 @@ def test_cli_batch_goes_on_and_reports_every_failure_at_the_end(tmp_path, capsys
     assert code == 1 and "2 restored, 1 failed" in out and "b.png: 3 frames" in err and "Traceback" not in err
 
 
-def test_stale_part_files_of_killed_runs_are_removed(tmp_path, identity):
+def test_stale_part_files_of_killed_runs_are_removed_and_no_other(tmp_path, identity):
     out = tmp_path / "o"
     out.mkdir()
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    stale = out / f".a.png.{dead.pid}-abcd1234.part"
-    legacy = out / ".a.png.k3j2h1g0.part"
-    mine = out / f".b.png.{os.getpid()}-abcd1234.part"
-    foreign = out / ".notes.part"
-    for p in (stale, legacy, mine, foreign):
+    stale = out / f".airnet-{dead.pid}-abcd1234.part"
+    old_one = out / f".airnet-{os.getpid()}-k3j2h1g0.part"
+    mine = out / f".airnet-{os.getpid()}-abcd1234.part"
+    # a user's own files that an earlier naming (".<name>.<pid>-<random>.part") took for ours (issue 34)
+    users = [".notes.20240101.part", ".bashrc.backup01.part", ".thesis.docx.12-draft_v2.part",
+             f".clip.mp4.{dead.pid}-abcdefgh.part", ".notes.part", f".a.png.{dead.pid}-abcd1234.part"]
+    for p in (stale, old_one, mine, *(out / u for u in users)):
         p.write_bytes(b"half")
     old = time.time() - 7200
-    os.utime(legacy, (old, old))
+    for p in (old_one, *(out / u for u in users)):
+        os.utime(p, (old, old))
     save(tmp_path / "a.png", noise((8, 8, 3)))
     restore_files([tmp_path / "a.png"], out, identity, progress=False)
-    assert sorted(p.name for p in out.iterdir()) == sorted([mine.name, foreign.name, "a.png"])
+    assert sorted(p.name for p in out.iterdir()) == sorted([mine.name, *users, "a.png"])
 
 
-def test_atomic_write_names_its_temporary_file_with_its_pid(tmp_path):
+def test_atomic_write_names_its_temporary_file_with_its_pid_and_a_fixed_length(tmp_path):
     seen = []
-    atomic_write(tmp_path / "f.txt", lambda p: seen.append(p.name) or p.write_text("x"))
-    assert seen[0].startswith(f".f.txt.{os.getpid()}-") and remove_stale_parts(tmp_path) == []
+    name = "n" * 250 + ".png"  # the target's name is not in the temporary name: 255 bytes are never passed
+    atomic_write(tmp_path / name, lambda p: seen.append(p.name) or p.write_text("x"))
+    assert seen[0].startswith(f".airnet-{os.getpid()}-") and len(seen[0]) < 40 and remove_stale_parts(tmp_path) == []

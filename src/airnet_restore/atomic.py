@@ -1,7 +1,8 @@
 """Atomic file writes: a temporary file beside the target, renamed into place only when complete.
 
-The temporary file is ``.<name>.<pid>-<random>.part``; one left behind by a killed process
-is removed by ``remove_stale_parts`` on a later run.
+The temporary file is ``.airnet-<pid>-<random>.part``: a marker of this program, a fixed length
+whatever the target's name (a 250-byte name still fits), so ``remove_stale_parts`` deletes on a
+later run only what a killed process of this program left behind, never a user's ``.x.part``.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-# Our temporary names; the pid is missing in those of older versions.
-PART_NAME = re.compile(r"^\..+\.(?:(\d+)-)?[a-z0-9_]{8}\.part$")
+PART_PREFIX = ".airnet-"
+# Our temporary names: ``mkstemp(prefix=".airnet-<pid>-", suffix=".part")``; its random part is 8 of [a-z0-9_].
+PART_NAME = re.compile(r"^\.airnet-(\d+)-[a-z0-9_]{8}\.part$")
 # A temporary file this old is stale whatever its pid says (pid reused, another host).
 STALE_AFTER_S = 3600.0
 
@@ -22,7 +24,7 @@ STALE_AFTER_S = 3600.0
 def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
     """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".part", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f"{PART_PREFIX}{os.getpid()}-", suffix=".part", dir=path.parent)
     os.close(fd)
     try:
         write(Path(tmp))
@@ -48,7 +50,7 @@ def remove_stale_parts(folder: Path) -> list[Path]:
             continue
         try:
             old = now - entry.stat(follow_symlinks=False).st_mtime > STALE_AFTER_S
-            if old or (match.group(1) is not None and not _alive(int(match.group(1)))):
+            if old or not _alive(int(match.group(1))):
                 os.unlink(entry.path)
                 removed.append(Path(entry.path))
         except OSError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,11 @@ from airnet_restore.errors import AirNetError
 
 FORMAT = "airnet-restore-train-state"
 PREFIX = "state-"
+# What ``Trainer.state`` writes: each entry's type (``ema`` is None without an EMA)
+LAYOUT: dict[str, type | tuple[type, ...]] = {
+    "model": dict, "optimizer": dict, "scaler": dict, "ema": (dict, type(None)), "epoch": int, "iteration": int,
+    "global_step": int, "best": (float, int), "rng": dict, "config": dict,
+}
 
 
 def save_state(path: Path, state: dict[str, Any]) -> Path:
@@ -39,7 +45,41 @@ def load_state(path: str | Path) -> dict[str, Any]:
         raise AirNetError(f"{path}: not a readable training state ({type(e).__name__})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise AirNetError(f"{path}: not an airnet-restore training state (use --weights for model weights)")
+    check_state(state, path)
     return state
+
+
+def check_state(state: Mapping[str, Any], path: Path) -> None:
+    """Refuse a state whose entries are missing, of the wrong type, or not finite, before any is used."""
+    missing = [k for k in LAYOUT if k not in state]
+    if missing:
+        raise AirNetError(f"{path}: incomplete training state, no {', '.join(missing)}")
+    wrong = [k for k, kind in LAYOUT.items() if not isinstance(state[k], kind) or isinstance(state[k], bool)]
+    if wrong:
+        raise AirNetError(f"{path}: damaged training state: {', '.join(wrong)} of the wrong type")
+    if min(state["epoch"], state["iteration"], state["global_step"]) < 0:
+        raise AirNetError(f"{path}: damaged training state: a negative epoch, iteration or step")
+    for name in ("model", "ema"):
+        tensors = state[name] or {}
+        if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in tensors.items()):
+            raise AirNetError(f"{path}: damaged training state: {name} holds something other than named tensors")
+        bad = first_nonfinite(tensors.items())
+        if bad:
+            raise AirNetError(f"{path}: the state's {name} tensor {bad} holds NaN or Inf (saved from a diverged run?)")
+    if not all(isinstance(state["config"].get(k), dict) for k in ("model", "train")):
+        raise AirNetError(f"{path}: damaged training state: its config has no model and train sections")
+    if not isinstance(state["rng"].get("torch"), torch.Tensor):
+        raise AirNetError(f"{path}: damaged training state: no random generator state")
+
+
+def first_nonfinite(tensors: Iterable[tuple[str, torch.Tensor]]) -> str | None:
+    """The name of the first floating-point tensor holding NaN or Inf, or None (one device synchronisation)."""
+    items = [(name, t) for name, t in tensors if t.is_floating_point()]
+    if not items:
+        return None
+    home = items[0][1].device
+    finite = torch.stack([torch.isfinite(t).all().to(home) for _, t in items]).cpu()
+    return None if bool(finite.all()) else items[int((~finite).nonzero()[0])][0]
 
 
 def state_path(run_dir: Path, epoch: int, iteration: int) -> Path:

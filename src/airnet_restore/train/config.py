@@ -5,10 +5,21 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, get_type_hints
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args, get_origin, get_type_hints
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    ValidationError,
+    create_model,
+    model_validator,
+)
 
 from airnet_restore.constants import Impl, TrainPrecision
 from airnet_restore.data.layouts import PAIRED_LAYOUTS
@@ -16,16 +27,57 @@ from airnet_restore.degradations import get_degradation
 from airnet_restore.errors import AirNetError
 from airnet_restore.models.airnet import AirNetConfig
 
+MAX_CONFIG_BYTES = 1 << 20  # a real preset is about 1 kB
+MAX_YAML_NODES = 100_000  # scalars, lists and mappings after alias expansion: a "billion laughs" stops here
+MAX_SEED = 2**32 - 1  # NumPy's RandomState takes seeds up to here
+MAX_EPOCHS = 100_000
+
+
+def _number(value: Any) -> Any:
+    """A float field takes a number, or text such as ``1e-3`` (YAML 1.1 reads it as a string); not a boolean."""
+    if isinstance(value, bool):
+        raise ValueError("expected a number, got a boolean")
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            raise ValueError("expected a number") from None
+    return value
+
+
+def _show(value: float) -> str:
+    return f"{value:,}" if isinstance(value, int) else f"{value:g}"
+
+
+def _within(low: float, high: float, *, above: bool = False, below: bool = False) -> AfterValidator:
+    """A bound check whose message gives the whole allowed range (pydantic's names only the side crossed).
+
+    ``above``/``below``: the bound itself is excluded."""
+    def check(value: Any) -> Any:
+        if (value <= low if above else value < low) or (value >= high if below else value > high):
+            upper = "and below" if below else "and at most" if above else "to"
+            raise ValueError(f"must be {'above' if above else 'from'} {_show(low)} {upper} {_show(high)}")
+        return value
+
+    return AfterValidator(check)
+
+
+Number = Annotated[float, BeforeValidator(_number)]  # finite: every section refuses inf and nan
+Count = Annotated[StrictInt, _within(1, MAX_EPOCHS)]
+Seed = Annotated[StrictInt, _within(0, MAX_SEED)]
+Rate = Annotated[Number, _within(0, 1, above=True)]
+Minutes = Annotated[Number, _within(0, 10**7, above=True)]
+
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class _ModelSection(Strict):
     """Architecture: every field of ``AirNetConfig`` (names, types, the paper's defaults) but the MoCo
     queue, which is given per degradation type: the run's queue is ``queue_per_type`` x its types."""
 
-    queue_per_type: int = Field(256, ge=1, description="queue size K = queue_per_type x types (the paper: 256)")
+    queue_per_type: Annotated[StrictInt, _within(1, 65536)] = Field(256, description="queue size K = queue_per_type x types (the paper: 256)")
 
     @model_validator(mode="after")
     def _valid_architecture(self) -> _ModelSection:
@@ -46,10 +98,20 @@ class _ModelSection(Strict):
         return ModelSection(**fields, queue_per_type=queue_per_type)
 
 
+_STRICT: dict[Any, Any] = {int: StrictInt, bool: StrictBool, float: Number}
+
+
+def _strict(hint: Any) -> Any:
+    """``hint`` with no silent conversion: a boolean is not an integer, ``"yes"`` is not true."""
+    if get_origin(hint) is tuple:
+        return tuple[tuple(_strict(a) for a in get_args(hint))]  # type: ignore[misc]
+    return _STRICT.get(hint, hint)
+
+
 def _airnet_fields() -> dict[str, Any]:
     """(type, default) of every ``AirNetConfig`` field but ``queue_size``: new fields join automatically."""
     hints = get_type_hints(AirNetConfig)
-    return {f.name: (hints[f.name], f.default) for f in dataclasses.fields(AirNetConfig) if f.name != "queue_size"}
+    return {f.name: (_strict(hints[f.name]), f.default) for f in dataclasses.fields(AirNetConfig) if f.name != "queue_size"}
 
 
 if TYPE_CHECKING:
@@ -84,10 +146,10 @@ class TypeSection(Strict):
 
 
 class DataSection(Strict):
-    types: list[TypeSection] = Field(min_length=1)
-    patch_size: int = Field(128, ge=16)
-    per_type: int = Field(1, ge=1, description="samples of each type per batch (the paper: 1)")
-    workers: int = Field(0, ge=0)
+    types: list[TypeSection] = Field(min_length=1, max_length=64)
+    patch_size: Annotated[StrictInt, _within(16, 512)] = 128
+    per_type: Annotated[StrictInt, _within(1, 64)] = Field(1, description="samples of each type per batch (the paper: 1)")
+    workers: Annotated[StrictInt, _within(0, 64)] = 0
 
 
 class ValSection(Strict):
@@ -96,34 +158,35 @@ class ValSection(Strict):
     clean: Path | None = None
     files: list[str] = Field(default_factory=list, description="file names in 'clean'; empty = all")
     degradations: list[str] = Field(default_factory=lambda: ["noise15", "noise25", "noise50", "rain", "haze"])
-    every: int = Field(10, ge=1, description="epochs between validations")
-    crop: int | None = Field(256, ge=16, description="centre crop for speed; none = whole images")
+    every: Count = Field(10, description="epochs between validations")
+    crop: Annotated[StrictInt, _within(16, 8192)] | None = Field(256, description="centre crop for speed; none = whole images")
     protocol: str = "airnet"
-    seed: int = Field(0, description="seed of the degradations, as `airnet eval --seed`")
+    seed: Seed = Field(0, description="seed of the degradations, as `airnet eval --seed`")
 
 
 class TrainSection(Strict):
-    epochs: int = Field(1500, ge=1, description="the paper: 1500; the official code: 1000")
-    epochs_encoder: int = Field(100, ge=0, description="warm-up epochs with the contrastive loss only")
-    iters_per_epoch: int = Field(400, ge=1)
-    lr: float = Field(1e-3, gt=0)
-    lr_drop_epoch: int = Field(60, ge=1, description="warm-up lr x0.1 every this many epochs")
-    lr_joint: float = Field(1e-4, gt=0, description="lr after the warm-up")
-    lr_halve_every: int = Field(125, ge=1)
-    contrastive_weight: float = Field(0.1, ge=0)
-    seed: int = 0
+    epochs: Count = Field(1500, description="the paper: 1500; the official code: 1000")
+    epochs_encoder: Annotated[StrictInt, _within(0, MAX_EPOCHS)] = Field(100, description="warm-up epochs with the contrastive loss only")
+    iters_per_epoch: Annotated[StrictInt, _within(1, 10**7)] = 400
+    lr: Rate = 1e-3
+    lr_drop_epoch: Count = Field(60, description="warm-up lr x0.1 every this many epochs")
+    lr_joint: Rate = Field(1e-4, description="lr after the warm-up")
+    lr_halve_every: Count = 125
+    contrastive_weight: Annotated[Number, _within(0, 1000)] = 0.1
+    seed: Seed = 0
     precision: TrainPrecision = Field("fp32", description="fp16 and bf16 autocast; fp16 with loss scaling (old name: amp, none = fp32)")
-    ema: float | None = Field(None, gt=0, lt=1, description="decay of an EMA of the restorer weights")
-    channels_last: bool | None = Field(
+    ema: Annotated[Number, _within(0, 1, above=True, below=True)] | None = Field(
+        None, description="decay of an EMA of the restorer weights")
+    channels_last: StrictBool | None = Field(
         None, description="channels-last memory layout; default: on for CPU training (faster there), off elsewhere"
     )
-    checkpoint_every: int = Field(50, ge=1, description="epochs between checkpoints")
-    checkpoint_minutes: float | None = Field(None, gt=0, description="also checkpoint every this many minutes")
+    checkpoint_every: Count = Field(50, description="epochs between checkpoints")
+    checkpoint_minutes: Minutes | None = Field(None, description="also checkpoint every this many minutes")
     dcn_impl: Impl = "auto"
-    max_minutes: float | None = Field(None, gt=0, description="stop (with a checkpoint) after this long")
+    max_minutes: Minutes | None = Field(None, description="stop (with a checkpoint) after this long")
     init: str | None = Field(None, description="start from these weights: a variant name, .safetensors, .pth or training state")
-    init_partial: bool = Field(False, description="with init: load what fits, initialise the rest fresh, and report both")
-    init_warmup: bool = Field(False, description="with init: still run the encoder warm-up (skipped by default)")
+    init_partial: StrictBool = Field(False, description="with init: load what fits, initialise the rest fresh, and report both")
+    init_warmup: StrictBool = Field(False, description="with init: still run the encoder warm-up (skipped by default)")
     freeze: list[Literal["encoder"]] = Field(default_factory=list, description="parts left untouched by training")
 
     @model_validator(mode="before")
@@ -151,6 +214,74 @@ class TrainConfig(Strict):
     description: str = ""
 
 
+class _Loader(yaml.SafeLoader):
+    """Safe loading (plain data only) that refuses aliases expanding past ``MAX_YAML_NODES`` nodes.
+
+    Aliases share one node, so composing a "billion laughs" is cheap; walking it (validation) is not.
+    """
+
+    def get_single_node(self) -> yaml.Node | None:
+        node = super().get_single_node()
+        if node is not None:
+            _expanded_size(node, {}, set())
+        return node
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int], open_: set[int]) -> int:
+    """Nodes in ``node`` with every alias expanded; raises ``ValueError`` past the limit or on a cycle."""
+    key = id(node)
+    if key in sizes:
+        return sizes[key]
+    if key in open_:
+        raise ValueError("an alias refers to a node that contains it")
+    open_.add(key)
+    children = [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else (
+        node.value if isinstance(node, yaml.SequenceNode) else [])
+    size = 1 + sum(_expanded_size(child, sizes, open_) for child in children)
+    if size > MAX_YAML_NODES:
+        raise ValueError(f"over {MAX_YAML_NODES:,} values once its aliases are expanded")
+    open_.discard(key)
+    sizes[key] = size
+    return size
+
+
+def parse_yaml(text: str, where: str) -> Any:
+    """Plain data from YAML ``text`` (no Python objects, no alias bombs); any failure is one line naming ``where``."""
+    try:
+        return yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise AirNetError(f"{where}: not valid YAML{at}: {e.problem or e.context}") from None
+    except yaml.YAMLError as e:
+        raise AirNetError(f"{where}: not valid YAML: {str(e).splitlines()[0]}") from None
+    except ValueError as e:
+        raise AirNetError(f"{where}: refused: {e}") from None
+    except RecursionError:
+        raise AirNetError(f"{where}: refused: nested too deeply") from None
+
+
+def read_yaml(path: str | Path) -> Any:
+    """The YAML file ``path`` as plain data, read with a size limit; a missing, binary or huge file is one line."""
+    path = Path(path)
+    if path.is_dir():
+        raise AirNetError(f"config {path} is a folder, not a YAML file")
+    if not path.is_file():
+        raise AirNetError(f"config file not found: {path}")
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)
+    except OSError as e:
+        raise AirNetError(f"{path}: cannot read the config: {e.strerror or e}") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise AirNetError(f"{path}: over {MAX_CONFIG_BYTES // 1024} KiB, too large for a config")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise AirNetError(f"{path}: not a text file (UTF-8 YAML expected)") from None
+    return parse_yaml(text, str(path))
+
+
 def _set(tree: dict, dotted: str, value: Any) -> None:
     keys = dotted.split(".")
     node = tree
@@ -165,24 +296,28 @@ def _set(tree: dict, dotted: str, value: Any) -> None:
         node[last] = value
 
 
+def _brief(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def load_config(path: str | Path, overrides: Sequence[str] = ()) -> TrainConfig:
     """Read a YAML preset, apply ``key.sub=value`` overrides (values parsed as YAML), validate.
 
+    Every value is checked (types, finite numbers, ranges) here, before anything is allocated.
     Relative data paths are relative to the working directory, as in the official code.
     """
     path = Path(path)
-    if not path.is_file():
-        raise AirNetError(f"config file not found: {path}")
-    try:
-        tree = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise AirNetError(f"{path}: not valid YAML ({e})") from None
+    tree = read_yaml(path)
+    if tree is None:
+        raise AirNetError(f"{path}: the config is empty")
     for item in overrides:
         if "=" not in item:
             raise AirNetError(f"override {item!r} must look like key.sub=value")
         key, raw = item.split("=", 1)
+        value = parse_yaml(raw, f"override {key.strip()!r}")
         try:
-            _set(tree, key.strip(), yaml.safe_load(raw))
+            _set(tree, key.strip(), value)
         except (KeyError, IndexError, ValueError, TypeError, AttributeError):
             raise AirNetError(f"override {item!r}: no such place in the config") from None
     try:
@@ -191,6 +326,7 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> TrainConfig:
         err = e.errors()[0]
         where = ".".join(str(p) for p in err["loc"]) or "(top level)"
         value = err.get("input")
-        shown = "" if isinstance(value, dict) else f" (got {value!r})"
-        raise AirNetError(f"{path}: config key '{where}': {err['msg']}{shown}") from None
+        shown = "" if isinstance(value, dict) else f" (got {_brief(value)})"
+        message = err["msg"].removeprefix("Value error, ")
+        raise AirNetError(f"{path}: config key '{where}': {message}{shown}") from None
     return config

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from airnet_restore.errors import AirNetError
 from airnet_restore.models.airnet import AirNet, AirNetConfig
-from airnet_restore.train.checkpoint import load_state
+from airnet_restore.train.checkpoint import first_nonfinite, load_state
 from airnet_restore.train.config import ModelSection
 from airnet_restore.weights import INFERENCE_PREFIXES, TORCH_SUFFIXES, load_into, load_state_dict, stored_config
 
@@ -41,8 +41,11 @@ def init_state_dict(spec: str) -> tuple[dict[str, torch.Tensor], str, AirNetConf
             state = None  # not one of our training states: read it as a plain checkpoint below
         if state is not None:
             sd = dict(state["model"])
+            queue = sd.get("E.E.queue")
+            if queue is None or queue.ndim != 2:
+                raise AirNetError(f"{path}: the training state has no MoCo queue (a damaged state)")
             try:
-                arch = ModelSection.model_validate(state["config"]["model"]).airnet_config(sd["E.E.queue"].shape[1])
+                arch = ModelSection.model_validate(state["config"]["model"]).airnet_config(queue.shape[1])
             except ValidationError as e:
                 raise AirNetError(f"{path}: the state's model config is not valid: {e.errors()[0]['msg']}") from None
             if state.get("ema"):
@@ -70,6 +73,9 @@ def apply_init(
     sd = dict(sd)
     if not any(k.startswith(INFERENCE_PREFIXES) for k in sd):
         raise AirNetError("the init weights hold no AirNet restorer or encoder tensor")
+    bad = first_nonfinite(sd.items())
+    if bad:
+        raise AirNetError(f"the init weights' tensor {bad} holds NaN or Inf: training from them would diverge at once")
     report = []
     if "E.E.queue" in sd and sd["E.E.queue"].shape != own["E.E.queue"].shape:
         report.append(f"MoCo queue: fresh (file {tuple(sd['E.E.queue'].shape)}, run {tuple(own['E.E.queue'].shape)})")

@@ -26,10 +26,11 @@ from airnet_restore.memory import tune_allocator
 from airnet_restore.metrics import average, get_protocol
 from airnet_restore.models.airnet import AirNet, AirNetConfig
 from airnet_restore.precision import autocast
-from airnet_restore.train.checkpoint import latest_state, load_state, save_state, state_path
+from airnet_restore.train.checkpoint import first_nonfinite, latest_state, load_state, save_state, state_path
 from airnet_restore.train.config import ModelSection, TrainConfig
 from airnet_restore.train.distributed import DistInfo, agree_stop, all_reduce_mean, gather_keys, init_from_env
 from airnet_restore.train.init import apply_init, init_state_dict
+from airnet_restore.train.rundir import check_run_dir, open_run_dir, write_run_file
 from airnet_restore.train.schedule import lr_at
 from airnet_restore.weights import load_into, save_weights
 
@@ -101,6 +102,8 @@ class EMA:
 
 
 class Trainer:
+    """A training run into ``run_dir``: a new or empty folder, one this class made, or any with ``resume``."""
+
     def __init__(
         self,
         config: TrainConfig,
@@ -116,6 +119,8 @@ class Trainer:
         requested = resolve_device(device)
         self.dist: DistInfo = init_from_env(requested.type)
         self.device = torch.device(requested.type, self.dist.local_rank) if requested.type == "cuda" else requested
+        if self.dist.is_main:
+            check_run_dir(self.run_dir, resume=bool(resume))  # before anything is loaded or written
         self.init_report: list[str] = []
         self.resumed_from: Path | None = None
         init_sd, init_arch = None, None
@@ -212,38 +217,64 @@ class Trainer:
             self.log({"event": "fresh start", "detail": f"no state found in {self.run_dir}"})
             return
         self.resumed_from = path
-        state = load_state(path)
+        state = load_state(path)  # entries present, of their types, finite
         load_into(self.model, state["model"])  # a state of another architecture is a clear error
         queue = self.model.E.E.K  # the state's: its length follows the batch it was trained with
         if queue % self.global_batch:
             raise AirNetError(f"{path}: its MoCo queue holds {queue} keys, which the global batch of {self.global_batch} "
                               f"(types x per_type x processes) does not divide; resume with a batch that divides {queue}, "
                               "or start from the state with --init (fresh queue, optimiser and schedule)")
-        self.optimizer.load_state_dict(state["optimizer"])  # Adam moves its state to the parameters' device
-        if state["scaler"] and self.scaler.is_enabled():  # empty when the state was saved without fp16
-            self.scaler.load_state_dict(state["scaler"])
+        shadow = state["ema"]
+        if shadow is not None and {k: v.shape for k, v in shadow.items()} != {k: v.shape for k, v in self.model.R.state_dict().items()}:
+            raise AirNetError(f"{path}: the state's EMA weights do not fit its restorer (a damaged state)")
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])  # Adam moves its state to the parameters' device
+            if state["scaler"] and self.scaler.is_enabled():  # empty when the state was saved without fp16
+                self.scaler.load_state_dict(state["scaler"])
+            saved = state["config"]["train"]
+            if saved.get("init") and not self.config.train.init:
+                # A run started with --init skipped the warm-up; resumed without --init, it must not return to it.
+                train = self.config.train.model_copy(update={"epochs_encoder": int(saved["epochs_encoder"])})
+                self.config = self.config.model_copy(update={"train": train})
+            torch.set_rng_state(state["rng"]["torch"])
+            if "cuda" in state["rng"] and torch.cuda.is_available():
+                # Saved on a machine with maybe another number of GPUs: restore those present in both.
+                for i, rng in enumerate(state["rng"]["cuda"][: torch.cuda.device_count()]):
+                    torch.cuda.set_rng_state(rng, i)
+        except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as e:
+            # An optimiser of other parameters (train.freeze changed), a damaged generator state
+            detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise AirNetError(f"{path}: the state does not fit this run ({detail})") from None
         if self.ema:
             # A shadow from the state (read onto the CPU) moves to the training device; EMA switched
             # on at resume starts from the resumed weights, not the initial ones.
-            self.ema = EMA(self.model.R, self.ema.decay, shadow=state["ema"])
+            self.ema = EMA(self.model.R, self.ema.decay, shadow=shadow)
         self.epoch, self.iteration, self.global_step = state["epoch"], state["iteration"], state["global_step"]
-        saved = state["config"]["train"]
-        if saved.get("init") and not self.config.train.init:
-            # A run started with --init skipped the warm-up; resumed without --init, it must not return to it.
-            train = self.config.train.model_copy(update={"epochs_encoder": saved["epochs_encoder"]})
-            self.config = self.config.model_copy(update={"train": train})
         self.best = state["best"]
-        torch.set_rng_state(state["rng"]["torch"])
-        if "cuda" in state["rng"] and torch.cuda.is_available():
-            # Saved on a machine with maybe another number of GPUs: restore those present in both.
-            for i, rng in enumerate(state["rng"]["cuda"][: torch.cuda.device_count()]):
-                torch.cuda.set_rng_state(rng, i)
         self.init_report = []  # the resumed state replaces the init weights
         self.log({"event": "resumed", "from": str(path), "epoch": self.epoch, "iteration": self.iteration})
+
+    def check_finite(self, losses: dict[str, float] | None = None) -> None:
+        """Stop a diverged run with a one-line error before it writes anything: a loss (not with fp16,
+        whose loss scaler skips such steps itself) or a weight that is NaN or Inf. What was written
+        before, the last good state and weights, stays on disk."""
+        if self.scaler.is_enabled():
+            losses = None
+        bad = [f"the {k} is {v}" for k, v in (losses or {}).items() if not math.isfinite(v)]
+        tensors = [*self.model.state_dict().items(), *(self.ema.shadow.items() if self.ema else ())]
+        weight = first_nonfinite(tensors)
+        if weight:
+            bad.append(f"weight {weight} holds NaN or Inf")
+        if bad:
+            kept = latest_state(self.run_dir)
+            raise AirNetError(f"training diverged at epoch {self.epoch + 1}, step {self.global_step}: {'; '.join(bad)}; "
+                              f"nothing more was written ({f'last good state: {kept}' if kept else 'no state saved yet'}); "
+                              "lower train.lr or train.lr_joint")
 
     def save_checkpoint(self) -> Path | None:
         if not self.dist.is_main:
             return None
+        self.check_finite()
         path = save_state(state_path(self.run_dir, self.epoch, self.iteration), self.state())
         self.export("last")
         return path
@@ -258,7 +289,8 @@ class Trainer:
         return model
 
     def export(self, which: str) -> Path:
-        """Inference weights as safetensors, ready for ``airnet restore`` (EMA weights if enabled)."""
+        """Inference weights as safetensors, ready for ``airnet restore`` (EMA weights if enabled); never non-finite ones."""
+        self.check_finite()
         meta = {
             "variant": self.name,
             "training": {"config": self.config.model_dump(mode="json"), "epoch": self.epoch,
@@ -272,25 +304,26 @@ class Trainer:
     def log(self, record: dict[str, Any]) -> None:
         if not self.dist.is_main:
             return
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.run_dir / "log.jsonl", "a") as f:
-            f.write(json.dumps({"time": time.time(), **record}) + "\n")
+        write_run_file(self.run_dir / "log.jsonl", json.dumps({"time": time.time(), **record}) + "\n", append=True)
 
     def _scalar(self, tag: str, value: float) -> None:
         if self.writer is not None:
             self.writer.add_scalar(tag, value, self.global_step)
 
     def _open_run_dir(self) -> None:
+        """Create the run folder (marked as ours) with the run's config; a failure is one line naming it."""
         if not self.dist.is_main:
             return
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.yaml").write_text(yaml.safe_dump(self.config.model_dump(mode="json"), sort_keys=False))
+        open_run_dir(self.run_dir)
+        write_run_file(self.run_dir / "config.yaml", yaml.safe_dump(self.config.model_dump(mode="json"), sort_keys=False))
         try:
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(str(self.run_dir / "tensorboard"))
         except ImportError:
             self.writer = None  # TensorBoard is optional: pip install airnet-restore[train]
+        except OSError as e:
+            raise AirNetError(f"{self.run_dir / 'tensorboard'}: cannot create it: {e.strerror or e}") from None
 
     # ---------------------------------------------------------------- training
     def _batches(self):
@@ -386,6 +419,7 @@ class Trainer:
                     if self.global_step % LOG_EVERY == 0 or self.global_step == 1:
                         # The only host synchronisation of a step, every LOG_EVERY steps.
                         values = dict(zip(("loss", "l1", "contrast", "acc"), all_reduce_mean(stats, self.dist).tolist()))
+                        self.check_finite(values)
                         lr = self.optimizer.param_groups[0]["lr"]
                         bar.set_postfix(loss=f"{values['loss']:.4f}", lr=f"{lr:.2e}")
                         self.log({"step": self.global_step, "epoch": self.epoch, "lr": lr, **values})
@@ -405,6 +439,7 @@ class Trainer:
                 bar.close()
                 if self.stop_requested and self.iteration < t.iters_per_epoch:
                     break
+                self.check_finite()  # before validation scores (and exports) the epoch's weights
                 self.epoch, self.iteration = self.epoch + 1, 0
                 if self.dist.is_main and (self.epoch % self.config.val.every == 0 or self.epoch == t.epochs):
                     self._after_validation(self.validate())

@@ -193,8 +193,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
                  *(["train.init_partial=true"] if args.init_partial else [])]
     config = load_config(args.config, overrides)
     run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / Path(args.config).stem
-    if args.resume is None and (run_dir / "checkpoints").is_dir():
-        raise AirNetError(f"run folder {run_dir} already holds checkpoints; pass --resume auto to continue or --run-dir for a new run")
     trainer = Trainer(config, run_dir, resume=args.resume, device=args.device, progress=not args.quiet, name=args.name)
     if trainer.dist.is_main:
         if args.resume and trainer.resumed_from is None:

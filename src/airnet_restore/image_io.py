@@ -19,16 +19,21 @@ from typing import Any
 
 import cv2
 import numpy as np
-from PIL import Image, TiffImagePlugin, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from airnet_restore.atomic import atomic_write
 from airnet_restore.constants import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, JPEG_QUALITY
-from airnet_restore.errors import AirNetError
+from airnet_restore.errors import AirNetError, ImageTooLarge
 
 EXIF_ORIENTATION = 0x0112
 # Formats that hold 8 bits per channel only; float is written as 16 bits except in TIFF.
 EIGHT_BIT_SUFFIXES = (".jpg", ".jpeg", ".bmp", ".webp")
 FLOAT_SUFFIXES = (".tif", ".tiff")
+# Formats Pillow writes an ICC profile and EXIF into (8-bit only: OpenCV, which writes 16-bit and float, writes neither).
+METADATA_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp")
+# A JPEG marker segment holds 65,533 bytes: all of the EXIF; an ICC profile is split over at most 255 of them.
+JPEG_MARKER_BYTES = 65533
+JPEG_ICC_BYTES_PER_MARKER = JPEG_MARKER_BYTES - 14  # less "ICC_PROFILE\0", its number and the count
 DEPTH_NAMES = {np.dtype(np.uint8): "8-bit", np.dtype(np.uint16): "16-bit", np.dtype(np.float32): "float"}
 
 
@@ -134,43 +139,220 @@ def _check_regular_file(path: Path) -> None:
         raise AirNetError(f"{path}: not a regular file (a FIFO, socket or device); give an image file")
 
 
-def _png_grey_alpha(path: Path) -> bool:
-    """True for a PNG whose IHDR says grey + alpha (colour type 4): OpenCV decodes it as 4 channels."""
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic TIFF and BigTIFF, both byte orders
+# What Pillow opens for us (JPEG includes its camera variant, MPO): the formats we write, and GIF; OpenCV decodes each.
+READ_FORMATS = ("PNG", "JPEG", "TIFF", "BMP", "WEBP", "GIF")
+# TIFF tags read from the header: width, length, bits per sample, compression, photometric, orientation,
+# samples per pixel, sample format.
+TIFF_TAGS = (256, 257, 258, 259, 262, 274, 277, 339)
+TIFF_TYPES = {1: "B", 3: "H", 4: "I", 16: "Q"}  # BYTE, SHORT, LONG, LONG8: the types those tags use
+TIFF_PHOTOMETRIC = {0: "grey", 1: "grey", 2: "RGB", 3: "palette", 6: "YCbCr"}  # read; every other colour space is refused
+# Exceptions Pillow and OpenCV raise on files they cannot read or write, besides OSError.
+CODEC_ERRORS = (SyntaxError, ValueError, TypeError, IndexError, KeyError, EOFError, OverflowError, struct.error, zlib.error,
+                cv2.error)
+
+Layout = tuple[int, np.dtype]  # (channels, dtype) of the pixels a file holds
+
+
+@dataclass(frozen=True)
+class _Tiff:
+    """What a TIFF's first directory says, read without decoding: enough to check its size and depth."""
+
+    tags: dict[int, tuple[int, ...]]
+    more_pages: bool
+
+    def tag(self, number: int, default: int) -> int:
+        return self.tags.get(number, (default,))[0]
+
+
+def _one_line(error: BaseException) -> str:
+    """An exception's message on one line (OpenCV's span several)."""
+    return " ".join(str(error).split())[:300] or type(error).__name__
+
+
+def _read_tiff_header(path: Path) -> _Tiff:
+    """The first directory of a classic or Big TIFF, either byte order, reading only the tags in ``TIFF_TAGS``."""
     with open(path, "rb") as f:
-        head = f.read(26)
-    return head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR" and head[25] == 4
+        head = f.read(16)
+        order = "<" if head[:2] == b"II" else ">"
+        big = head[2:4] in (b"+\x00", b"\x00+")
+        (offset,) = struct.unpack(order + ("Q" if big else "I"), head[8:16] if big else head[4:8])
+        count_fmt, entry_size, inline = ("Q", 20, 8) if big else ("H", 12, 4)
+        f.seek(offset)
+        count_bytes = f.read(struct.calcsize(count_fmt))
+        if len(count_bytes) < struct.calcsize(count_fmt):
+            raise AirNetError(f"{path}: corrupt or truncated TIFF (no image directory)")
+        (count,) = struct.unpack(order + count_fmt, count_bytes)
+        entries = f.read(entry_size * min(count, 65535))
+        tags: dict[int, tuple[int, ...]] = {}
+        for i in range(0, len(entries) - entry_size + 1, entry_size):
+            tag, kind, n = struct.unpack(order + ("HHQ" if big else "HHI"), entries[i:i + (12 if big else 8)])
+            if tag not in TIFF_TAGS or kind not in TIFF_TYPES or not 1 <= n <= 16:
+                continue
+            fmt = f"{order}{n}{TIFF_TYPES[kind]}"
+            value = entries[i + entry_size - inline:i + entry_size]
+            if struct.calcsize(fmt) > inline:  # stored elsewhere: the field holds its offset
+                (where,) = struct.unpack(order + ("Q" if big else "I"), value)
+                f.seek(where)
+                value = f.read(struct.calcsize(fmt))
+            tags[tag] = struct.unpack(fmt, value[:struct.calcsize(fmt)])
+        following = f.read(inline) if len(entries) == entry_size * count else b""
+    if 256 not in tags or 257 not in tags:
+        raise AirNetError(f"{path}: corrupt or truncated TIFF (its header gives no width or height)")
+    return _Tiff(tags, len(following) == inline and any(following))
 
 
-def _decode_tiff_with_opencv(path: Path, max_pixels: int) -> np.ndarray:
-    """TIFFs Pillow cannot open (float32 RGB): pixels from OpenCV, no metadata.
+def _read_png_header(path: Path) -> tuple[int, int, int, int, bool]:
+    """(width, height, bit depth, colour type, has a tRNS chunk) from a PNG's chunks before its pixels."""
+    with open(path, "rb") as f:
+        head = f.read(33)
+        if len(head) < 33 or head[12:16] != b"IHDR":
+            raise AirNetError(f"{path}: corrupt or truncated PNG (no IHDR header)")
+        w, h, bits, colour = struct.unpack(">IIBB", head[16:26])
+        while len(chunk := f.read(8)) == 8:
+            length, kind = struct.unpack(">I4s", chunk)
+            if kind in (b"tRNS", b"IDAT", b"IEND"):
+                return w, h, bits, colour, kind == b"tRNS"
+            f.seek(length + 4, os.SEEK_CUR)  # the body and its CRC
+    return w, h, bits, colour, False
 
-    One that OpenCV would decode with fewer channels or bits than it holds (16-bit grey + alpha
-    comes out as 8-bit grey) is refused.
+
+def declared_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(width, height) as the file's header declares them, read without decoding any pixel.
+
+    PNG and TIFF headers are read here (Pillow cannot open float TIFFs nor some compressions);
+    JPEG, WebP, BMP and GIF by Pillow, which reads only the header when opening. A file whose size
+    cannot be learnt this way is an ``AirNetError``; one over Pillow's decompression-bomb limit is
+    ``ImageTooLarge``.
     """
-    pixels = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
-    if pixels is None:
-        raise AirNetError(f"{path}: not an image (or an unsupported format)")
-    h, w = pixels.shape[:2]
-    if w * h > max_pixels:
-        raise AirNetError(f"{path}: {w}x{h} = {w * h:,} pixels is over the limit of {max_pixels:,} (--max-pixels)")
-    stored, decoded = _tiff_layout(path), (1 if pixels.ndim == 2 else pixels.shape[2], 8 * pixels.dtype.itemsize)
-    if stored is not None and stored != decoded:
-        raise AirNetError(f"{path}: a TIFF of {stored[0]} channels x {stored[1]} bits that OpenCV reads as "
-                          f"{decoded[0]} x {decoded[1]} bits, losing data; save it as PNG")
-    return _rgb_order(pixels)
-
-
-def _tiff_layout(path: Path) -> tuple[int, int] | None:
-    """(samples per pixel, bits per sample) of a TIFF's first image, or None where the header cannot be read."""
+    path = Path(path)
+    _check_regular_file(path)
     try:
         with open(path, "rb") as f:
-            ifd = TiffImagePlugin.ImageFileDirectory_v2(f.read(8))
-            f.seek(ifd.next)
-            ifd.load(f)
-        bits = ifd.get(258, 1)
-        return int(ifd.get(277, 1)), int(bits[0] if isinstance(bits, tuple) else bits)
-    except (OSError, SyntaxError, ValueError, struct.error):
+            head = f.read(8)
+        if head == PNG_SIGNATURE:
+            return _read_png_header(path)[:2]
+        if head[:4] in TIFF_SIGNATURES:
+            tiff = _read_tiff_header(path)
+            return tiff.tag(256, 0), tiff.tag(257, 0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the caller's limit decides
+            with Image.open(path, formats=READ_FORMATS) as im:
+                return im.size
+    except AirNetError:
+        raise
+    except PermissionError:
+        raise AirNetError(f"{path}: permission denied") from None
+    except UnidentifiedImageError:
+        raise AirNetError(f"{path}: not an image (or an unsupported format)") from None
+    except Image.DecompressionBombError:
+        assert Image.MAX_IMAGE_PIXELS is not None  # Pillow checks for bombs only while it has a limit
+        raise ImageTooLarge(f"{path}: over Pillow's decompression-bomb limit of {2 * Image.MAX_IMAGE_PIXELS:,} pixels") from None
+    except (OSError, *CODEC_ERRORS) as e:
+        raise AirNetError(f"{path}: corrupt or truncated image ({_one_line(e)})") from None
+
+
+def check_size(path: Path, width: int, height: int, max_pixels: int) -> None:
+    """Refuse an empty or over-size declared size before anything is decoded (``ImageTooLarge`` when over)."""
+    if width <= 0 or height <= 0:
+        raise AirNetError(f"{path}: the header declares an empty image ({width}x{height})")
+    if width * height > max_pixels:
+        raise ImageTooLarge(f"{path}: {width}x{height} = {width * height:,} pixels is over the limit of {max_pixels:,} (--max-pixels)")
+
+
+def _bits(dtype: np.dtype) -> str:
+    return f"{8 * dtype.itemsize}-bit float" if dtype.kind == "f" else f"{8 * dtype.itemsize} bits"
+
+
+def _describe(layout: Layout) -> str:
+    return f"{layout[0]} x {_bits(layout[1])}"
+
+
+def _layout_of(pixels: np.ndarray) -> Layout:
+    return (1 if pixels.ndim == 2 else pixels.shape[2]), pixels.dtype
+
+
+def _png_layout(path: Path) -> Layout:
+    """The channels and depth a PNG holds: a tRNS chunk is an alpha channel (grey, RGB and palette alike)."""
+    _, _, bits, colour, trns = _read_png_header(path)
+    channels = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}.get(colour)
+    if channels is None or bits not in (1, 2, 4, 8, 16):
+        raise AirNetError(f"{path}: corrupt PNG (colour type {colour}, {bits} bits)")
+    if trns and colour == 0 and bits < 8:  # Pillow compares the transparent value unscaled, OpenCV ignores it
+        raise AirNetError(f"{path}: a {bits}-bit grey PNG with a transparent value is not supported; save it as 8-bit grey + alpha")
+    return channels + (trns and channels in (1, 3)), np.dtype(np.uint16 if bits == 16 else np.uint8)
+
+
+def _tiff_layout(path: Path, tiff: _Tiff) -> Layout:
+    """The channels and depth a TIFF holds; kinds no decoder here reads exactly (CMYK, Lab, 64-bit float, signed) are refused."""
+    photometric = tiff.tag(262, 1 if tiff.tag(277, 1) < 3 else 2)
+    if photometric not in TIFF_PHOTOMETRIC:
+        raise AirNetError(f"{path}: TIFF colour space {photometric} (CMYK, Lab or other) is not supported; convert it to RGB")
+    bits, kind = set(tiff.tags.get(258, (1,))), tiff.tag(339, 1)
+    if len(bits) != 1 or kind not in (1, 3) or (kind == 3 and bits != {32}) or (kind == 1 and not bits <= {1, 2, 4, 8, 16}):
+        sample = {1: "unsigned", 2: "signed", 3: "float"}.get(kind, f"format {kind}")
+        raise AirNetError(f"{path}: unsupported pixel type ({'/'.join(map(str, sorted(bits)))}-bit {sample} TIFF samples); "
+                          "expected 8- or 16-bit integers or 32-bit float")
+    (depth,) = bits
+    dtype = np.dtype(np.float32 if kind == 3 else np.uint16 if depth == 16 and photometric != 3 else np.uint8)
+    channels = tiff.tag(277, 1) + (2 if photometric == 3 else 0)  # a palette gives RGB
+    if not 1 <= channels <= 4:
+        raise AirNetError(f"{path}: a TIFF of {channels} channels is not supported; expected grey, RGB or either with alpha")
+    return channels, dtype
+
+
+def _pillow_layout(path: Path, im: Image.Image) -> Layout:
+    """The channels of an 8-bit format (JPEG, WebP, BMP, GIF) from Pillow's mode; a transparent colour is an alpha channel."""
+    alpha = "transparency" in im.info
+    channels = {"1": 1 + alpha, "L": 1 + alpha, "LA": 2, "P": 3 + alpha, "PA": 4, "RGB": 3 + alpha, "RGBA": 4}.get(im.mode)
+    if channels is None:
+        raise AirNetError(f"{path}: {im.format} in {im.mode} colour is not supported; convert it to RGB")
+    return channels, np.dtype(np.uint8)
+
+
+def _opencv_pixels(path: Path, layout: Layout) -> np.ndarray | None:
+    """OpenCV's decoding in RGB order, grey + alpha from its BGRA; None where it fails."""
+    try:
+        decoded = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error:
         return None
+    if decoded is None:
+        return None
+    if layout[0] == 2 and decoded.ndim == 3 and decoded.shape[2] == 4:  # grey + alpha decoded as BGRA with equal colours
+        colour = decoded[:, :, :3]
+        if (colour == colour[:, :, :1]).all():
+            return decoded[:, :, [0, 3]]
+    return _rgb_order(decoded)
+
+
+def _pillow_pixels(im: Image.Image, layout: Layout) -> np.ndarray:
+    """Pillow's decoding at its own depth; palettes and transparent colours become RGB(A) or grey + alpha."""
+    channels = layout[0]
+    transparent = im.info.get("transparency")
+    if im.mode in ("I;16", "I;16B", "I;16L") and channels == 2 and isinstance(transparent, int):
+        grey = np.asarray(im).astype(np.uint16)  # 16-bit grey with a transparent value: Pillow's LA would be 8-bit
+        return np.dstack([grey, np.where(grey == transparent, 0, 65535).astype(np.uint16)])
+    if im.mode in ("1", "P", "PA") or (transparent is not None and im.mode in ("L", "RGB")):
+        im = im.convert({1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}.get(channels, "RGBA"))
+    pixels = np.asarray(im)
+    return pixels.astype(pixels.dtype.newbyteorder("=")) if pixels.dtype.byteorder == ">" else pixels
+
+
+def _decode(path: Path, im: Image.Image | None, layout: Layout, fmt: str, pillow_exact: bool) -> np.ndarray:
+    """The file's pixels with the channels and depth it holds: OpenCV's where they are, else Pillow's where
+    they are (``pillow_exact``: Pillow decodes this file in place), else a refusal: never fewer bits or channels."""
+    pixels = _opencv_pixels(path, layout)
+    if pixels is not None and _layout_of(pixels) == layout:
+        return pixels
+    seen = f"OpenCV reads as {_describe(_layout_of(pixels))}" if pixels is not None else "OpenCV cannot decode"
+    if im is not None and pillow_exact:
+        from_pillow = _pillow_pixels(im, layout)
+        if _layout_of(from_pillow) == layout:
+            return from_pillow
+        seen += f" and Pillow reads as {_describe(_layout_of(from_pillow))}"
+    advice = "save it as PNG" if fmt == "TIFF" else "the file may be damaged: save it again"
+    raise AirNetError(f"{path}: a {fmt} of {layout[0]} channels x {_bits(layout[1])} that {seen}, losing data; {advice}")
 
 
 def _rgb_order(pixels: np.ndarray) -> np.ndarray:
@@ -180,61 +362,77 @@ def _rgb_order(pixels: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(pixels, cv2.COLOR_BGRA2RGBA if pixels.shape[2] == 4 else cv2.COLOR_BGR2RGB)
 
 
+def _check_float_range(path: Path, pixels: np.ndarray) -> None:
+    """Float pixels outside [0, 1] would be clipped without a word: refused, saying the range found."""
+    if pixels.dtype.kind == "f":
+        low, high = float(pixels.min()), float(pixels.max())
+        if low < 0.0 or high > 1.0:
+            raise AirNetError(f"{path}: float pixels range from {low:g} to {high:g}; floats must be in [0, 1]: scale them first")
+
+
 def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageData:
     """Read an image file; any problem is an ``AirNetError`` with a one-line reason.
 
-    Animated and multi-page files are refused (only their first frame would be restored);
-    float pixels must be finite.
+    The size the header declares is checked before anything is decoded (``ImageTooLarge``).
+    The pixels keep the file's channels and depth or the file is refused: a decoder that would
+    read fewer is not used. Animated and multi-page files are refused (only their first frame
+    would be restored); float pixels must be finite and in [0, 1]; CMYK is refused.
     """
     path = Path(path)
     _check_regular_file(path)
     if path.stat().st_size == 0:
         raise AirNetError(f"{path}: empty file (0 bytes)")
-    orientation, icc, exif = 1, None, None
+    width, height = declared_size(path)
+    check_size(path, width, height, max_pixels)
+    with open(path, "rb") as f:
+        head = f.read(8)
+    tiff = _read_tiff_header(path) if head[:4] in TIFF_SIGNATURES else None
+    layout = _tiff_layout(path, tiff) if tiff is not None else _png_layout(path) if head == PNG_SIGNATURE else None
+    # TIFF decoders turn the pixels upright themselves (OpenCV always, Pillow not for every orientation)
+    orientation, icc, exif = tiff.tag(274, 1) if tiff is not None else 1, None, None
+    fmt = "TIFF" if tiff is not None else "PNG" if layout is not None else "image"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our max_pixels decides
-            with Image.open(path) as im:
-                w, h = im.size
-                if w * h > max_pixels:
-                    raise AirNetError(f"{path}: {w}x{h} = {w * h:,} pixels is over the limit of {max_pixels:,} (--max-pixels)")
+            with Image.open(path, formats=READ_FORMATS) as im:
                 frames = getattr(im, "n_frames", 1)
                 if frames > 1:
                     raise AirNetError(f"{path}: {frames} frames (animated or multi-page); only single images are restored: extract the frames first")
                 im.load()  # decodes fully: catches truncated and corrupt files
                 icc = im.info.get("icc_profile")
                 exif_obj = im.getexif()
-                orientation = int(exif_obj.get(EXIF_ORIENTATION, 1) or 1)
+                if tiff is None:
+                    orientation = int(exif_obj.get(EXIF_ORIENTATION, 1) or 1)
                 if exif_obj:
                     exif_obj[EXIF_ORIENTATION] = 1  # pixels are written upright
                     exif = exif_obj.tobytes()
-                if im.mode == "LA":  # 8-bit grey + alpha: OpenCV would expand it to RGBA or drop the alpha
-                    pixels = np.asarray(im)
-                else:
-                    decoded = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
-                    if decoded is None:  # formats OpenCV does not decode (GIF, ...): Pillow's 8-bit RGB(A)
-                        pixels = np.asarray(im.convert("RGBA" if "A" in im.getbands() else "RGB"))
-                    elif decoded.ndim == 3 and decoded.shape[2] == 4 and _png_grey_alpha(path):
-                        pixels = decoded[:, :, [0, 3]]  # 16-bit grey + alpha, which Pillow reads as RGBA
-                    else:
-                        pixels = _rgb_order(decoded)
+                if layout is None:
+                    layout, fmt = _pillow_layout(path, im), str(im.format)
+                pixels = _decode(path, im, layout, fmt, pillow_exact=orientation == 1 or tiff is None)
     except AirNetError:
         raise
     except PermissionError:
         raise AirNetError(f"{path}: permission denied") from None
     except UnidentifiedImageError:
-        if path.suffix.lower() not in (".tif", ".tiff"):
+        if tiff is None or layout is None:
             raise AirNetError(f"{path}: not an image (or an unsupported format)") from None
-        pixels = _decode_tiff_with_opencv(path, max_pixels)
+        if tiff.more_pages:
+            raise AirNetError(f"{path}: a multi-page TIFF; only single images are restored: extract the pages first") from None
+        pixels = None  # a TIFF Pillow cannot open (float RGB): OpenCV alone, no metadata
     except Image.DecompressionBombError:
         assert Image.MAX_IMAGE_PIXELS is not None  # Pillow checks for bombs only while it has a limit
-        raise AirNetError(f"{path}: over Pillow's decompression-bomb limit of {2 * Image.MAX_IMAGE_PIXELS:,} pixels") from None
-    except (OSError, SyntaxError, ValueError) as e:
-        raise AirNetError(f"{path}: corrupt or truncated image ({e})") from None
-    if pixels.dtype not in (np.uint8, np.uint16, np.float32):
-        raise AirNetError(f"{path}: unsupported pixel type {pixels.dtype}; expected 8- or 16-bit integers or 32-bit float")
+        raise ImageTooLarge(f"{path}: over Pillow's decompression-bomb limit of {2 * Image.MAX_IMAGE_PIXELS:,} pixels") from None
+    except (OSError, *CODEC_ERRORS) as e:
+        raise AirNetError(f"{path}: corrupt or truncated image ({_one_line(e)})") from None
+    if pixels is None:
+        assert layout is not None
+        pixels = _decode(path, None, layout, fmt, pillow_exact=False)
+    upright = (width, height) if tiff is None or orientation < 5 else (height, width)
+    if pixels.shape[1::-1] != upright:
+        raise AirNetError(f"{path}: decoded as {pixels.shape[1]}x{pixels.shape[0]} but its header says {width}x{height}; the file may be damaged")
     check_pixels(pixels, str(path))
-    rgb, grey, alpha = split_channels(_orient(pixels, orientation))
+    _check_float_range(path, pixels)
+    rgb, grey, alpha = split_channels(pixels if tiff is not None else _orient(pixels, orientation))
     return ImageData(rgb, pixels.dtype, grey, alpha, icc, exif)
 
 
@@ -275,6 +473,31 @@ def depth_warning(dtype: np.dtype, suffix: str) -> str | None:
     return f"{name} input written as {DEPTH_NAMES[out]} {suffix.lower()}; use --ext {keep} to keep {name}"
 
 
+def _metadata(image: ImageData, suffix: str) -> tuple[bytes | None, bytes | None, list[str]]:
+    """The ICC profile and EXIF a ``suffix`` file gets for ``image`` (None: dropped) and what is dropped and why."""
+    suffix = suffix.lower()
+    icc, exif, dropped = image.icc_profile or None, image.exif or None, []
+    held = [name for name, value in (("ICC profile", icc), ("EXIF", exif)) if value]
+    if held and suffix not in METADATA_SUFFIXES:
+        return None, None, [f"{' and '.join(held)} (a {suffix} file cannot hold them)"]
+    if held and output_dtype(image.dtype, suffix) != np.uint8:
+        return None, None, [f"{' and '.join(held)} (the {DEPTH_NAMES[output_dtype(image.dtype, suffix)]} {suffix} writer cannot write them)"]
+    if suffix in (".jpg", ".jpeg"):
+        if exif and len(exif) > JPEG_MARKER_BYTES:
+            exif = None
+            dropped.append(f"EXIF ({len(image.exif or b''):,} bytes, over JPEG's {JPEG_MARKER_BYTES:,})")
+        if icc and -(-len(icc) // JPEG_ICC_BYTES_PER_MARKER) > 255:
+            icc = None
+            dropped.append(f"ICC profile ({len(image.icc_profile or b''):,} bytes, over JPEG's {255 * JPEG_ICC_BYTES_PER_MARKER:,})")
+    return icc, exif, dropped
+
+
+def metadata_warning(image: ImageData, suffix: str) -> str | None:
+    """A one-line warning naming the metadata a ``suffix`` file will not get from ``image`` (``write_image`` drops it), else None."""
+    dropped = _metadata(image, suffix)[2]
+    return f"not written to the {suffix.lower()} output: {'; '.join(dropped)}" if dropped else None
+
+
 def encode_png_grey_alpha_16(pixels: np.ndarray) -> bytes:
     """HxWx2 uint16 grey + alpha as PNG bytes (colour type 4, 16 bits), which OpenCV and Pillow cannot write.
 
@@ -299,6 +522,8 @@ def write_image(path: str | os.PathLike, image: ImageData, rgb: np.ndarray, jpeg
     8-bit files go through Pillow (ICC and EXIF kept where the format allows); 16-bit and
     float through OpenCV (pixels exact, metadata dropped: OpenCV cannot write it), and 16-bit
     grey + alpha PNG through ``encode_png_grey_alpha_16``. ``jpeg_quality`` applies to JPEG.
+    Metadata the file cannot hold is dropped, not an error (``metadata_warning`` says what);
+    any failure is a one-line ``AirNetError``.
     """
     path = Path(path)
     check_writable(path, image)
@@ -316,13 +541,15 @@ def write_image(path: str | os.PathLike, image: ImageData, rgb: np.ndarray, jpeg
     if pixels.ndim == 3 and pixels.shape[2] == 2 and suffix == ".bmp":
         pixels = pixels[:, :, [0, 0, 0, 1]]  # BMP has no grey + alpha: RGBA with equal colour channels
 
+    icc, exif, _ = _metadata(image, suffix)
+
     def write(tmp: Path) -> None:
         if dtype == np.uint8:
             kwargs: dict[str, Any] = {"format": Image.registered_extensions()[suffix]}
-            if image.icc_profile and suffix in (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp"):
-                kwargs["icc_profile"] = image.icc_profile
-            if image.exif and suffix in (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp"):
-                kwargs["exif"] = image.exif
+            if icc:
+                kwargs["icc_profile"] = icc
+            if exif:
+                kwargs["exif"] = exif
             if suffix in (".jpg", ".jpeg"):
                 kwargs.update(quality=jpeg_quality, subsampling=0)
             Image.fromarray(pixels).save(tmp, **kwargs)
@@ -332,10 +559,7 @@ def write_image(path: str | os.PathLike, image: ImageData, rgb: np.ndarray, jpeg
             bgr = pixels
             if pixels.ndim == 3:
                 bgr = cv2.cvtColor(pixels, cv2.COLOR_RGBA2BGRA if pixels.shape[2] == 4 else cv2.COLOR_RGB2BGR)
-            try:
-                ok, buf = cv2.imencode(suffix, bgr)
-            except cv2.error:
-                ok = False
+            ok, buf = cv2.imencode(suffix, bgr)
             if not ok:
                 raise AirNetError(f"{path}: OpenCV could not encode a {dtype} {suffix} image")
             tmp.write_bytes(buf.tobytes())  # a full disk is an OSError with its errno (numpy's tofile loses it)
@@ -343,4 +567,6 @@ def write_image(path: str | os.PathLike, image: ImageData, rgb: np.ndarray, jpeg
     try:
         return atomic_write(path, write)
     except OSError as e:
-        raise AirNetError(f"{path}: cannot write: {e.strerror or e}") from None
+        raise AirNetError(f"{path}: cannot write: {e.strerror or _one_line(e)}") from None
+    except CODEC_ERRORS as e:
+        raise AirNetError(f"{path}: could not encode a {DEPTH_NAMES.get(dtype, dtype)} {suffix} image: {_one_line(e)}") from None

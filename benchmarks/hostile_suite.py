@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.hostile.harness import VERDICTS, all_cases, run_case  # noqa: E402
+from tests.hostile.harness import VERDICTS, all_cases, run_case
 
 
 def main() -> int:

@@ -362,9 +362,14 @@ def test_a_rerun_into_a_subfolder_of_the_input_never_restores_its_own_outputs(tm
     src = tmp_path / "in"
     src.mkdir()
     save(src / "a.png", noise((8, 8, 3)))
-    for _ in range(2):
-        report = restore_files([src], src / "restored", identity, progress=False)
-        assert [d for _, d in report.done] == [src / "restored" / "a.png"] and not report.failed
+    report = restore_files([src], src / "restored", identity, progress=False)
+    assert [d for _, d in report.done] == [src / "restored" / "a.png"] and not report.failed
+    # the rerun: the earlier output is skipped as an input (and said so); replacing it needs --overwrite
+    again = restore_files([src], src / "restored", identity, progress=False)
+    assert not again.done and "--overwrite" in again.failed[0][1]
+    assert [(p, "inside the output folder" in why) for p, why in again.skipped] == [(src / "restored" / "a.png", True)]
+    forced = restore_files([src], src / "restored", identity, progress=False, overwrite=True)
+    assert [d for _, d in forced.done] == [src / "restored" / "a.png"] and not forced.failed
 
 
 def test_output_folder_that_is_a_file_is_refused_before_the_model_loads(tmp_path, capsys):

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import copy
-import glob
 import os
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -23,11 +22,11 @@ from airnet_restore.constants import (
     DEFAULT_MAX_PIXELS,
     DEFAULT_OVERLAP,
     DEFAULT_VARIANT,
-    IMAGE_SUFFIXES,
     JPEG_QUALITY,
     Precision,
 )
 from airnet_restore.errors import AirNetError
+from airnet_restore.files import check_output_folder, collect_inputs, plan_outputs
 from airnet_restore.image_io import (
     check_jpeg_quality,
     check_pixels,
@@ -368,143 +367,6 @@ class RestoreReport:
                 f"in {self.seconds:.1f} s" + (f"; detected: {detected}" if detected else ""))
 
 
-def collect_inputs(
-    inputs: Iterable[str | os.PathLike], outdir: str | os.PathLike | None = None
-) -> tuple[list[tuple[Path, Path]], list[tuple[str, str]]]:
-    """Expand files, folders and globs into (input, relative output) pairs, and (item, reason) problems.
-
-    Folders are walked recursively for image files, skipping hidden files and folders
-    (``._x.png``, ``.thumbnails/``) and the output folder itself (so a rerun never restores
-    its own outputs). Folders keep their tree below the folder, globs below their fixed prefix
-    (``shots/**/*.png`` writes ``shots/day1/z.png`` as ``day1/z.png``); a file is written by its name.
-    """
-    found: list[tuple[Path, Path]] = []
-    problems: list[tuple[str, str]] = []
-    skip = _identity(Path(outdir)) if outdir is not None else None
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            files = _walk_images(path, skip)
-            if not files:
-                problems.append((str(item), f"no image files ({', '.join(IMAGE_SUFFIXES)}) in this folder"))
-            found += [(p, p.relative_to(path)) for p in files]
-        elif path.is_file():
-            found.append((path, Path(path.name)))
-        elif path.exists():
-            problems.append((str(item), "not a regular file (a FIFO, socket or device); give an image file"))
-        else:
-            matches = sorted(Path(m) for m in glob.glob(str(item), recursive=True) if Path(m).is_file())
-            if not matches:
-                problems.append((str(item), "no such file, folder or matching glob"))
-            prefix = glob_prefix(str(item))
-            found += [(m, m.relative_to(prefix)) for m in matches]
-    return found, problems
-
-
-def glob_prefix(pattern: str) -> Path:
-    """The leading folders of a glob pattern that hold no wildcard (``*``, ``?``, ``[``); ``.`` if none."""
-    parts = Path(pattern).parts[:-1]
-    fixed = next((i for i, part in enumerate(parts) if any(c in part for c in "*?[")), len(parts))
-    return Path(*parts[:fixed]) if fixed else Path(".")
-
-
-def _walk_images(root: Path, skip: tuple[int, int] | None) -> list[Path]:
-    """Image files under ``root``, sorted; hidden names and the folder ``skip`` (by identity) left out."""
-    files = []
-    for folder, dirs, names in os.walk(root):
-        dirs[:] = [d for d in dirs if not d.startswith(".") and (skip is None or _identity(Path(folder, d)) != skip)]
-        files += [Path(folder, n) for n in names if not n.startswith(".") and Path(n).suffix.lower() in IMAGE_SUFFIXES]
-    return sorted(p for p in files if p.is_file())
-
-
-def _identity(path: Path) -> tuple[int, int] | None:
-    """(device, inode) of an existing path: the same for every alias (symlink, bind mount, hard link)."""
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
-
-
-def _slot(path: Path) -> tuple:
-    """Where ``path`` would be written, alias-proof: the identity of its nearest existing ancestor plus the rest."""
-    rest: list[str] = []
-    path = path.absolute()
-    while (ident := _identity(path)) is None and path.parent != path:
-        rest.append(path.name)
-        path = path.parent
-    return (ident, *reversed(rest))
-
-
-def output_path(rel: Path, outdir: Path, suffix: str = "", ext: str | None = None) -> Path:
-    """Where the input at ``rel`` (relative to its folder) is written."""
-    ext = (ext if ext.startswith(".") else f".{ext}") if ext else rel.suffix
-    return outdir / rel.parent / f"{rel.stem}{suffix}{ext}"
-
-
-def check_output_folder(outdir: str | os.PathLike, ext: str | None = None) -> Path:
-    """Refuse, before any model is loaded, an output folder that is a file and an unwritable ``ext``."""
-    outdir = Path(outdir)
-    if outdir.exists() and not outdir.is_dir():
-        raise AirNetError(f"output folder {outdir} exists and is not a folder; give a folder with -o")
-    if ext is not None and f".{ext.lstrip('.').lower()}" not in IMAGE_SUFFIXES:
-        raise AirNetError(f"unsupported output extension {ext!r}; use one of {', '.join(IMAGE_SUFFIXES)}")
-    return outdir
-
-
-def plan_outputs(
-    pairs: Sequence[tuple[Path, Path]], outdir: Path, *, suffix: str = "", ext: str | None = None, overwrite: bool = False
-) -> tuple[list[tuple[Path, Path]], list[tuple[str, str]]]:
-    """Decide every output before anything is written: (input, output) jobs and (input, reason) refusals.
-
-    Files are compared by device and inode, so an alias of the input folder (symlink, bind
-    mount) is caught. An output may replace its own input only with ``overwrite``, another
-    input never; two inputs with the same output are both refused.
-    """
-    inputs = {ident: src for src, _ in pairs if (ident := _identity(src)) is not None}
-    refused: list[tuple[str, str]] = []
-    by_slot: dict[tuple, list[tuple[Path, Path]]] = {}
-    for src, rel in pairs:
-        dst = output_path(rel, outdir, suffix, ext)
-        reason = _refusal(src, dst, outdir, inputs, overwrite)
-        if reason:
-            refused.append((str(src), reason))
-        else:
-            by_slot.setdefault(_slot(dst), []).append((src, dst))
-    jobs = []
-    for group in by_slot.values():
-        if len({_identity(src) for src, _ in group}) == 1:
-            jobs.append(group[0])  # one input named twice: restored once
-            continue
-        names = ", ".join(str(src) for src, _ in group)
-        refused += [(str(src), f"output {dst} would be written by {len(group)} inputs ({names}); use --suffix or separate runs")
-                    for src, dst in group]
-    return jobs, refused
-
-
-def _refusal(src: Path, dst: Path, outdir: Path, inputs: dict[tuple[int, int], Path], overwrite: bool) -> str | None:
-    """Why ``dst`` cannot be written for ``src``, or None."""
-    try:
-        check_writable(dst)
-    except AirNetError as e:
-        return str(e)
-    for parent in reversed(dst.relative_to(outdir).parents):
-        folder = outdir / parent
-        if folder.exists() and not folder.is_dir():
-            return f"output folder {folder} is a file"
-    if dst.is_dir():
-        return f"output {dst} is a folder"
-    ident = _identity(dst)
-    owner = inputs.get(ident) if ident is not None else None
-    if owner is None:
-        return None
-    if _identity(owner) != _identity(src):
-        return f"output {dst} is the input {owner}, which is never overwritten; choose another -o/--suffix/--ext"
-    if not overwrite:
-        return f"output {dst} would overwrite an input; choose another -o/--suffix or pass --overwrite"
-    return None
-
-
 def restore_files(
     inputs: Sequence[str | os.PathLike],
     outdir: str | os.PathLike,
@@ -523,9 +385,10 @@ def restore_files(
 ) -> RestoreReport:
     """Restore every input into ``outdir`` (mirroring folder and glob trees); one bad file never stops the batch.
 
-    All outputs are planned before anything is written (``plan_outputs``); inputs are never
-    overwritten unless ``overwrite`` (and then each only by its own output); outputs are
-    written atomically, and temporary files left by a killed run are removed. An image is
+    All outputs are planned before anything is written (``files.plan_outputs``): none leaves
+    ``outdir``; an existing file is replaced only with ``overwrite`` (an input only by its own
+    output), or skipped with ``skip_existing``; outputs are written atomically, and temporary
+    files this program left in a killed run are removed. An image is
     held at its file's depth and restored tile by tile straight into the output's depth;
     an output that cannot keep the input's depth is written with a warning in the report.
     Each image is inspected first where the weights hold prototypes and its blend resolved from
@@ -538,17 +401,15 @@ def restore_files(
     _check_blend(strength, anchor, None)
     if "blend" in options:
         raise AirNetError("restore_files resolves a blend for each image: give strength and anchor instead")
-    outdir = check_output_folder(outdir, ext)
-    pairs, report.failed = collect_inputs(inputs, outdir)
-    jobs, refused = plan_outputs(pairs, outdir, suffix=suffix, ext=ext, overwrite=overwrite)
-    report.failed += refused
-    for folder in {dst.parent for _, dst in jobs}:
+    outdir = check_output_folder(outdir, ext, suffix)
+    collected = collect_inputs(inputs, outdir)
+    plan = plan_outputs(collected.pairs, outdir, suffix=suffix, ext=ext, overwrite=overwrite, skip_existing=skip_existing)
+    report.failed = collected.failed + plan.refused
+    report.skipped = collected.skipped + plan.skipped
+    for folder in {dst.parent for _, dst in plan.jobs}:
         remove_stale_parts(folder)
-    bar = tqdm(jobs, desc="images", unit="img", disable=not progress)
+    bar = tqdm(plan.jobs, desc="images", unit="img", disable=not progress)
     for src, dst in bar:
-        if skip_existing and dst.exists():
-            report.skipped.append((src, "output exists"))
-            continue
         bar.set_postfix_str(src.name)
         try:
             data = read_image(src, max_pixels=max_pixels)

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from airnet_restore.constants import DEFAULT_MAX_PIXELS, DEFAULT_VARIANT
 from airnet_restore.errors import AirNetError
+from airnet_restore.files import collect_inputs, file_identity
 from airnet_restore.image_io import check_pixels, read_image, split_channels
 from airnet_restore.inspection.calibrate import read_metadata, weights_file
 from airnet_restore.inspection.features import CELL, FEATURE_SET, EmbeddingGrid, embed, encoder_fingerprint
@@ -261,6 +262,7 @@ class InspectReport:
 
     results: list[Inspection] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    plot_file: Path | None = None
     seconds: float = 0.0
 
     def counts(self) -> str:
@@ -290,25 +292,37 @@ def inspect_files(
     inspector: Inspector,
     *,
     map_dir: str | os.PathLike | None = None,
+    plot: str | os.PathLike | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     progress: bool = True,
 ) -> InspectReport:
-    """Inspect files, folders (recursive) and globs; with ``map_dir``, write each region map as ``<name>.map.png``."""
-    from airnet_restore.inference.pipeline import collect_inputs
-    from airnet_restore.inspection.plot import write_region_map
+    """Inspect files, folders (recursive) and globs; with ``map_dir``, write each region map as ``<name>.map.png``;
+    with ``plot``, the embedding of them all (``InspectReport.plot``). A picture never replaces an input or a
+    file this program did not write (``check_picture_target``): a plot so named is refused before any work,
+    a map so named fails its image."""
+    from airnet_restore.inspection.plot import check_picture_target, write_region_map
 
     start = time.perf_counter()
     report = InspectReport()
-    pairs, report.failed = collect_inputs(inputs, map_dir)
-    for src, rel in tqdm(pairs, desc="images", unit="img", disable=not progress):
+    found = collect_inputs(inputs, map_dir)
+    report.failed = found.failed
+    inputs_seen = {ident for src, _ in found.pairs if (ident := file_identity(src)) is not None}
+    if plot is not None and (check_picture_target(plot).exists() and file_identity(Path(plot)) in inputs_seen):
+        raise AirNetError(f"--plot {plot} is one of the inputs; it is never replaced: choose another name")
+    for src, rel in tqdm(found.pairs, desc="images", unit="img", disable=not progress):
         try:
             data = read_image(src, max_pixels=max_pixels)
             result = inspector.inspect(data.pixels, regions=map_dir is not None, file=str(src))
             if map_dir is not None:
-                write_region_map(Path(map_dir) / rel.with_name(rel.name + ".map.png"), data.rgb, result)
+                target = check_picture_target(Path(map_dir) / rel.with_name(rel.name + ".map.png"))
+                if file_identity(target) in inputs_seen:
+                    raise AirNetError(f"its map {target} is one of the inputs, never replaced; choose another --map folder")
+                write_region_map(target, data.rgb, result)
         except (AirNetError, OSError) as e:
             report.failed.append((str(src), str(e).removeprefix(f"{src}: ")))
             continue
         report.results.append(result)
+    if plot is not None:
+        report.plot_file = report.plot(plot)
     report.seconds = time.perf_counter() - start
     return report

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
 from airnet_restore.atomic import atomic_write
 from airnet_restore.errors import AirNetError
@@ -118,10 +118,36 @@ def write_region_map(out: str | os.PathLike, rgb: np.ndarray, result: Inspection
     return _save(canvas, Path(out))
 
 
-def _save(img: Image.Image, out: Path) -> Path:
+# The PNG text chunk that marks a picture as this program's: only such a file is ever replaced by another.
+MARK = ("Software", "airnet-restore inspect")
+
+
+def check_picture_target(out: str | os.PathLike) -> Path:
+    """Refuse a picture's file name that is not ``*.png``, is a folder, or is an existing file this program did
+    not write (an input photo, say: ``inspect --plot *.png`` puts the first photo after ``--plot``)."""
+    out = Path(out)
     if out.suffix.lower() != ".png":
         raise AirNetError(f"{out}: pictures are written as PNG; name the file *.png")
+    if out.is_dir():
+        raise AirNetError(f"{out} is a folder; give a file name *.png")
+    if out.exists() and not _ours(out):
+        raise AirNetError(f"{out} exists and is not a picture written by airnet inspect; it is never replaced: choose another name")
+    return out
+
+
+def _ours(path: Path) -> bool:
     try:
-        return atomic_write(out, lambda tmp: img.save(tmp, format="PNG"))
+        with Image.open(path) as im:
+            return im.format == "PNG" and im.info.get(MARK[0]) == MARK[1]
+    except (OSError, ValueError, SyntaxError):
+        return False
+
+
+def _save(img: Image.Image, out: Path) -> Path:
+    check_picture_target(out)
+    info = PngImagePlugin.PngInfo()
+    info.add_text(*MARK)
+    try:
+        return atomic_write(out, lambda tmp: img.save(tmp, format="PNG", pnginfo=info))
     except OSError as e:
         raise AirNetError(f"{out}: cannot write: {e.strerror or e}") from None

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +50,39 @@ DEGRADATION_KINDS: dict[str, tuple[str, float | None]] = {
     "noise15": ("noise", 15.0), "noise25": ("noise", 25.0), "noise50": ("noise", 50.0),
     "rain": ("rain", None), "haze": ("haze", None), **HELDOUT_KINDS,
 }
+
+
+MAX_SEED = 2**32 - 1  # NumPy's RandomState takes seeds up to here
+# option -> (lowest, highest) allowed value
+OPTION_RANGES: dict[str, tuple[int, int]] = {
+    "crop": (16, 65536), "seed": (0, MAX_SEED), "crop_border": (0, 1024), "grid": (0, 1_000_000), "tile_overlap": (0, 1024),
+}
+
+
+def check_options(**values: int | None) -> None:
+    """Refuse an option of ``OPTION_RANGES`` out of its range (None: not given), before any image is read."""
+    for name, value in values.items():
+        low, high = OPTION_RANGES[name]
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high):
+            raise AirNetError(f"{name} must be an integer from {low:,} to {high:,}, got {value!r}")
+
+
+def check_out_folder(out: str | os.PathLike) -> Path:
+    """``out`` if results can be written there: a folder that exists or can be made, and takes new files.
+    Checked before any image is read or model loaded; nothing is left behind."""
+    out = Path(out)
+    folder = out
+    while not folder.exists() and folder != folder.parent:  # the nearest that exists must take the new folders
+        folder = folder.parent
+    if not folder.is_dir():
+        raise AirNetError(f"output folder {out}: {folder} is a file, not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".airnet-probe-", suffix=".part", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise AirNetError(f"output folder {out}: cannot write there: {e.strerror or e}") from None
+    return out
 
 
 @dataclass
@@ -86,6 +121,7 @@ def build_tasks(
 ) -> list[Task]:
     """The tasks of one ``NAME=PATH`` set: inputs cropped as the protocol says, then degraded from ``seed``
     (0: the paper's noise); training validation builds its pairs here too."""
+    check_options(crop=crop, seed=seed)
     path = Path(path)
     label = path.name if name in ("paired",) else name
     if name in NOISE_SETS or name in ("bsd68-sv", "clean") or name in REGISTRY or "+" in name:
@@ -200,6 +236,13 @@ class Report:
         return "\n".join(lines)
 
     def write(self, out_dir: Path) -> list[Path]:
+        """results.md, .csv, .json and per_image.csv in ``out_dir``, each atomically; a failure is one line."""
+        try:
+            return self._write(out_dir)
+        except OSError as e:
+            raise AirNetError(f"output folder {out_dir}: cannot write the results: {e.strerror or e}") from None
+
+    def _write(self, out_dir: Path) -> list[Path]:
         out_dir.mkdir(parents=True, exist_ok=True)
         written = [atomic_write(out_dir / "results.md", lambda p: p.write_text(self.markdown() + "\n"))]
 
@@ -243,6 +286,7 @@ def evaluate(
     progress: bool = True,
 ) -> Report:
     """Score every applicable method on every task; optionally save outputs and input/output/target grids."""
+    check_options(grid=grid_images)
     report = Report(protocol, [t.label for t in tasks])
     for method, (fn, applies) in methods.items():
         for task in tasks:
@@ -260,14 +304,21 @@ def evaluate(
                 ss.append(s)
                 report.per_image.append({"method": method, "task": task.label, "image": name, "psnr": f"{p:.4f}", "ssim": f"{s:.6f}"})
                 if save_dir is not None:
-                    folder = save_dir / _slug(method) / _slug(task.label)
-                    folder.mkdir(parents=True, exist_ok=True)
-                    Image.fromarray(_to_uint8(out)).save(folder / f"{Path(name).stem}.png")
-                    if i < grid_images:
-                        grid = np.concatenate([degraded, _to_uint8(out), clean], axis=1)
-                        Image.fromarray(grid).save(folder / f"grid_{Path(name).stem}.png")
+                    _save_images(save_dir / _slug(method) / _slug(task.label), Path(name).stem, degraded, out, clean,
+                                 grid=i < grid_images)
             report.scores.setdefault(method, {})[task.label] = (average(ps), average(ss))
     return report
+
+
+def _save_images(folder: Path, stem: str, degraded: np.ndarray, out: np.ndarray, clean: np.ndarray, grid: bool) -> None:
+    """The output as ``stem.png`` (and the input|output|target grid); a failure to write is one line."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(_to_uint8(out)).save(folder / f"{stem}.png")
+        if grid:
+            Image.fromarray(np.concatenate([degraded, _to_uint8(out), clean], axis=1)).save(folder / f"grid_{stem}.png")
+    except OSError as e:
+        raise AirNetError(f"{folder}: cannot save the images: {e.strerror or e}") from None
 
 
 def _slug(text: str) -> str:

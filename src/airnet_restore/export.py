@@ -16,6 +16,7 @@ import copy
 import importlib
 import json
 import os
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
@@ -118,6 +119,7 @@ def export_onnx(
     """
     if precision not in PRECISIONS:
         raise AirNetError(f"unknown export precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    out = check_onnx_target(out)
     onnx = _require("onnx", "ONNX export")
     _require("onnxscript", "ONNX export")
     # The exporter maps torchvision::deform_conv2d to ONNX only if torchvision registered the operator
@@ -141,7 +143,35 @@ def export_onnx(
     if precision == "fp64":
         float64_kernels(proto.graph)
     onnx.helper.set_model_props(proto, dict(metadata or {}))
-    return atomic_write(Path(out), lambda tmp: onnx.save(proto, str(tmp)))
+    try:
+        return atomic_write(out, lambda tmp: onnx.save(proto, str(tmp)))
+    except OSError as e:
+        raise AirNetError(f"{out}: cannot write the ONNX model: {e.strerror or e}") from None
+
+
+def check_onnx_target(out: str | os.PathLike) -> Path:
+    """``out`` if an ONNX model can be written there: a ``.onnx`` name (so no weights file or photo is
+    replaced by mistake), not a folder, in a folder that exists or can be made and takes a new file.
+    Checked before any work; nothing is left behind."""
+    out = Path(out)
+    if out.is_dir():
+        raise AirNetError(f"{out} is a folder; give the .onnx file to write")
+    if out.suffix.lower() != ".onnx":
+        raise AirNetError(f"{out}: the output must be a .onnx file (the weights to export go in --weights)")
+    folder = out.parent
+    while not folder.exists():  # the nearest folder that exists must take the new folders and file
+        if folder == folder.parent:
+            break
+        folder = folder.parent
+    if not folder.is_dir():
+        raise AirNetError(f"{out}: {folder} is not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".airnet-probe-", suffix=".part", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise AirNetError(f"{out}: cannot write there: {e.strerror or e}") from None
+    return out
 
 
 def float64_kernels(graph: onnx.GraphProto) -> None:
@@ -202,6 +232,7 @@ def float64_kernels(graph: onnx.GraphProto) -> None:
 
 def export_weights(weights: str | os.PathLike, out: str | os.PathLike, *, precision: Precision = "fp32") -> Path:
     """Export a registered variant or a weights file (official ``.pth`` or our safetensors) to ONNX."""
+    check_onnx_target(out)  # before the weights load
     model = load_model(weights, device="cpu")
     variant = VARIANTS.get(str(weights))
     if variant is not None:

@@ -210,10 +210,23 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from airnet_restore.evaluate import baseline_methods, build_tasks, evaluate, heldout_sets, model_method, parse_sets
+    from airnet_restore.evaluate import (
+        baseline_methods,
+        build_tasks,
+        check_options,
+        check_out_folder,
+        evaluate,
+        heldout_sets,
+        model_method,
+        parse_sets,
+    )
     from airnet_restore.metrics import get_protocol
     from airnet_restore.variants import load_model
 
+    check_options(crop=args.crop, seed=args.seed, crop_border=args.crop_border, grid=args.grid, tile_overlap=args.tile_overlap)
+    if isinstance(args.tile, int) and 2 * args.tile_overlap >= args.tile:
+        raise AirNetError(f"--tile-overlap {args.tile_overlap} must be less than half the tile size {args.tile}")
+    check_out_folder(args.out)  # before any image is read or model loaded
     protocol = get_protocol(args.protocol, args.crop_border)
     include = [s for s in (args.include or "").split(",") if s]
     sets = parse_sets(args.set) + (heldout_sets(args.heldout) if args.heldout else [])

@@ -184,8 +184,9 @@ def plan_outputs(
     planned = [(src, output_path(rel, outdir, suffix, ext)) for src, rel in pairs]
     ident_of = {src: file_identity(src) for src, _ in planned}
     real_of = {src: _real(src) for src, _ in planned}
-    # an input that is, by path, another input's planned output: an earlier output of a rerun
-    earlier = {target: src for src, dst in planned if (target := _real(dst)) != real_of[src]}
+    # an input that is, by path, another input's planned output (and not its own): an earlier output of a rerun
+    own = {real_of[src] for src, dst in planned if _real(dst) == real_of[src]}
+    earlier = {target: src for src, dst in planned if (target := _real(dst)) != real_of[src] and target not in own}
     inputs: dict[Identity, Path] = {}
     kept = []
     for src, dst in planned:

@@ -6,20 +6,15 @@ import http.client
 import io
 import json
 import socket
-import struct
 import subprocess
 import sys
 import threading
 import time
-import uuid
-import zlib
-from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-import uvicorn
 from PIL import Image
 
 from airnet_restore.cli import main
@@ -33,73 +28,9 @@ from airnet_restore.web.server import exposure_warning, listen
 from airnet_restore.web.upload import download_name
 from airnet_restore.weights import save_weights
 from tests.conftest import make_tiny
+from tests.web.serving import Gate, crafted_png, error_of, multipart, photo, png_bytes, post_image, request, running, wait_until
 
 LIMITS = Limits(max_bytes=2**20, max_pixels=100_000, workers=1, queue=1, timeout=60)
-
-
-@contextmanager
-def running(app):
-    """Serve ``app`` on a free loopback port in a thread; yields the port."""
-    sock = listen("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
-    try:
-        yield sock.getsockname()[1]
-    finally:
-        server.should_exit = True
-        thread.join(30)
-
-
-def multipart(parts: list[tuple[str, str | None, bytes]]) -> tuple[bytes, str]:
-    """A multipart/form-data body of (field, filename or None, data) parts, and its Content-Type."""
-    boundary = uuid.uuid4().hex
-    body = b""
-    for field, filename, data in parts:
-        name = f'; filename="{filename}"' if filename is not None else ""
-        body += f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"{name}\r\n\r\n'.encode() + data + b"\r\n"
-    return body + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
-
-
-def request(port: int, method: str, path: str, body: bytes | None = None, content_type: str | None = None,
-            chunked: bool = False) -> tuple[int, dict[str, str], bytes]:
-    """(status, headers, body) of one request; a server that stops reading early is fine."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    headers = {"Content-Type": content_type} if content_type else {}
-    payload = iter([body[i : i + 65536] for i in range(0, len(body), 65536)]) if chunked and body else body
-    try:
-        conn.request(method, path, body=payload, headers=headers, encode_chunked=chunked)
-    except (BrokenPipeError, ConnectionResetError):
-        pass
-    response = conn.getresponse()
-    result = response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
-    conn.close()
-    return result
-
-
-def post_image(port: int, data: bytes, filename: str = "photo.png", field: str = "image") -> tuple[int, dict[str, str], bytes]:
-    return request(port, "POST", "/api/restore", *multipart([(field, filename, data)]))
-
-
-def png_bytes(pixels: np.ndarray) -> bytes:
-    ok, buf = cv2.imencode(".png", pixels)
-    assert ok
-    return buf.tobytes()
-
-
-def photo(h: int = 48, w: int = 64, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return (rng.random((h, w, 3)) * 255).astype(np.uint8)
-
-
-def crafted_png(width: int, height: int) -> bytes:
-    """A PNG whose header claims ``width`` x ``height`` with next to no data: a decompression bomb's shape."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b"")
 
 
 @pytest.fixture(scope="module")
@@ -114,12 +45,6 @@ def server(weights):
     app = create_app(load_model(str(weights), device="cpu"), "tiny", LIMITS)
     with running(app) as port:
         yield port, app
-
-
-def error_of(status_headers_body) -> str:
-    status, headers, body = status_headers_body
-    assert headers["content-type"] == "application/json", (status, body[:200])
-    return json.loads(body)["error"]
 
 
 def test_health_names_the_model_and_the_limits(server):
@@ -159,8 +84,9 @@ def test_decompression_bombs_are_refused_with_413_before_decoding(server, width,
     port, _ = server
     start = time.perf_counter()
     result = post_image(port, crafted_png(width, height))
-    expected = "decompression-bomb limit" if width * height > 2 * Image.MAX_IMAGE_PIXELS else f"{width * height:,} pixels is over"
-    assert result[0] == 413 and expected in error_of(result)
+    message = error_of(result)
+    bomb = width * height > 2 * Image.MAX_IMAGE_PIXELS and "decompression-bomb limit" in message  # Pillow's words
+    assert result[0] == 413 and (f"{width * height:,} pixels is over the limit of 100,000" in message or bomb), message
     assert time.perf_counter() - start < 5
 
 
@@ -250,29 +176,6 @@ def test_the_page_is_local_and_locked_down(server):
         assert "http://" not in (static / name).read_text() and "https://" not in (static / name).read_text()
 
 
-class Gate:
-    """Holds every call of the model it is put on until opened (or ``seconds`` pass); counts calls and finished ones."""
-
-    def __init__(self, model, seconds: float = 20) -> None:
-        self.event, self.seconds, self.calls, self.finished = threading.Event(), seconds, 0, 0
-        model.register_forward_pre_hook(self.hold)
-        model.register_forward_hook(self.count)
-
-    def hold(self, module, args) -> None:
-        self.calls += 1
-        self.event.wait(self.seconds)
-
-    def count(self, module, args, output) -> None:
-        self.finished += 1
-
-
-def wait_until(condition, seconds: float = 10) -> bool:
-    end = time.monotonic() + seconds
-    while not condition() and time.monotonic() < end:
-        time.sleep(0.02)
-    return condition()
-
-
 def test_a_full_queue_answers_503_with_retry_after_and_loses_nothing(monkeypatch):
     model = make_tiny().eval()
     gate = Gate(model)
@@ -308,13 +211,15 @@ def test_a_timeout_is_504_and_frees_the_worker():
     assert gate.calls == 1 and gate.finished == 0
 
 
-def test_a_stalled_upload_is_408_and_frees_its_slot():
-    app = create_app(make_tiny().eval(), "tiny", Limits(max_bytes=2**20, timeout=0.5))
+def test_a_stalled_upload_is_408_and_never_held_a_slot():
+    app = create_app(make_tiny().eval(), "tiny", Limits(max_bytes=2**20, read_timeout=0.5))
     with running(app) as port, socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(b"POST /api/restore HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
-                     b"Content-Length: 1000\r\n\r\n--b\r\n")
+        sock.sendall(f"POST /api/restore HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n".encode()
+                     + b"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 1000\r\n\r\n--b\r\n")
+        assert wait_until(lambda: json.loads(request(port, "GET", "/api/health")[2])["receiving"] == 1)
+        assert app.state.jobs.pending == 0
         assert sock.recv(4096).startswith(b"HTTP/1.1 408")
-        assert app.state.jobs.pending == 0 and list(app.state.upload_root.iterdir()) == []
+        assert wait_until(lambda: list(app.state.upload_root.iterdir()) == [])
 
 
 def test_a_client_that_leaves_cancels_its_job():
@@ -354,9 +259,33 @@ def test_a_port_in_use_is_one_clear_line():
             listen("127.0.0.1", taken.getsockname()[1])
 
 
-def test_bad_limits_are_refused_before_anything_loads(capsys):
-    assert main(["serve", "--workers", "0"]) == 2
-    assert "must be positive" in capsys.readouterr().err
+@pytest.mark.parametrize("option, value, words", [
+    ("--workers", "0", "workers (--workers) must be a whole number of at least 1, not 0"),
+    ("--queue", "-1", "queue (--queue) must be a whole number of at least 0"),
+    ("--uploads", "0", "uploads (--uploads)"),
+    ("--max-upload-mb", "0", "max_bytes (--max-upload-mb)"),
+    ("--max-pixels", "-5", "max_pixels (--max-pixels)"),
+    ("--timeout", "nan", "timeout (--timeout) must be a finite number of seconds above 0, not nan"),
+    ("--timeout", "0", "timeout (--timeout)"),
+    ("--read-timeout", "inf", "read_timeout (--read-timeout)"),
+    ("--port", "-5", "--port must be a whole number from 0 to 65535 (0 picks a free one), not -5"),
+    ("--port", "70000", "not 70000"),
+    ("--allow-host", "a b", "--allow-host 'a b' is not a host name"),
+    ("--allow-origin", "example.com", "--allow-origin 'example.com' is not an origin"),
+])
+def test_bad_settings_are_one_line_before_anything_loads(capsys, monkeypatch, option, value, words):
+    monkeypatch.setattr("airnet_restore.variants.load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    assert main(["serve", option, value, "--weights", "nowhere.safetensors"]) == 2
+    err = capsys.readouterr().err
+    assert words in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("field, value", [("workers", 0), ("queue", -1), ("timeout", float("nan")), ("read_timeout", -1.0),
+                                          ("max_bytes", 1.5), ("workers", True)])
+def test_limits_refuse_what_a_server_cannot_run_with(field, value):
+    with pytest.raises(AirNetError, match=rf"^{field} \(--"):
+        Limits(**{field: value})
+    assert Limits(queue=0, timeout=0.001).queue == 0
 
 
 def test_airnet_help_imports_no_web_stack():

@@ -264,11 +264,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from airnet_restore.web import Limits
     from airnet_restore.web.server import serve
 
-    if min(args.workers, args.max_upload_mb, args.max_pixels) < 1 or args.queue < 0 or args.timeout <= 0:
-        raise AirNetError("--workers, --max-upload-mb, --max-pixels and --timeout must be positive, --queue at least 0")
     limits = Limits(max_bytes=args.max_upload_mb * 2**20, max_pixels=args.max_pixels, workers=args.workers,
-                    queue=args.queue, timeout=args.timeout)
-    serve(args.weights, args.host, args.port, args.device, limits)
+                    queue=args.queue, uploads=args.uploads, timeout=args.timeout, read_timeout=args.read_timeout)
+    serve(args.weights, args.host, args.port, args.device, limits, args.allow_host, args.allow_origin)
     return 0
 
 
@@ -402,7 +400,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
     p.add_argument("--workers", type=int, default=limits.workers, help=f"images restored at the same time (default {limits.workers})")
     p.add_argument("--queue", type=int, default=limits.queue, help=f"requests that may wait beyond those; more get 503 (default {limits.queue})")
-    p.add_argument("--timeout", type=float, default=limits.timeout, help=f"seconds a request may take, upload included (default {limits.timeout:g})")
+    p.add_argument("--timeout", type=float, default=limits.timeout, help=f"seconds a restore may take once its upload is in (default {limits.timeout:g})")
+    p.add_argument("--read-timeout", type=float, default=limits.read_timeout,
+                   help=f"seconds a client has to send its whole upload; slower ones get 408 (default {limits.read_timeout:g})")
+    p.add_argument("--uploads", type=int, default=limits.uploads,
+                   help=f"uploads received at the same time; more get 503 (default {limits.uploads})")
+    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="another name the server answers to (NAME or NAME:PORT; a LAN name or a proxy's); repeatable")
+    p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                   help="another site whose pages may call the API, e.g. https://example.com; repeatable")
     p.add_argument("--max-upload-mb", type=int, default=limits.max_bytes // 2**20, help=f"largest upload in MiB (default {limits.max_bytes // 2**20})")
     p.add_argument("--max-pixels", type=int, default=limits.max_pixels, help=f"largest image, width x height (default {limits.max_pixels:,})")
     p.set_defaults(func=_cmd_serve)

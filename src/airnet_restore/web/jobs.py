@@ -1,6 +1,6 @@
 """A bounded job queue over one model: admission, worker threads, deadlines and cancellation.
 
-A slot is taken when a request is admitted and given back only when its work has really
+A slot is taken when a request is admitted (its upload received whole) and given back only when its work has really
 stopped, so a cancelled or timed-out restore still counts until the model lets go of it. A
 forward pre-hook on the model ends a cancelled job at its next tile.
 """
@@ -45,6 +45,10 @@ class JobQueue:
             self.pending += 1
             return True
 
+    def full(self) -> bool:
+        """Whether ``try_admit`` would refuse now (a request checks before receiving an upload in vain)."""
+        return self.pending >= self.capacity
+
     def release(self) -> None:
         """Give back an admitted slot."""
         with self._lock:
@@ -69,11 +73,15 @@ class JobQueue:
             self.seconds_per_job = _average(self.seconds_per_job, seconds)
             self.seconds_per_megapixel = _average(self.seconds_per_megapixel, seconds / max(pixels / 1e6, 0.01))
 
-    def close(self) -> None:
-        """Cancel every job (running ones stop at their next tile), wait for them, remove the model hook."""
+    def cancel_all(self) -> None:
+        """Cancel every job: running ones stop at their next tile, waiting ones before they start."""
         with self._lock:
             for cancel in self._cancels:
                 cancel.set()
+
+    def close(self) -> None:
+        """Cancel every job, wait for them, remove the model hook."""
+        self.cancel_all()
         self._pool.shutdown(wait=True, cancel_futures=True)
         self._hook.remove()
 

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from python_multipart.multipart import MultipartCallbacks
 
 FIELD = "image"
+MAX_PART_HEADERS = 16 * 2**10  # bytes of headers per part: they are held in memory, the data is not
 TIFF_MAGIC = (b"II*\x00", b"MM\x00*")
 
 
@@ -85,6 +86,7 @@ class _Parts:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.headers: dict[bytes, bytes] = {}
+        self.header_size = 0
         self.name: list[bytes] = []
         self.value: list[bytes] = []
         self.file: BinaryIO | None = None
@@ -96,14 +98,25 @@ class _Parts:
 
     def callbacks(self) -> MultipartCallbacks:
         return {
-            "on_part_begin": self.headers.clear,
-            "on_header_field": lambda d, s, e: self.name.append(d[s:e]),
-            "on_header_value": lambda d, s, e: self.value.append(d[s:e]),
+            "on_part_begin": self.part_begin,
+            "on_header_field": lambda d, s, e: self.header_bytes(self.name, d[s:e]),
+            "on_header_value": lambda d, s, e: self.header_bytes(self.value, d[s:e]),
             "on_header_end": self.header_end,
             "on_headers_finished": self.headers_finished,
             "on_part_data": self.data,
             "on_part_end": self.part_end,
         }
+
+    def part_begin(self) -> None:
+        self.headers.clear()
+        self.header_size = 0
+
+    def header_bytes(self, into: list[bytes], data: bytes) -> None:
+        self.header_size += len(data)
+        if self.header_size > MAX_PART_HEADERS:
+            self.error = f"a multipart part with over {MAX_PART_HEADERS:,} bytes of headers"
+        else:
+            into.append(data)
 
     def header_end(self) -> None:
         self.headers[b"".join(self.name).strip().lower()] = b"".join(self.value).strip()

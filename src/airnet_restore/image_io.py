@@ -147,6 +147,10 @@ READ_FORMATS = ("PNG", "JPEG", "TIFF", "BMP", "WEBP", "GIF")
 # samples per pixel, sample format.
 TIFF_TAGS = (256, 257, 258, 259, 262, 274, 277, 339)
 TIFF_TYPES = {1: "B", 3: "H", 4: "I", 16: "Q"}  # BYTE, SHORT, LONG, LONG8: the types those tags use
+# A TIFF's own layout tags, which Pillow returns among its EXIF: kept, they would describe the output's pixels wrongly
+# (a rotated image's width, the source's compression), so they are not carried to the output.
+TIFF_LAYOUT_TAGS = frozenset((254, 255, 256, 257, 258, 259, 262, 263, 264, 265, 266, 273, 277, 278, 279, 280, 281, 284, 290, 291,
+                              317, 320, 322, 323, 324, 325, 338, 339, 340, 341, 347, 513, 514, 529, 530, 531, 532))
 TIFF_PHOTOMETRIC = {0: "grey", 1: "grey", 2: "RGB", 3: "palette", 6: "YCbCr"}  # read; every other colour space is refused
 # Exceptions Pillow and OpenCV raise on files they cannot read or write, besides OSError.
 CODEC_ERRORS = (SyntaxError, ValueError, TypeError, IndexError, KeyError, EOFError, OverflowError, struct.error, zlib.error,
@@ -403,6 +407,8 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
                 exif_obj = im.getexif()
                 if tiff is None:
                     orientation = int(exif_obj.get(EXIF_ORIENTATION, 1) or 1)
+                for tag in TIFF_LAYOUT_TAGS.intersection(exif_obj) if tiff is not None else ():
+                    del exif_obj[tag]
                 if exif_obj:
                     exif_obj[EXIF_ORIENTATION] = 1  # pixels are written upright
                     exif = exif_obj.tobytes()

@@ -112,3 +112,30 @@ def test_heldout_preset_from_the_cli(sets, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "| tiny (anchor 0.5) |" in printed
     assert "`--strength auto --anchor 0.5`; strength auto: " in printed and "anchor auto" not in printed
+
+
+@pytest.mark.parametrize(
+    "option,value,message",
+    [
+        ("--seed", "-1", "seed must be an integer from 0 to 4,294,967,295, got -1"),
+        ("--crop", "0", "crop must be an integer from 16 to 65,536, got 0"),
+        ("--crop-border", "-2", "crop_border must be an integer from 0 to 1,024, got -2"),
+        ("--grid", "-1", "grid must be an integer from 0 to 1,000,000, got -1"),
+        ("--tile-overlap", "-3", "tile_overlap must be an integer from 0 to 1,024, got -3"),
+    ],
+)
+def test_options_out_of_range_are_one_line_before_any_work(sets, tmp_path, capsys, option, value, message):
+    out = tmp_path / "out"
+    assert main(["eval", "--set", f"clean={sets / 'clean'}", "--baselines", "dcp", "-q", "--out", str(out), option, value]) == 2
+    assert capsys.readouterr().err == f"airnet eval: error: {message}\n"
+    assert not out.exists()
+    with pytest.raises(AirNetError, match="seed must be an integer from 0"):
+        build_tasks("bsd68", sets / "clean", get_protocol("airnet"), seed=-1)
+
+
+def test_an_output_folder_that_is_a_file_is_refused_first(sets, tmp_path, capsys):
+    out = tmp_path / "results"
+    out.write_text("mine\n")
+    assert main(["eval", "--set", f"clean={sets / 'clean'}", "--baselines", "dcp", "-q", "--out", str(out)]) == 2
+    assert f"output folder {out}: {out} is a file, not a folder" in capsys.readouterr().err
+    assert out.read_text() == "mine\n"

@@ -163,3 +163,37 @@ def test_sample_through_onnxruntime_in_float32_is_within_one_level(tmp_path):
     assert main(["restore", "--sample", "-q", "-o", str(tmp_path / "ort"), "--backend", "onnxruntime", "--weights", str(model)]) == 0
     ref, out = (np.asarray(Image.open(tmp_path / d / "sample_noisy.png")).astype(int) for d in ("torch", "ort"))
     assert np.abs(out - ref).max() <= 1 and np.count_nonzero(out != ref) <= 1e-4 * ref.size
+
+
+def test_an_unwritable_or_wrong_target_is_refused_before_any_work(tmp_path, capsys, monkeypatch):
+    import airnet_restore.export as export
+
+    weights = save_weights(make_tiny(), tmp_path / "tiny.safetensors")
+    before = weights.read_bytes()
+    monkeypatch.setattr(export, "load_model", lambda *a, **k: pytest.fail("the weights loaded before the target was checked"))
+    (tmp_path / "dir.onnx").mkdir()
+    for target, message in [
+        ("/proc/airnet-test/x.onnx", "/proc/airnet-test/x.onnx: cannot write there: No such file or directory"),
+        (str(weights), f"{weights}: the output must be a .onnx file (the weights to export go in --weights)"),
+        (str(tmp_path / "dir.onnx"), f"{tmp_path / 'dir.onnx'} is a folder; give the .onnx file to write"),
+        (str(weights / "x.onnx"), f"{weights / 'x.onnx'}: {weights} is not a folder"),
+    ]:
+        assert main(["export", target, "--weights", str(weights)]) == 2
+        assert capsys.readouterr().err == f"airnet export: error: {message}\n"
+    assert weights.read_bytes() == before
+    assert export.check_onnx_target(tmp_path / "new" / "deeper" / "m.onnx") == tmp_path / "new" / "deeper" / "m.onnx"
+    assert not (tmp_path / "new").exists()  # checked, not created
+
+
+def test_a_failed_write_is_one_line_and_leaves_no_file(tmp_path, monkeypatch):
+    import errno
+
+    import airnet_restore.export as export
+
+    def full(path, write):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(export, "atomic_write", full)
+    with pytest.raises(AirNetError, match="m.onnx: cannot write the ONNX model: No space left on device"):
+        export_onnx(make_tiny(), tmp_path / "m.onnx", metadata=descriptor("tiny", TINY, {}, "fp32"))
+    assert not (tmp_path / "m.onnx").exists()

@@ -1,6 +1,7 @@
 """The training config: one precision vocabulary, and a model section derived from AirNetConfig."""
 
 import dataclasses
+import time
 from pathlib import Path
 
 import pytest
@@ -60,3 +61,76 @@ def test_model_section_maps_to_airnet_config_and_back_by_name():
 def test_every_preset_loads(path):
     config = load_config(path)
     assert config.model.airnet_config(config.model.queue_per_type * len(config.data.types)).n_feats >= 1
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("train.lr=.inf", "config key 'train.lr': Input should be a finite number (got inf)"),
+        ("model.T=.nan", "config key 'model.T': Input should be a finite number"),
+        ("data.patch_size=1000000", "config key 'data.patch_size': must be from 16 to 512 (got 1000000)"),
+        ("train.lr=2", "config key 'train.lr': must be above 0 and at most 1 (got 2)"),
+        ("val.seed=-1", "config key 'val.seed': must be from 0 to 4,294,967,295 (got -1)"),
+        ("train.epochs=true", "config key 'train.epochs': Input should be a valid integer (got True)"),
+        ("train.lr=false", "config key 'train.lr': expected a number, got a boolean"),
+        ('train.channels_last="yes"', "config key 'train.channels_last': Input should be a valid boolean"),
+        ("model.enc_channels=[16, 16, true]", "config key 'model.enc_channels.2': Input should be a valid integer"),
+        ("description=!!python/object/apply:os.system [echo]", "override 'description': not valid YAML at line 1, column 1"),
+        ("description=[a, b", "override 'description': not valid YAML"),
+    ],
+)
+def test_values_are_checked_for_type_finiteness_and_range_in_one_line(override, message):
+    with pytest.raises(AirNetError) as e:
+        load_config(REPO / "configs" / "smoke.yaml", [override])
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_numbers_in_yaml_1_1_text_still_read_as_numbers():
+    assert load_config(REPO / "configs" / "smoke.yaml", ["train.lr=2e-4"]).train.lr == 2e-4
+
+
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00", "not a text file"),
+        (b"", "the config is empty"),
+        (b"a: &a [*a]\n", "an alias refers to a node that contains it"),
+        (b"[" * 20000, "nested too deeply"),
+        (b"model: {n_feats: 16\n", "not valid YAML at line 2"),
+        (b"description: " + b"x" * (1 << 20) + b"\n", "too large for a config"),
+    ],
+    ids=["png", "empty", "recursive", "deep", "broken", "huge"],
+)
+def test_unreadable_configs_are_one_line(tmp_path, content, message):
+    path = tmp_path / "c.yaml"
+    path.write_bytes(content)
+    with pytest.raises(AirNetError, match=message) as e:
+        load_config(path)
+    assert "\n" not in str(e.value)
+
+
+def test_a_billion_laughs_is_refused_at_once(tmp_path):
+    lines = ["a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    lines += [f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 9)}]" for i in range(9)]
+    path = tmp_path / "bomb.yaml"
+    path.write_text("\n".join(lines))
+    start = time.monotonic()
+    with pytest.raises(AirNetError, match="over 100,000 values once its aliases are expanded"):
+        load_config(path)
+    assert time.monotonic() - start < 5
+    with pytest.raises(AirNetError, match="override 'description': refused: over 100,000 values"):
+        load_config(REPO / "configs" / "smoke.yaml", ["description={" + ", ".join(lines) + "}"])
+
+
+def test_a_few_honest_aliases_still_load(tmp_path):
+    text = (REPO / "configs" / "smoke.yaml").read_text().replace("files: [Storm.png, coffee.png]", "files: &f [Storm.png]")
+    path = tmp_path / "c.yaml"
+    path.write_text(text + "description: ok\n")
+    assert load_config(path).val.files == ["Storm.png"]
+
+
+def test_a_folder_or_a_missing_file_as_config(tmp_path):
+    with pytest.raises(AirNetError, match="is a folder, not a YAML file"):
+        load_config(tmp_path)
+    with pytest.raises(AirNetError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")

@@ -152,3 +152,120 @@ def test_cpu_training_runs_channels_last_unless_switched_off(photos, tmp_path, s
     weight = trainer.model.R.head[0].weight
     assert trainer.channels_last is expected
     assert weight.is_contiguous(memory_format=torch.channels_last) is expected
+
+
+def test_a_folder_of_the_users_files_is_refused_as_run_folder(photos, tmp_path):
+    from airnet_restore.errors import AirNetError
+
+    run = tmp_path / "mine"
+    run.mkdir()
+    (run / "config.yaml").write_text("my own config\n")
+    (run / "last.safetensors").write_bytes(b"my weights")
+    with pytest.raises(AirNetError, match=r"holds files airnet train did not write \(config.yaml, last.safetensors\)"):
+        Trainer(smoke_config(photos, "train.epochs=1", "train.iters_per_epoch=1"), run, progress=False)
+    assert (run / "config.yaml").read_text() == "my own config\n" and sorted(p.name for p in run.iterdir()) == [
+        "config.yaml", "last.safetensors"]
+    (run / "x").write_text("")
+    with pytest.raises(AirNetError, match="is a file, not a folder"):
+        Trainer(smoke_config(photos), run / "x", progress=False)
+
+
+def test_a_run_folder_is_marked_and_reused_only_to_resume(photos, tmp_path):
+    from airnet_restore.errors import AirNetError
+    from airnet_restore.train.rundir import MARKER
+
+    run = tmp_path / "run"
+    run.mkdir()  # an empty folder is fine
+    extra = ("train.epochs=1", "train.epochs_encoder=0", "train.iters_per_epoch=1", "val.every=100")
+    Trainer(smoke_config(photos, *extra), run, progress=False).run()
+    assert (run / MARKER).is_file() and (run / "last.safetensors").is_file()
+    with pytest.raises(AirNetError, match="already holds checkpoints; pass --resume auto"):
+        Trainer(smoke_config(photos, *extra), run, progress=False)
+    assert Trainer(smoke_config(photos, *extra), run, resume="auto", progress=False).epoch == 1
+
+
+def test_an_unwritable_run_folder_is_one_line_naming_it(photos, tmp_path, monkeypatch, capsys):
+    import errno
+
+    def read_only(self, *args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    code = main(["train", str(SMOKE), "--run-dir", str(tmp_path / "run"), "-q",
+                 *(a for o in [f"data.types.{i}.clean={photos}" for i in range(3)] + ["train.epochs=1"] for a in ("--set", o))])
+    err = capsys.readouterr().err
+    assert code == 2 and f"run folder {tmp_path / 'run'}: cannot create or write it: Read-only file system" in err
+    assert "Traceback" not in err
+
+
+def test_a_diverged_run_stops_before_writing_and_keeps_the_last_good_state(photos, tmp_path):
+    from airnet_restore.errors import AirNetError
+
+    extra = ("train.epochs=2", "train.epochs_encoder=0", "train.iters_per_epoch=2", "val.every=100", "train.checkpoint_every=1")
+    trainer = Trainer(smoke_config(photos, *extra), tmp_path / "run", progress=False)
+    original_step = trainer.train_step
+
+    def step_then_diverge(batch):
+        out = original_step(batch)
+        if trainer.epoch == 1:  # the first epoch's state and weights are written, then the weights go NaN
+            with torch.no_grad():
+                trainer.model.R.head[0].weight.fill_(float("inf"))
+        return out
+
+    trainer.train_step = step_then_diverge
+    with pytest.raises(AirNetError, match=r"training diverged at epoch 2, step 4: weight R\.head\.0\.weight holds NaN or Inf; "
+                                          r"nothing more was written \(last good state: .*state-e00001-i00000\.pt\)"):
+        trainer.run()
+    assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()] == ["state-e00001-i00000.pt"]
+    from airnet_restore.weights import load_state_dict
+
+    sd, meta = load_state_dict(tmp_path / "run" / "last.safetensors")
+    assert json.loads(meta["training"])["epoch"] == 1 and all(torch.isfinite(v).all() for v in sd.values())
+
+
+def test_a_nan_loss_stops_the_run_at_its_first_logged_step(photos, tmp_path):
+    from airnet_restore.errors import AirNetError
+
+    trainer = Trainer(smoke_config(photos, "train.epochs=1", "train.epochs_encoder=0", "train.iters_per_epoch=3"),
+                      tmp_path / "run", progress=False)
+    with torch.no_grad():
+        trainer.model.E.E.encoder_q.E_pre.backbone[0].weight.fill_(float("nan"))
+    with pytest.raises(AirNetError, match=r"training diverged at epoch 1, step 1: the loss is nan.*no state saved yet"):
+        trainer.run()
+    assert not (tmp_path / "run" / "last.safetensors").exists() and not (tmp_path / "run" / "checkpoints").exists()
+
+
+@pytest.mark.parametrize(
+    "state,message",
+    [
+        ({}, "incomplete training state, no model, optimizer"),
+        ({"model": [], "optimizer": {}, "scaler": {}, "ema": None, "epoch": 0, "iteration": 0, "global_step": 0, "best": 0.0,
+          "rng": {}, "config": {}}, "model of the wrong type"),
+        ({"model": {}, "optimizer": {}, "scaler": {}, "ema": None, "epoch": -1, "iteration": 0, "global_step": 0, "best": 0.0,
+          "rng": {}, "config": {}}, "a negative epoch"),
+        ({"model": {"w": torch.tensor([float("nan")])}, "optimizer": {}, "scaler": {}, "ema": None, "epoch": 0, "iteration": 0,
+          "global_step": 0, "best": 0.0, "rng": {}, "config": {}}, "the state's model tensor w holds NaN or Inf"),
+        ({"model": {}, "optimizer": {}, "scaler": {}, "ema": None, "epoch": 0, "iteration": 0, "global_step": 0, "best": 0.0,
+          "rng": {}, "config": {"model": {}}}, "its config has no model and train sections"),
+    ],
+    ids=["format-only", "wrong-type", "negative", "nan", "no-config"],
+)
+def test_a_damaged_state_is_refused_before_use(photos, tmp_path, capsys, state, message):
+    from airnet_restore.train.checkpoint import FORMAT
+
+    path = tmp_path / "state.pt"
+    torch.save({"format": FORMAT, **state}, path)
+    overrides = [f"data.types.{i}.clean={photos}" for i in range(3)]
+    assert main(["train", str(SMOKE), "--run-dir", str(tmp_path / "run"), "--resume", str(path), "-q",
+                 *(a for o in overrides for a in ("--set", o))]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_a_state_of_other_trainable_parameters_is_one_line(photos, tmp_path):
+    from airnet_restore.errors import AirNetError
+
+    extra = ("train.epochs=1", "train.epochs_encoder=0", "train.iters_per_epoch=1", "val.every=100")
+    Trainer(smoke_config(photos, *extra), tmp_path / "run", progress=False).run()
+    with pytest.raises(AirNetError, match=r"state-e00001-i00000\.pt: the state does not fit this run \("):
+        Trainer(smoke_config(photos, *extra, "train.freeze=[encoder]"), tmp_path / "run", resume="auto", progress=False)

@@ -194,6 +194,6 @@ def test_a_failed_write_is_one_line_and_leaves_no_file(tmp_path, monkeypatch):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(export, "atomic_write", full)
-    with pytest.raises(AirNetError, match="m.onnx: cannot write the ONNX model: No space left on device"):
+    with pytest.raises(AirNetError, match=r"m\.onnx: cannot write the ONNX model: No space left on device"):
         export_onnx(make_tiny(), tmp_path / "m.onnx", metadata=descriptor("tiny", TINY, {}, "fp32"))
     assert not (tmp_path / "m.onnx").exists()

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from airnet_restore.errors import AirNetError
 from airnet_restore.models.airnet import AirNet, AirNetConfig
-from airnet_restore.train.checkpoint import first_nonfinite, load_state
+from airnet_restore.train.checkpoint import load_state
 from airnet_restore.train.config import ModelSection
 from airnet_restore.weights import INFERENCE_PREFIXES, TORCH_SUFFIXES, load_into, load_state_dict, stored_config
 
@@ -73,9 +73,6 @@ def apply_init(
     sd = dict(sd)
     if not any(k.startswith(INFERENCE_PREFIXES) for k in sd):
         raise AirNetError("the init weights hold no AirNet restorer or encoder tensor")
-    bad = first_nonfinite(sd.items())
-    if bad:
-        raise AirNetError(f"the init weights' tensor {bad} holds NaN or Inf: training from them would diverge at once")
     report = []
     if "E.E.queue" in sd and sd["E.E.queue"].shape != own["E.E.queue"].shape:
         report.append(f"MoCo queue: fresh (file {tuple(sd['E.E.queue'].shape)}, run {tuple(own['E.E.queue'].shape)})")

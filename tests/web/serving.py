@@ -94,6 +94,21 @@ def asgi_request(app, method: str, path: str, headers: dict[str, str] | None = N
     return start["status"], headers_out, b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
 
 
+def raw_reply(sock) -> tuple[int, bytes]:
+    """(status, body) of the one HTTP response a raw socket gets (a test that wrote the request by hand)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")), 0)
+    while len(body) < length and (chunk := sock.recv(65536)):
+        body += chunk
+    return int(head.split(b" ")[1]) if head else 0, body
+
+
 def multipart(parts: list[tuple[str, str | None, bytes]]) -> tuple[bytes, str]:
     """A multipart/form-data body of (field, filename or None, data) parts, and its Content-Type."""
     boundary = uuid.uuid4().hex

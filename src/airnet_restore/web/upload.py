@@ -14,14 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from python_multipart.exceptions import MultipartParseError
+from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 if TYPE_CHECKING:
     from python_multipart.multipart import MultipartCallbacks
 
 FIELD = "image"
-MAX_PART_HEADERS = 16 * 2**10  # bytes of headers per part: they are held in memory, the data is not
 TIFF_MAGIC = (b"II*\x00", b"MM\x00*")
 
 
@@ -61,10 +60,11 @@ async def receive_image(
     chunks: AsyncIterator[bytes], content_type: str | None, folder: Path, max_bytes: int
 ) -> Upload:
     """Stream a multipart body into ``folder``; at most ``max_bytes`` are read (413 beyond)."""
+    boundary = boundary_of(content_type)
     parser_state = _Parts(folder)
-    parser = MultipartParser(boundary_of(content_type), parser_state.callbacks())
     total = 0
     try:
+        parser = MultipartParser(boundary, parser_state.callbacks())  # refuses an over-long boundary
         async for chunk in chunks:
             total += len(chunk)
             if total > max_bytes:
@@ -73,7 +73,7 @@ async def receive_image(
             if parser_state.error:
                 raise UploadError(400, parser_state.error)
         parser.finalize()
-    except MultipartParseError as e:
+    except FormParserError as e:  # the parser's errors, a malformed body's included
         raise UploadError(400, f"malformed multipart body ({e})") from None
     finally:
         parser_state.close()
@@ -86,7 +86,6 @@ class _Parts:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.headers: dict[bytes, bytes] = {}
-        self.header_size = 0
         self.name: list[bytes] = []
         self.value: list[bytes] = []
         self.file: BinaryIO | None = None
@@ -98,25 +97,14 @@ class _Parts:
 
     def callbacks(self) -> MultipartCallbacks:
         return {
-            "on_part_begin": self.part_begin,
-            "on_header_field": lambda d, s, e: self.header_bytes(self.name, d[s:e]),
-            "on_header_value": lambda d, s, e: self.header_bytes(self.value, d[s:e]),
+            "on_part_begin": self.headers.clear,
+            "on_header_field": lambda d, s, e: self.name.append(d[s:e]),
+            "on_header_value": lambda d, s, e: self.value.append(d[s:e]),
             "on_header_end": self.header_end,
             "on_headers_finished": self.headers_finished,
             "on_part_data": self.data,
             "on_part_end": self.part_end,
         }
-
-    def part_begin(self) -> None:
-        self.headers.clear()
-        self.header_size = 0
-
-    def header_bytes(self, into: list[bytes], data: bytes) -> None:
-        self.header_size += len(data)
-        if self.header_size > MAX_PART_HEADERS:
-            self.error = f"a multipart part with over {MAX_PART_HEADERS:,} bytes of headers"
-        else:
-            into.append(data)
 
     def header_end(self) -> None:
         self.headers[b"".join(self.name).strip().lower()] = b"".join(self.value).strip()

@@ -274,3 +274,12 @@ def test_16_bit_grey_alpha_is_restored_into_a_16_bit_grey_alpha_png(tmp_path, id
     assert out == (tmp_path / "la16.png").read_bytes()  # the identity model gives the same pixels, byte for byte
     report = restore_files([tmp_path / "la16.png"], tmp_path / "tif", identity, ext="tif", progress=False)
     assert "grey + alpha as TIFF" in report.failed[0][1] and not (tmp_path / "tif").exists()
+
+
+def test_metadata_a_format_cannot_hold_is_dropped_with_a_warning(tmp_path, identity):
+    exif = Image.Exif()
+    exif[0x010E] = "x" * 70_000  # over the 65,533 bytes a JPEG marker holds
+    Image.fromarray(np.full((16, 16, 3), 90, np.uint8)).save(tmp_path / "a.png", exif=exif)
+    report = restore_files([tmp_path / "a.png"], tmp_path / "o", identity, ext="jpg", progress=False)
+    assert [d.name for _, d in report.done] == ["a.jpg"] and not report.failed
+    assert [(src.name, "not written to the .jpg output" in w) for src, w in report.warnings] == [("a.png", True)]

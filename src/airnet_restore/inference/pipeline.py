@@ -34,6 +34,7 @@ from airnet_restore.image_io import (
     depth_warning,
     from_float,
     join_channels,
+    metadata_warning,
     output_dtype,
     read_image,
     split_channels,
@@ -430,7 +431,8 @@ def restore_files(
         report.blends[src] = blend
         if found is not None:
             report.detected[src] = found
-        if warning := depth_warning(data.dtype, dst.suffix):
-            report.warnings.append((src, warning))
+        for warning in (depth_warning(data.dtype, dst.suffix), metadata_warning(data, dst.suffix)):
+            if warning:
+                report.warnings.append((src, warning))
     report.seconds = time.perf_counter() - start
     return report

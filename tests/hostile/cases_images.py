@@ -133,12 +133,16 @@ def restore(scene: Scene, name: str, data: bytes, *options: object) -> tuple[Res
 
 
 def refused_from_header(scene: Scene, name: str, data: bytes, *words: str) -> None:
-    """A declared-huge file: refused, naming ``words``, in well under a second (nothing decoded)."""
+    """A declared-huge file: refused, naming ``words``, in well under a second (nothing decoded).
+
+    The bound is 2 s for the whole command on a loaded machine; decoding the huge float TIFF took 12 s.
+    """
+    tiny_weights()  # written once, outside the timing
     start = time.perf_counter()
     result, _ = restore(scene, name, data, "--ext", "png")  # png: a GIF cannot be written
     seconds = time.perf_counter() - start
     refused(result, *words)
-    if seconds > 1.0:
+    if seconds > 2.0:
         bad(f"{name}: refused after {seconds:.1f} s: decoded before its declared size was checked")
 
 
@@ -414,10 +418,11 @@ def pillow_bomb_sized_png_is_refused_from_its_header(scene: Scene) -> None:
     src = scene.root / "bomb.png"
     src.write_bytes(data)
     scene.protect()
+    weights = tiny_weights()
     start = time.perf_counter()
-    result = cli("restore", src, "-o", scene.root / "out", "--weights", tiny_weights(), "-q", "--max-pixels", 10**10)
-    refused(result, "over")
-    if time.perf_counter() - start > 1.0:
+    result = cli("restore", src, "-o", scene.root / "out", "--weights", weights, "-q", "--max-pixels", 10**10)
+    refused(result, "decompression-bomb limit")
+    if time.perf_counter() - start > 2.0:
         bad("bomb.png: refused only after decoding")
 
 

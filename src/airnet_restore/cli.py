@@ -120,7 +120,7 @@ def _cmd_restore(args: argparse.Namespace) -> int:
     inputs = [*args.inputs, *([sample_image()] if args.sample else [])]
     if not inputs:
         raise AirNetError("no inputs: give image files, folders or globs, or --sample for the bundled sample")
-    check_output_folder(args.output, args.ext)  # before the model loads
+    check_output_folder(args.output, args.ext, args.suffix)  # before the model loads
     check_jpeg_quality(args.jpeg_quality)
     model: AirNet | OnnxRestorer
     if args.backend == "onnxruntime":
@@ -151,6 +151,8 @@ def _cmd_restore(args: argparse.Namespace) -> int:
         print(f"{src} -> {dst}" + (f"  [{found.summary()}; {report.blends[src].describe()}]" if found else ""))
     for src, warning in report.warnings:
         print(f"warning: {src}: {warning}", file=sys.stderr)
+    for src, reason in report.skipped:
+        print(f"skipped {src}: {reason}", file=sys.stderr)
     for name, reason in report.failed:
         print(f"FAILED {name}: {reason}", file=sys.stderr)
     print(report.summary())
@@ -272,6 +274,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
     from airnet_restore.inspection import Inspector, calibrate, inspect_files
+    from airnet_restore.inspection.plot import check_picture_target
 
     if args.calibrate:
         if args.inputs or args.json or args.map or args.plot:
@@ -284,24 +287,37 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         return 0
     if not args.inputs:
         raise AirNetError("no inputs: give image files, folders or globs (or --calibrate WEIGHTS_IN WEIGHTS_OUT)")
+    if args.plot:
+        check_picture_target(args.plot)  # before the weights load
     inspector = Inspector.from_weights(args.weights, device=args.device)
-    report = inspect_files(args.inputs, inspector, map_dir=args.map, max_pixels=args.max_pixels,
+    report = inspect_files(args.inputs, inspector, map_dir=args.map, plot=args.plot, max_pixels=args.max_pixels,
                            progress=not (args.quiet or args.json))
     if args.json:
         print(report.to_json())
     else:
         for result in report.results:
             print(f"{result.file}: {result.summary()}")
-    if args.plot:
-        print(f"wrote {report.plot(args.plot)}", file=sys.stderr if args.json else sys.stdout)
+    if report.plot_file:
+        print(f"wrote {report.plot_file}", file=sys.stderr if args.json else sys.stdout)
     for src, reason in report.failed:
         print(f"FAILED {src}: {reason}", file=sys.stderr)
     print(report.summary(), file=sys.stderr if args.json else sys.stdout)
     return 1 if report.failed else 0
 
 
+def _version() -> str:
+    """The installed package's version (from its metadata)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("airnet-restore")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="airnet", description="All-in-one image restoration (AirNet).")
+    parser.add_argument("--version", action="version", version=f"airnet {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("restore", help="restore images (files, folders, globs) into an output folder")
@@ -321,8 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ext", help="output format by extension (png, tif, jpg, ...); default: the input's")
     p.add_argument("--jpeg-quality", type=int, default=JPEG_QUALITY, metavar="N",
                    help=f"quality of JPEG outputs, 1-100 (default {JPEG_QUALITY}, no chroma subsampling)")
-    p.add_argument("--skip-existing", action="store_true", help="skip inputs whose output already exists")
-    p.add_argument("--overwrite", action="store_true", help="allow an output to replace its own input")
+    p.add_argument("--skip-existing", action="store_true", help="skip inputs whose output already exists (an existing output is otherwise refused)")
+    p.add_argument("--overwrite", action="store_true", help="allow an output to replace an existing file: its own input or an earlier output (never another input)")
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help=f"refuse larger images (default {DEFAULT_MAX_PIXELS:,})")
     p.add_argument("--dcn", default="auto", choices=list(IMPLS), help="deformable-convolution implementation (default auto)")
     p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"],

@@ -84,3 +84,14 @@ def test_restore_jpeg_quality_is_checked_before_the_model_and_16_to_8_bits_warns
     captured = capsys.readouterr()
     assert f"warning: {tmp_path / 'deep.png'}: 16-bit input written as 8-bit .jpg; use --ext png or tif" in captured.err
     assert "1 restored, 0 failed" in captured.out and (tmp_path / "out" / "deep.jpg").is_file()
+
+
+def test_version_prints_the_package_metadata_version(capsys):
+    from importlib.metadata import version
+
+    import pytest
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.strip() == f"airnet {version('airnet-restore')}"

@@ -85,7 +85,7 @@ def test_free_cuda_memory_counts_what_pytorch_has_cached(monkeypatch):
     assert tiling.free_cuda_memory(cuda) == 9 * gib
     per_pixel = tiling.bytes_per_pixel_per_channel(cuda) * 64
     expected = int(math.sqrt(0.8 * 9 * gib / per_pixel)) // 8 * 8
-    assert tiling.auto_tile_size(20000, 20000, 64, cuda) == expected
+    assert tiling.auto_tile_size(20000, 20000, 64, cuda) == (expected, expected)
 
 
 def test_bytes_per_pixel_constant_per_device_type():
@@ -106,5 +106,29 @@ def test_cpu_tiles_stay_within_the_working_memory_ceiling_however_much_ram_is_fr
     monkeypatch.setattr(tiling, "available_ram", lambda: 512.0 * 2**30)
     tile = tiling.auto_tile_size(4000, 6000, 24, torch.device("cpu"))
     per_pixel = tiling.bytes_per_pixel_per_channel(torch.device("cpu")) * 24
-    assert tile is not None and tile * tile * per_pixel <= tiling.CPU_FORWARD_BYTES
+    assert tile is not None and tile[0] == tile[1] and tile[0] * tile[1] * per_pixel <= tiling.CPU_FORWARD_BYTES
     assert tiling.auto_tile_size(256, 256, 24, torch.device("cpu")) is None  # small images stay whole
+
+
+@pytest.mark.parametrize("shape", [(32, 200_000), (200_000, 32), (40, 9000)])
+def test_tiles_of_a_strip_follow_its_aspect(monkeypatch, shape):
+    """A strip is cut into a few long tiles as thick as the strip, not hundreds of squares (issue 34)."""
+    monkeypatch.setattr(tiling, "available_ram", lambda: 16.0 * 2**30)
+    cpu = torch.device("cpu")
+    th, tw = tiling.auto_tile_size(*shape, 64, cpu, overlap=64)
+    per_pixel = tiling.bytes_per_pixel_per_channel(cpu) * 64
+    square = tiling.auto_tile_size(4000, 4000, 64, cpu, overlap=64)
+    assert min(th, tw) == min(shape) and th * tw * per_pixel <= tiling.CPU_FORWARD_BYTES
+    assert th * tw > 0.9 * square[0] * square[1]  # as many pixels a tile as a square tile
+
+
+def test_a_strip_tiled_in_long_tiles_equals_the_whole(device):
+    x = torch.rand(1, 3, 32, 700, device=device)
+
+    def forward(t):
+        return torch.nn.functional.avg_pool2d(t, 5, stride=1, padding=2, count_include_pad=False) * 2
+
+    whole = run_tiled(forward, x, device, None, 0)
+    torch.testing.assert_close(run_tiled(forward, x, device, (32, 256), 48), whole, atol=2e-2, rtol=0)
+    torch.testing.assert_close(run_tiled(forward, x.transpose(2, 3), device, (256, 32), 48), whole.transpose(2, 3),
+                               atol=2e-2, rtol=0)

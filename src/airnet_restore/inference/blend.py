@@ -270,8 +270,8 @@ def resolve_blend(model: object, image: Any, strength: Fraction = "auto", anchor
     beside such noise (``MIXED``), the network is to restore the noise model's estimate
     (``Blend.first``) if the check confirms it. Weights
     without prototypes that fit their encoder (the paper's variants, official checkpoints,
-    weights trained further than their prototypes, ONNX models) and images under 16 px a side
-    get strength 1 and anchor 0: the network's output as is. Numbers are used as given; the image
+    weights trained further than their prototypes, ONNX models) get strength 1 and anchor 0: the network's
+    output as is; with weights that have them, an image under 16 px a side, too small to judge, gets strength 0. Numbers are used as given; the image
     is still inspected where the weights allow, so the caller can show what was found.
     ``image``: a (3,H,W) float tensor in [0, 1] or HxWx3 pixels (uint8, uint16 or float).
     """
@@ -284,7 +284,10 @@ def resolve_blend(model: object, image: Any, strength: Fraction = "auto", anchor
         found = inspector.inspect(image) if inspector is not None else None
     except AirNetError:  # too small to inspect: restored as the network does
         found = None
-    scale = float(strength) if strength != "auto" else found.degraded if found is not None else 1.0
+    # "auto" on an image too small to judge: left as is where the weights could judge a larger one (do no harm:
+    # the network costs a thin noisy textured row up to 5 dB at sigma 15, and it would alter a clean one)
+    unjudged = 0.0 if inspector is not None else 1.0
+    scale = float(strength) if strength != "auto" else found.degraded if found is not None else unjudged
     keep = float(anchor) if anchor != "auto" else auto_anchor(found) if found is not None else 0.0
     noise = min(255.0, max(0.0, found.sigma)) if found is not None and found.sigma is not None else 0.0
     check = ramp(noise, *CHECK_SIGMAS) if anchor == "auto" else 0.0

@@ -42,7 +42,7 @@ from airnet_restore.image_io import (
     write_image,
 )
 from airnet_restore.inference.blend import CHECK_WINDOW, Blend, Fraction, check_fraction, residual_sums, resolve_blend
-from airnet_restore.inference.tiling import CPU, Crop, Forward, auto_tile_size, tiled_bands
+from airnet_restore.inference.tiling import CPU, Crop, Forward, TileShape, auto_tile_size, tiled_bands
 from airnet_restore.memory import tune_allocator
 from airnet_restore.models.airnet import AirNet, eval_mode
 from airnet_restore.precision import autocast, check_precision
@@ -106,7 +106,8 @@ def restore_tensor(
         (top, bottom), (left, right) = _working_padding(h, w)
         padded = _reflect_pad(image.detach().float().clamp(0, 1), (top, bottom), (left, right))[None]
         height, width = padded.shape[-2:]
-        size = auto_tile_size(height, width, model.config.n_feats, device, tile_overlap) if tile == "auto" else tile
+        size: TileShape | int | None = (auto_tile_size(height, width, model.config.n_feats, device, tile_overlap)
+                                        if tile == "auto" else tile)
 
         def crop(y: int, x: int, th: int, tw: int, padded: torch.Tensor = padded) -> torch.Tensor:
             return padded[:, :, y : y + th, x : x + tw]
@@ -152,7 +153,7 @@ def _blended_bands(
     height: int,
     width: int,
     device: torch.device,
-    tile: int | None,
+    tile: int | TileShape | None,
     overlap: int,
     progress: bool,
     home: torch.device = CPU,
@@ -291,7 +292,7 @@ def restore_pixels_blended(
     if top or bottom or left or right:
         pixels = np.pad(pixels, ((top, bottom), (left, right), (0, 0)), mode="reflect")
     height, width = pixels.shape[:2]
-    size = auto_tile_size(height, width, model.config.n_feats, device, tile_overlap) if tile == "auto" else tile
+    size: TileShape | int | None = auto_tile_size(height, width, model.config.n_feats, device, tile_overlap) if tile == "auto" else tile
     out = np.empty((h, w, 3), dtype if dtype is not None else pixels.dtype)
 
     def crop(y: int, x: int, th: int, tw: int) -> torch.Tensor:
@@ -431,6 +432,9 @@ def restore_files(
         report.blends[src] = blend
         if found is not None:
             report.detected[src] = found
+        elif strength == "auto" and blend.strength == 0.0:
+            h, w = data.pixels.shape[:2]
+            report.warnings.append((src, f"{w}x{h} is too small for the detectors: written as it is; --strength 1 restores it"))
         for warning in (depth_warning(data.dtype, dst.suffix), metadata_warning(data, dst.suffix)):
             if warning:
                 report.warnings.append((src, warning))

@@ -62,17 +62,30 @@ def free_cuda_memory(device: torch.device) -> int:
     return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
 
 
-def auto_tile_size(height: int, width: int, channels: int, device: torch.device, overlap: int = DEFAULT_OVERLAP) -> int | None:
-    """The largest square tile whose forward fits in free memory (on a CPU also in ``CPU_FORWARD_BYTES``),
-    at least 4 x overlap, or None if the whole image fits."""
+# A tile's (height, width); an int given by the user means a square.
+TileShape = tuple[int, int]
+
+
+def auto_tile_size(
+    height: int, width: int, channels: int, device: torch.device, overlap: int = DEFAULT_OVERLAP
+) -> TileShape | None:
+    """The largest tile whose forward fits in free memory (on a CPU also in ``CPU_FORWARD_BYTES``), or None if
+    the whole image fits. Square (each side at least 4 x overlap) unless the image is thinner than that square:
+    then as high (or wide) as the image and as long as the budget allows, so a strip costs what its area costs
+    rather than hundreds of small tiles."""
     if device.type == "cuda":
         budget = 0.8 * free_cuda_memory(device)
     else:
         budget = min(0.5 * available_ram(), CPU_FORWARD_BYTES)
-    per_pixel = bytes_per_pixel_per_channel(device) * channels
-    if height * width * per_pixel <= budget:
+    pixels = budget / (bytes_per_pixel_per_channel(device) * channels)
+    if height * width <= pixels:
         return None
-    return max(MIN_TILE, 4 * overlap, int(math.sqrt(budget / per_pixel)) // 8 * 8)
+    side = max(MIN_TILE, 4 * overlap, int(math.sqrt(pixels)) // 8 * 8)
+    short = min(height, width)
+    if short >= side:
+        return side, side
+    long = max(side, int(pixels / short) // 8 * 8)
+    return (short, long) if height < width else (long, short)
 
 
 def available_ram() -> float:
@@ -95,7 +108,7 @@ def run_tiled(
     forward: Forward,
     image: torch.Tensor,
     device: torch.device,
-    tile: int | None,
+    tile: int | TileShape | None,
     overlap: int,
     progress: bool = False,
     channels: int = 3,
@@ -122,7 +135,7 @@ def tiled_bands(
     height: int,
     width: int,
     device: torch.device,
-    tile: int | None,
+    tile: int | TileShape | None,
     overlap: int,
     progress: bool = False,
     home: torch.device = CPU,
@@ -132,19 +145,20 @@ def tiled_bands(
     from top to bottom, each final once yielded; only one row of tiles is held at a time. The tiles
     come from and the bands stay on ``home`` (the image's device); only tiles go to ``device``."""
     h, w = height, width
-    if tile is not None and tile < MIN_TILE:
-        raise AirNetError(f"tile size {tile} is too small; use at least {MIN_TILE}")
-    if tile is None or (h <= tile and w <= tile):
+    shape = (tile, tile) if isinstance(tile, int) else tile
+    if shape is not None and min(shape) < MIN_TILE:
+        raise AirNetError(f"tile size {min(shape)} is too small; use at least {MIN_TILE}")
+    if shape is None or (h <= shape[0] and w <= shape[1]):
         result = _attempt(forward, crop(0, 0, h, w), device)
         if result is not None:
             yield 0, result
             return
         _free(device)
-        tile = _smaller(max(h, w), overlap)
-    if overlap < 0 or 2 * overlap >= tile:
-        raise AirNetError(f"tile overlap {overlap} must be >= 0 and less than half the tile size {tile}")
-    ys, xs = tile_starts(h, tile, overlap), tile_starts(w, tile, overlap)
-    th, tw = min(tile, h), min(tile, w)
+        shape = (_smaller(max(h, w), overlap),) * 2
+    if overlap < 0 or any(2 * overlap >= side for side, length in zip(shape, (h, w)) if length > side):
+        raise AirNetError(f"tile overlap {overlap} must be >= 0 and less than half the tile size {min(shape)}")
+    ys, xs = tile_starts(h, shape[0], overlap), tile_starts(w, shape[1], overlap)
+    th, tw = min(shape[0], h), min(shape[1], w)
     carry = None  # sums over the rows that the previous row of tiles shares with this one
     with tqdm(total=len(ys) * len(xs), desc="tiles", unit="tile", leave=False, disable=not progress) as bar:
         for i, y0 in enumerate(ys):
@@ -159,7 +173,8 @@ def tiled_bands(
                 result = _attempt(forward, patch, device)
                 if result is None:
                     _free(device)
-                    result = run_tiled(forward, patch, device, _smaller(tile, overlap), overlap, progress=False, channels=channels)
+                    result = run_tiled(forward, patch, device, _smaller(max(th, tw), overlap), overlap, progress=False,
+                                       channels=channels)
                 wx = torch.from_numpy(axis_weight(x0, tw, w, overlap)).view(1, 1, 1, tw).to(home)
                 out[:, :, :, x0 : x0 + tw] += result * (wy * wx)
                 weight[:, :, :, x0 : x0 + tw] += wy * wx

@@ -189,6 +189,7 @@ def _read_tiff_header(path: Path) -> _Tiff:
             raise AirNetError(f"{path}: corrupt or truncated TIFF (no image directory)")
         (count,) = struct.unpack(order + count_fmt, count_bytes)
         entries = f.read(entry_size * min(count, 65535))
+        after_entries = f.tell()  # the next directory's offset follows the entries
         tags: dict[int, tuple[int, ...]] = {}
         for i in range(0, len(entries) - entry_size + 1, entry_size):
             tag, kind, n = struct.unpack(order + ("HHQ" if big else "HHI"), entries[i:i + (12 if big else 8)])
@@ -201,6 +202,7 @@ def _read_tiff_header(path: Path) -> _Tiff:
                 f.seek(where)
                 value = f.read(struct.calcsize(fmt))
             tags[tag] = struct.unpack(fmt, value[:struct.calcsize(fmt)])
+        f.seek(after_entries)
         following = f.read(inline) if len(entries) == entry_size * count else b""
     if 256 not in tags or 257 not in tags:
         raise AirNetError(f"{path}: corrupt or truncated TIFF (its header gives no width or height)")

@@ -190,3 +190,14 @@ def test_an_encoder_exception_is_a_one_line_error_and_leaves_no_file(tmp_path, m
     with pytest.raises(AirNetError, match=r"a\.png: could not encode a 8-bit \.png image") as e:
         write_image(tmp_path / "a.png", image, image.pixels)
     assert "\n" not in str(e.value) and not list(tmp_path.iterdir())
+
+
+def test_a_tiff_whose_tag_values_follow_its_directory_is_one_page(tmp_path):
+    """The next-directory offset is read right after the entries, not where a tag value was fetched."""
+    from tests.web.serving import float_tiff
+
+    path = tmp_path / "f.tif"
+    path.write_bytes(float_tiff(64, 48))
+    assert declared_size(path) == (64, 48)
+    data = read_image(path)
+    assert data.pixels.shape == (48, 64, 3) and data.dtype == np.float32

@@ -137,5 +137,5 @@ def test_an_output_folder_that_is_a_file_is_refused_first(sets, tmp_path, capsys
     out = tmp_path / "results"
     out.write_text("mine\n")
     assert main(["eval", "--set", f"clean={sets / 'clean'}", "--baselines", "dcp", "-q", "--out", str(out)]) == 2
-    assert f"output folder {out}: {out} is a file, not a folder" in capsys.readouterr().err
+    assert f"output folder {out}: {out} is not a folder" in capsys.readouterr().err
     assert out.read_text() == "mine\n"

@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from airnet_restore.errors import AirNetError
+
 PART_PREFIX = ".airnet-"
 # Our temporary names: ``mkstemp(prefix=".airnet-<pid>-", suffix=".part")``; its random part is 8 of [a-z0-9_].
 PART_NAME = re.compile(r"^\.airnet-(\d+)-[a-z0-9_]{8}\.part$")
@@ -34,6 +36,22 @@ def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def check_can_write(folder: Path, what: str) -> None:
+    """Refuse, before any work, a ``folder`` (existing or to be made) where nothing can be written: its nearest
+    existing ancestor must be a folder that takes a new file (a probe made and removed at once). ``what``
+    starts the message: the output named as the user gave it."""
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise AirNetError(f"{what}: {folder} is not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".airnet-probe-", suffix=".part", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise AirNetError(f"{what}: cannot write there: {e.strerror or e}") from None
 
 
 def remove_stale_parts(folder: Path) -> list[Path]:

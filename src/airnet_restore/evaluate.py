@@ -23,7 +23,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +32,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from airnet_restore.atomic import atomic_write
+from airnet_restore.atomic import atomic_write, check_can_write
 from airnet_restore.baselines import cbm3d, cbm3d_blind, dehaze_dcp, nlm, wavelet
 from airnet_restore.data.aio import load_rgb8, synthetic_pairs
 from airnet_restore.data.layouts import clean_folder, read_pairs
@@ -71,17 +70,7 @@ def check_out_folder(out: str | os.PathLike) -> Path:
     """``out`` if results can be written there: a folder that exists or can be made, and takes new files.
     Checked before any image is read or model loaded; nothing is left behind."""
     out = Path(out)
-    folder = out
-    while not folder.exists() and folder != folder.parent:  # the nearest that exists must take the new folders
-        folder = folder.parent
-    if not folder.is_dir():
-        raise AirNetError(f"output folder {out}: {folder} is a file, not a folder")
-    try:
-        fd, probe = tempfile.mkstemp(prefix=".airnet-probe-", suffix=".part", dir=folder)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as e:
-        raise AirNetError(f"output folder {out}: cannot write there: {e.strerror or e}") from None
+    check_can_write(out, f"output folder {out}")
     return out
 
 

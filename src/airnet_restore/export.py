@@ -16,7 +16,6 @@ import copy
 import importlib
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
@@ -26,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from airnet_restore.atomic import atomic_write
+from airnet_restore.atomic import atomic_write, check_can_write
 from airnet_restore.errors import AirNetError
 from airnet_restore.inference.tiling import available_ram
 from airnet_restore.models.airnet import AirNet, AirNetConfig
@@ -158,19 +157,7 @@ def check_onnx_target(out: str | os.PathLike) -> Path:
         raise AirNetError(f"{out} is a folder; give the .onnx file to write")
     if out.suffix.lower() != ".onnx":
         raise AirNetError(f"{out}: the output must be a .onnx file (the weights to export go in --weights)")
-    folder = out.parent
-    while not folder.exists():  # the nearest folder that exists must take the new folders and file
-        if folder == folder.parent:
-            break
-        folder = folder.parent
-    if not folder.is_dir():
-        raise AirNetError(f"{out}: {folder} is not a folder")
-    try:
-        fd, probe = tempfile.mkstemp(prefix=".airnet-probe-", suffix=".part", dir=folder)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as e:
-        raise AirNetError(f"{out}: cannot write there: {e.strerror or e}") from None
+    check_can_write(out.parent, str(out))
     return out
 
 

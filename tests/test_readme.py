@@ -93,6 +93,9 @@ COMMANDS: dict[str, Plan] = {
     "airnet restore photo.jpg -o denoised --anchor 1": Plan(creates=("denoised/photo.jpg",)),
     "airnet restore photo.jpg -o out": Plan(creates=("out/photo.jpg",)),
     "airnet convert All.pth all.safetensors": Plan(creates=("all.safetensors",)),
+    "python benchmarks/hostile_suite.py": Plan(skip="every hostile case; the default test run runs each as a test (tests/hostile)"),
+    "python benchmarks/strip_speed.py --length 100000 --thickness 3 --thickness 12": Plan(
+        skip="minutes of timing on a quiet machine; its table is on the same page"),
     # ONNX
     'python -m pip install -e ".[onnx]"': Plan(skip="installs the onnx extras, which the test extras include"),
     "airnet export airnet-general-v8.onnx": Plan(creates=("airnet-general-v8.onnx",), slow=True),

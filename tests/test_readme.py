@@ -242,9 +242,11 @@ CODE = [b for b in BLOCKS if b.lang in SHELL or b.lang == "python"]
 
 
 def _param(block: Block):
-    """The block as a test case, slow where one of its commands is."""
+    """The block as a test case, slow where one of its commands is; a docs page's block is marked docs (CI runs
+    those with ``pytest -m docs``; the default run keeps the README's)."""
     slow = any(p is not None and p.slow for _, p in block.plans())
-    return pytest.param(block, id=block.id, marks=[pytest.mark.slow] if slow else [])
+    marks = [pytest.mark.slow] if slow else [pytest.mark.docs] if not block.id.startswith("readme/") else []
+    return pytest.param(block, id=block.id, marks=marks)
 
 
 def test_every_documented_command_has_a_plan():

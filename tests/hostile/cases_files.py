@@ -246,3 +246,13 @@ def inspect_rewrites_its_own_plot(scene: Scene) -> None:
             bad(f"the plot was not (re)written: {result.err}")
     if not files[0].is_file():
         data_loss("an input vanished")
+
+
+@CASES.add
+def inspect_plot_of_too_few_images_keeps_the_results(scene: Scene) -> None:
+    a = photo(scene.root / "a.png", (64, 64))
+    scene.protect()
+    result = cli("inspect", a, "--plot", scene.root / "plot.png")
+    refused(result, "at least 3")
+    if "a.png:" not in result.out:
+        bad(f"the inspection's results were not printed: {result.out}")

@@ -297,7 +297,8 @@ def inspect_files(
     progress: bool = True,
 ) -> InspectReport:
     """Inspect files, folders (recursive) and globs; with ``map_dir``, write each region map as ``<name>.map.png``;
-    with ``plot``, the embedding of them all (``InspectReport.plot``). A picture never replaces an input or a
+    with ``plot``, the embedding of them all (``InspectReport.plot``; a plot that cannot be made is a failure in
+    the report, after the results). A picture never replaces an input or a
     file this program did not write (``check_picture_target``): a plot so named is refused before any work,
     a map so named fails its image."""
     from airnet_restore.inspection.plot import check_picture_target, write_region_map
@@ -323,6 +324,9 @@ def inspect_files(
             continue
         report.results.append(result)
     if plot is not None:
-        report.plot_file = report.plot(plot)
+        try:
+            report.plot_file = report.plot(plot)
+        except AirNetError as e:  # the results stand; the plot is reported as one failure
+            report.failed.append((f"--plot {plot}", str(e)))
     report.seconds = time.perf_counter() - start
     return report

@@ -132,3 +132,8 @@ def test_a_strip_tiled_in_long_tiles_equals_the_whole(device):
     torch.testing.assert_close(run_tiled(forward, x, device, (32, 256), 48), whole, atol=2e-2, rtol=0)
     torch.testing.assert_close(run_tiled(forward, x.transpose(2, 3), device, (256, 32), 48), whole.transpose(2, 3),
                                atol=2e-2, rtol=0)
+
+
+def test_a_numpy_integer_tile_is_a_square():
+    x = torch.rand(1, 3, 40, 90)
+    torch.testing.assert_close(run_tiled(lambda t: t * 2, x, torch.device("cpu"), np.int64(48), 8), x * 2)

@@ -271,7 +271,8 @@ def resolve_blend(model: object, image: Any, strength: Fraction = "auto", anchor
     (``Blend.first``) if the check confirms it. Weights
     without prototypes that fit their encoder (the paper's variants, official checkpoints,
     weights trained further than their prototypes, ONNX models) get strength 1 and anchor 0: the network's
-    output as is; with weights that have them, an image under 16 px a side, too small to judge, gets strength 0. Numbers are used as given; the image
+    output as is; with weights that have them, an image under 16 px a side, too small to judge, gets
+    strength 0. Numbers are used as given; the image
     is still inspected where the weights allow, so the caller can show what was found.
     ``image``: a (3,H,W) float tensor in [0, 1] or HxWx3 pixels (uint8, uint16 or float).
     """

@@ -145,7 +145,7 @@ def tiled_bands(
     from top to bottom, each final once yielded; only one row of tiles is held at a time. The tiles
     come from and the bands stay on ``home`` (the image's device); only tiles go to ``device``."""
     h, w = height, width
-    shape = (tile, tile) if isinstance(tile, int) else tile
+    shape = tile if isinstance(tile, tuple) or tile is None else (int(tile), int(tile))
     if shape is not None and min(shape) < MIN_TILE:
         raise AirNetError(f"tile size {min(shape)} is too small; use at least {MIN_TILE}")
     if shape is None or (h <= shape[0] and w <= shape[1]):

@@ -219,7 +219,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         check_out_folder,
         evaluate,
         heldout_sets,
-        model_method,
+        model_rows,
         parse_sets,
     )
     from airnet_restore.metrics import get_protocol
@@ -238,10 +238,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     methods = {}
     for weights in args.weights:
         model = load_model(weights, device=args.device)
-        restore = model_method(model, tile=args.tile, tile_overlap=args.tile_overlap, strength=args.strength, anchor=args.anchor)
-        label = Path(weights).stem + "".join(f" ({name} {_option(value)})" for name, value in
-                                             (("strength", args.strength), ("anchor", args.anchor)) if value != "auto")
-        methods[label] = (restore, lambda _task: True)
+        knobs = "".join(f", {name} {_option(value)}" for name, value in (("strength", args.strength), ("anchor", args.anchor))
+                        if value != "auto")
+        methods.update(model_rows(Path(weights).stem, model, {"strength": args.strength, "anchor": args.anchor},
+                                  f"+post-filter{knobs}", tile=args.tile, tile_overlap=args.tile_overlap))
     baselines = args.baselines if args.baselines is not None else "all" if args.heldout else "identity,cbm3d,dcp"
     methods.update(baseline_methods([k for k in baselines.split(",") if k]))
     if not methods:
@@ -251,7 +251,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                       grid_images=args.grid, progress=not args.quiet)
     if args.weights:
         report.notes.append(
-            f"Models restore as `airnet restore` does with `--strength {_option(args.strength)} --anchor {_option(args.anchor)}`"
+            "Two rows for each weights: `(network)` is the network's output alone, as training validation scores it; "
+            f"`(+post-filter)` restores as `airnet restore` does with `--strength {_option(args.strength)} --anchor {_option(args.anchor)}`"
             + "".join(f"; {AUTO_NOTES[name]}" for name, value in (("strength", args.strength), ("anchor", args.anchor))
                       if value == "auto")
             + "."
@@ -351,11 +352,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bsd68, urban100, bsd68-sv (clean folders), rain100l, sots, paired (input/ + target/), "
                         "clean (a clean folder as input), or a degradation name (noise25, rain, haze, ...) "
                         "applied to a clean folder; repeatable")
-    p.add_argument("--heldout", metavar="DIR", help="the held-out protocol on a clean folder: sets clean and every "
-                   "ho_* degradation, baselines all (unless --baselines); see benchmarks/heldout_photos.py")
+    p.add_argument("--heldout", metavar="DIR", help="the held-out protocol on a clean folder, e.g. data/pool/heldout "
+                   "(python data/photo_pool.py --split heldout): sets clean and every ho_* degradation, baselines all "
+                   "(unless --baselines); record each look in RUNS.md")
     p.add_argument("--weights", action="append", default=[],
-                   help="registered variant, .safetensors or official .pth; repeat to compare several in one table; "
-                        "omit to score baselines only")
+                   help="registered variant, .safetensors or official .pth (two rows each: the network alone and "
+                        "with the post-filter); repeat to compare several in one table; omit to score baselines only")
     p.add_argument("--baselines", help="comma list of identity, cbm3d, cbm3d-est, wavelet, nlm, dcp, wavelet+dcp, "
                    "or all ('' for none; default identity,cbm3d,dcp, or all with --heldout)")
     p.add_argument("--protocol", default="airnet", choices=["airnet", "basicsr"], help="metric protocol (default airnet)")
@@ -370,8 +372,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps for the models (default auto)")
     p.add_argument("--tile", type=_tile, default="auto", help="tile size in pixels, 'auto' (from free memory, default) or 'none'")
     p.add_argument("--tile-overlap", type=int, default=DEFAULT_OVERLAP, help=OVERLAP_HELP)
-    p.add_argument("--strength", type=_fraction("strength"), default="auto", help=STRENGTH_HELP + "; as `airnet restore` applies it")
-    p.add_argument("--anchor", type=_fraction("anchor"), default="auto", help=ANCHOR_HELP + "; as `airnet restore` applies it")
+    p.add_argument("--strength", type=_fraction("strength"), default="auto", help=STRENGTH_HELP + "; as `airnet restore` applies it, in the +post-filter rows")
+    p.add_argument("--anchor", type=_fraction("anchor"), default="auto", help=ANCHOR_HELP + "; as `airnet restore` applies it, in the +post-filter rows")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_eval)
 

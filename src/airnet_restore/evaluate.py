@@ -15,17 +15,22 @@ A *set* is given as ``NAME=PATH``:
 ``heldout_sets(DIR)`` is the held-out protocol (``airnet eval --heldout DIR``): ``clean`` and
 the ``ho_*`` degradations of ``degradations/heldout.py``, which no training code uses.
 
-Each set gives one or more tasks (table columns); methods are the rows.
+Each set gives one or more tasks (table columns); methods are the rows, two for each weights
+(``model_rows``: the network alone and with the post-filter). Beside each mean the report keeps
+what a mean hides (``Spread``): the median, the worst photo and the photos the method harmed.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import math
 import os
+import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -39,7 +44,7 @@ from airnet_restore.data.layouts import clean_folder, read_pairs
 from airnet_restore.degradations import HELDOUT_KINDS, REGISTRY, official_test_noise, spatially_variant_noise
 from airnet_restore.errors import AirNetError
 from airnet_restore.inference.pipeline import restore_tensor
-from airnet_restore.metrics import Protocol, average, centre_crop, crop_to_multiple
+from airnet_restore.metrics import Protocol, average, centre_crop, crop_to_multiple, psnr
 from airnet_restore.models.airnet import AirNet
 
 NOISE_SETS = ("bsd68", "urban100")
@@ -145,14 +150,29 @@ def build_tasks(
 
 
 Method = Callable[[np.ndarray, Task], np.ndarray]  # uint8 degraded -> float restored in [0, 1]
+Row = tuple[Method, Callable[[Task], bool]]  # a table row: the method and which tasks it applies to
+
+# restore_tensor's options for the network's output exactly, as training validation scores it
+NETWORK_ALONE: dict[str, Any] = {"strength": 1.0, "anchor": 0.0}
 
 
-def model_method(model: AirNet, **options) -> Method:
+def model_method(model: AirNet, **options: Any) -> Method:
+    """``restore_tensor`` with ``options`` as a method."""
     def run(degraded: np.ndarray, task: Task) -> np.ndarray:  # noqa: ARG001
         x = torch.from_numpy(degraded).permute(2, 0, 1).float() / 255.0
         return restore_tensor(model, x, **options).permute(1, 2, 0).numpy()
 
     return run
+
+
+def model_rows(name: str, model: AirNet, post: dict[str, Any] | None = None, post_label: str = "+post-filter",
+               **common: Any) -> dict[str, Row]:
+    """The two rows of one weights: ``NAME (network)``, the network alone, and ``NAME (+post-filter)``, restored
+    as ``airnet restore`` does. ``common`` (tiling) applies to both, ``post`` (strength, anchor) to the second."""
+    return {
+        f"{name} (network)": (model_method(model, **common, **NETWORK_ALONE), lambda _task: True),
+        f"{name} ({post_label})": (model_method(model, **common, **(post or {})), lambda _task: True),
+    }
 
 
 def identity(degraded: np.ndarray, task: Task) -> np.ndarray:  # noqa: ARG001
@@ -186,7 +206,7 @@ BASELINES: dict[str, tuple[str, Method, Callable[[Task], bool]]] = {
 }
 
 
-def baseline_methods(keys: Sequence[str]) -> dict[str, tuple[Method, Callable[[Task], bool]]]:
+def baseline_methods(keys: Sequence[str]) -> dict[str, Row]:
     """The named baselines as table rows (``all`` = every one); an unknown name is an ``AirNetError``."""
     keys = [k for key in keys for k in (BASELINES if key == "all" else [key])]
     unknown = [k for k in keys if k not in BASELINES]
@@ -195,12 +215,43 @@ def baseline_methods(keys: Sequence[str]) -> dict[str, tuple[Method, Callable[[T
     return {BASELINES[k][0]: BASELINES[k][1:] for k in keys}
 
 
+HARM_MARGIN_DB = 0.5  # a photo is harmed when it comes out more than this worse than its input...
+CLEAN_FLOOR_DB = 40.0  # ...or, where the input is its own reference (a clean photo), below this
+
+
+def is_harmed(psnr_db: float, input_psnr_db: float) -> bool:
+    """Whether an output scoring ``psnr_db`` is more than ``HARM_MARGIN_DB`` worse than its input; an input
+    identical to its reference (``inf``: a clean photo) is harmed by any output below ``CLEAN_FLOOR_DB``."""
+    if math.isinf(input_psnr_db):
+        return psnr_db < CLEAN_FLOOR_DB
+    return psnr_db < input_psnr_db - HARM_MARGIN_DB
+
+
+@dataclass(frozen=True)
+class Spread:
+    """What the mean of one method on one task hides: the median, the worst photo, the photos harmed."""
+
+    images: int
+    median_psnr: float
+    worst_image: str
+    worst_psnr: float
+    harmed: int
+
+    @classmethod
+    def of(cls, names: Sequence[str], psnrs: Sequence[float], input_psnrs: Sequence[float]) -> Spread:
+        """From per-photo PSNRs of the outputs and of the inputs (in ``names``' order; the first worst photo)."""
+        worst = min(range(len(psnrs)), key=psnrs.__getitem__)
+        return cls(len(psnrs), statistics.median(psnrs), names[worst], psnrs[worst],
+                   sum(is_harmed(p, q) for p, q in zip(psnrs, input_psnrs)))
+
+
 @dataclass
 class Report:
     protocol: Protocol
     tasks: list[str]
-    # method -> task -> (mean psnr, mean ssim); per-image rows kept for the CSV
+    # method -> task -> (mean psnr, mean ssim), and what the mean hides; per-image rows kept for the CSV
     scores: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
+    spreads: dict[str, dict[str, Spread]] = field(default_factory=dict)
     per_image: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # lines printed under the table (how the models ran)
 
@@ -211,6 +262,7 @@ class Report:
         return average([c[0] for c in cells.values()]), average([c[1] for c in cells.values()])
 
     def markdown(self) -> str:
+        """The means (PSNR/SSIM) of every method and task in one table, then one table per task with the spread."""
         head = "| method | " + " | ".join(self.tasks) + " | average |"
         lines = [head, "|" + "---|" * (len(self.tasks) + 2)]
         for method, cells in self.scores.items():
@@ -222,6 +274,18 @@ class Report:
         lines.append(f"PSNR (dB) / SSIM, protocol `{self.protocol.name}`: {self.protocol.description}.")
         lines.append("`-`: the method does not apply to that task (and has no average); on `clean` the input is the target.")
         lines += ["", *self.notes] if self.notes else []
+        lines += ["", "## Each task: what the mean hides", "",
+                  f"Per photo: mean and median PSNR (dB), mean SSIM, the worst photo, and the photos harmed: more than "
+                  f"{HARM_MARGIN_DB:g} dB worse than their input, or, where the input is its own reference (`clean`), "
+                  f"below {CLEAN_FLOOR_DB:g} dB."]
+        for task in self.tasks:
+            rows = [(m, cells[task], self.spreads[m][task]) for m, cells in self.scores.items() if task in cells]
+            if not rows:
+                continue
+            lines += ["", f"### {task} ({rows[0][2].images} photos)", "",
+                      "| method | mean | median | SSIM | worst photo | harmed |", "|---|---|---|---|---|---|"]
+            lines += [f"| {m} | {mean:.2f} | {s.median_psnr:.2f} | {ssim:.4f} | {s.worst_image} {s.worst_psnr:.2f} | "
+                      f"{s.harmed}/{s.images} |" for m, (mean, ssim), s in rows]
         return "\n".join(lines)
 
     def write(self, out_dir: Path) -> list[Path]:
@@ -231,21 +295,30 @@ class Report:
         except OSError as e:
             raise AirNetError(f"output folder {out_dir}: cannot write the results: {e.strerror or e}") from None
 
+    def _cell(self, method: str, task: str) -> dict[str, Any]:
+        """One method on one task as the CSV and JSON hold it."""
+        (ps, ss), s = self.scores[method][task], self.spreads[method][task]
+        return {"psnr": ps, "ssim": ss, "median_psnr": s.median_psnr, "worst_image": s.worst_image,
+                "worst_psnr": s.worst_psnr, "harmed": s.harmed, "images": s.images}
+
     def _write(self, out_dir: Path) -> list[Path]:
         out_dir.mkdir(parents=True, exist_ok=True)
         written = [atomic_write(out_dir / "results.md", lambda p: p.write_text(self.markdown() + "\n"))]
+        places = {"psnr": 4, "ssim": 6, "median_psnr": 4, "worst_psnr": 4}  # decimals in the CSV
 
         def table_csv(p: Path) -> None:
             with open(p, "w", newline="") as f:
                 w = csv.writer(f)
-                w.writerow(["method", "task", "psnr", "ssim", "protocol"])
+                w.writerow(["method", "task", "psnr", "ssim", "median_psnr", "worst_image", "worst_psnr", "harmed", "images", "protocol"])
                 for method, cells in self.scores.items():
-                    for task, (ps, ss) in cells.items():
-                        w.writerow([method, task, f"{ps:.4f}", f"{ss:.6f}", self.protocol.name])
+                    for task in cells:
+                        cell = self._cell(method, task)
+                        w.writerow([method, task, *(f"{v:.{places[k]}f}" if k in places else v for k, v in cell.items()),
+                                    self.protocol.name])
 
         def images_csv(p: Path) -> None:
             with open(p, "w", newline="") as f:
-                w = csv.DictWriter(f, fieldnames=["method", "task", "image", "psnr", "ssim"])
+                w = csv.DictWriter(f, fieldnames=["method", "task", "image", "psnr", "ssim", "input_psnr", "harmed"])
                 w.writeheader()
                 w.writerows(self.per_image)
 
@@ -255,7 +328,8 @@ class Report:
             "protocol": {"name": self.protocol.name, "description": self.protocol.description},
             "tasks": self.tasks,
             "notes": self.notes,
-            "scores": {m: {t: {"psnr": c[0], "ssim": c[1]} for t, c in cells.items()} for m, cells in self.scores.items()},
+            "harm": {"margin_db": HARM_MARGIN_DB, "clean_floor_db": CLEAN_FLOOR_DB},
+            "scores": {m: {t: self._cell(m, t) for t in cells} for m, cells in self.scores.items()},
             "average": {m: dict(zip(("psnr", "ssim"), a)) if (a := self.average(m)) else None for m in self.scores},
         }
         written.append(atomic_write(out_dir / "results.json", lambda p: p.write_text(json.dumps(payload, indent=2, allow_nan=True))))
@@ -266,9 +340,20 @@ def _to_uint8(x: np.ndarray) -> np.ndarray:
     return np.rint(np.clip(x, 0, 1) * 255).astype(np.uint8)  # rounded, not truncated
 
 
+def _chw(image: np.ndarray) -> torch.Tensor:
+    """HxWxC float in [0, 1] or uint8 -> (1, C, H, W) float64 in [0, 1]."""
+    t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).double()
+    return (t / 255.0 if image.dtype == np.uint8 else t)[None]
+
+
+def input_psnrs(task: Task, protocol: Protocol) -> list[float]:
+    """PSNR of each input against its reference under ``protocol`` (inf where they are identical)."""
+    return [psnr(protocol.prepare(_chw(d)), protocol.prepare(_chw(c))).item() for d, c in zip(task.degraded, task.clean)]
+
+
 def evaluate(
     tasks: list[Task],
-    methods: dict[str, tuple[Method, Callable[[Task], bool]]],
+    methods: dict[str, Row],
     protocol: Protocol,
     save_dir: Path | None = None,
     grid_images: int = 0,
@@ -277,25 +362,27 @@ def evaluate(
     """Score every applicable method on every task; optionally save outputs and input/output/target grids."""
     check_options(grid=grid_images)
     report = Report(protocol, [t.label for t in tasks])
+    inputs: dict[str, list[float]] = {}  # task -> its inputs' PSNR, computed once
     for method, (fn, applies) in methods.items():
         for task in tasks:
             if not applies(task):
                 continue
+            before = inputs.setdefault(task.label, input_psnrs(task, protocol))
             ps, ss = [], []
             for i, (name, degraded, clean) in enumerate(
                 tqdm(list(zip(task.names, task.degraded, task.clean)), desc=f"{method} | {task.label}", unit="img", disable=not progress, leave=False)
             ):
                 out = fn(degraded, task)
-                r = torch.from_numpy(np.ascontiguousarray(out)).permute(2, 0, 1).double()
-                c = torch.from_numpy(clean).permute(2, 0, 1).double() / 255.0
-                p, s = (v.item() for v in protocol.score(r, c))
+                p, s = (v.item() for v in protocol.score(_chw(out)[0], _chw(clean)[0]))
                 ps.append(p)
                 ss.append(s)
-                report.per_image.append({"method": method, "task": task.label, "image": name, "psnr": f"{p:.4f}", "ssim": f"{s:.6f}"})
+                report.per_image.append({"method": method, "task": task.label, "image": name, "psnr": f"{p:.4f}", "ssim": f"{s:.6f}",
+                                         "input_psnr": f"{before[i]:.4f}", "harmed": int(is_harmed(p, before[i]))})
                 if save_dir is not None:
                     _save_images(save_dir / _slug(method) / _slug(task.label), Path(name).stem, degraded, out, clean,
                                  grid=i < grid_images)
             report.scores.setdefault(method, {})[task.label] = (average(ps), average(ss))
+            report.spreads.setdefault(method, {})[task.label] = Spread.of(task.names, ps, before)
     return report
 
 
@@ -314,9 +401,21 @@ def _slug(text: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in text).strip("_")
 
 
+POOL_SPLITS = ("training", "validation", "heldout", "heldout2")  # data/photo_pool.py's splits: data/pool/<split>/
+
+
 def heldout_sets(path: str | Path) -> list[tuple[str, str]]:
-    """The held-out protocol on one clean folder: clean input, then every held-out degradation."""
-    return [("clean", str(path)), *((name, str(path)) for name in HELDOUT_KINDS)]
+    """The held-out protocol on one folder of clean photos (e.g. the photo pool's ``data/pool/heldout``):
+    clean input, then every held-out degradation. A missing folder, or the whole pool, is a one-line error."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise AirNetError(f"held-out folder not found: {folder}; build the photo pool's held-out split with "
+                          "`python data/photo_pool.py --split heldout` (then --heldout data/pool/heldout), "
+                          "or give a folder of your own clean photos")
+    if any((folder / split).is_dir() for split in POOL_SPLITS):
+        raise AirNetError(f"{folder} holds the photo pool's splits (training photos too): give one split, "
+                          f"e.g. --heldout {folder / 'heldout'}")
+    return [("clean", str(folder)), *((name, str(folder)) for name in HELDOUT_KINDS)]
 
 
 def parse_sets(items: Sequence[str]) -> list[tuple[str, str]]:

@@ -23,9 +23,9 @@ from airnet_restore.models import AirNetConfig
 from airnet_restore.train.checkpoint import latest_state, load_state
 from airnet_restore.weights import build_model, save_weights
 from tests.conftest import TINY, make_tiny
-from tests.test_hostile import _truncated, needs_mounts, noise, save, sha
+from tests.hostile.test_restore import _truncated, needs_mounts, noise, save, sha
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _train(tmp_path: Path, *overrides: str) -> int:

@@ -170,7 +170,7 @@ def test_the_page_is_local_and_locked_down(server):
     status, headers, body = request(port, "GET", "/")
     assert status == 200 and b'<input id="file" type="file"' in body
     assert "default-src 'self'" in headers["content-security-policy"]
-    static = Path(__file__).parents[1] / "src/airnet_restore/web/static"
+    static = Path(__file__).parents[2] / "src/airnet_restore/web/static"
     for name in ("app.js", "style.css", "index.html"):
         assert request(port, "GET", f"/static/{name}" if name != "index.html" else "/")[0] == 200
         assert "http://" not in (static / name).read_text() and "https://" not in (static / name).read_text()

@@ -1,7 +1,7 @@
 """`airnet serve` end to end in a real headless Chromium: upload, slider, download = `airnet restore`.
 
 It runs the real command with the default weights on the bundled sample photo and saves the
-page as docs/serve-screenshot.png. Marked slow (``pytest -m slow tests/test_serve_browser.py``,
+page as docs/serve-screenshot.png. Marked slow (``pytest -m slow tests/web/test_serve_browser.py``,
 which .ci/run runs); skipped only where no Chromium is installed (.ci/run installs Debian's);
 AIRNET_CHROMIUM names another executable.
 """
@@ -26,7 +26,7 @@ from airnet_restore.cli import main
 from airnet_restore.variants import sample_image
 
 CHROMIUM = os.environ.get("AIRNET_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-SCREENSHOT = Path(__file__).parents[1] / "docs" / "serve-screenshot.png"
+SCREENSHOT = Path(__file__).parents[2] / "docs" / "serve-screenshot.png"
 
 pytestmark = [
     pytest.mark.slow,  # 40-60 s on 2 busy cores, mostly starting the server; .ci/run runs it

@@ -1,12 +1,14 @@
 """The training config: one precision vocabulary, and a model section derived from AirNetConfig."""
 
 import dataclasses
+import json
 import time
 from pathlib import Path
 
 import pytest
 
 from airnet_restore.constants import PRECISIONS
+from airnet_restore.degradations import get_degradation
 from airnet_restore.errors import AirNetError
 from airnet_restore.models.airnet import AirNetConfig
 from airnet_restore.train import load_config
@@ -57,10 +59,45 @@ def test_model_section_maps_to_airnet_config_and_back_by_name():
     assert ModelSection.model_validate(section.model_dump()).airnet_config(arch.queue_size) == arch
 
 
-@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
-def test_every_preset_loads(path):
+def pool_splits() -> dict[str, set[str]]:
+    """The photo pool's file names by split, from its committed manifest (the photos need not exist)."""
+    splits: dict[str, set[str]] = {}
+    for photo in json.loads((REPO / "data" / "photo_pool.json").read_text())["photos"]:
+        splits.setdefault(photo["split"], set()).add(photo["file"])
+    return splits
+
+
+PRESETS = sorted((REPO / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", PRESETS, ids=lambda p: p.name)
+def test_every_preset_reads_only_folders_a_fresh_clone_can_have(path):
+    """No preset reaches outside the working directory (the old ``../shared`` photos); presets on the
+    photo pool train on its training split only and validate on photos of its validation split."""
     config = load_config(path)
-    assert config.model.airnet_config(config.model.queue_per_type * len(config.data.types)).n_feats >= 1
+    splits = pool_splits()
+    training = [t.clean or t.root for t in config.data.types]
+    for folder in [*training, config.val.clean]:
+        if folder is not None:
+            assert not folder.is_absolute() and ".." not in folder.parts, f"{path.name}: {folder}"
+    pool = Path("data/pool")
+    for folder in training:
+        if folder.is_relative_to(pool):
+            assert folder == pool / "training", f"{path.name}: trains on {folder}"
+    if config.val.clean is not None and config.val.clean.is_relative_to(pool):
+        assert config.val.clean == pool / "validation", f"{path.name}: validates on {config.val.clean}"
+        assert set(config.val.files) <= splits["validation"], f"{path.name}: {config.val.files}"
+    for name in config.val.degradations:  # not checked at load: a typo would only show at the first validation
+        get_degradation(name)
+
+
+def test_the_small_presets_use_the_photo_pool():
+    """smoke, lite and general (the presets that degrade photos on the fly) name the pool, not another folder."""
+    for name in ("smoke", "lite", "general", "general-res"):
+        config = load_config(REPO / "configs" / f"{name}.yaml")
+        assert {t.clean for t in config.data.types} == {Path("data/pool/training")}, name
+        assert config.val.clean == Path("data/pool/validation"), name
+        assert "python data/photo_pool.py --split training --split validation" in (REPO / "configs" / f"{name}.yaml").read_text()
 
 
 @pytest.mark.parametrize(
@@ -123,10 +160,15 @@ def test_a_billion_laughs_is_refused_at_once(tmp_path):
 
 
 def test_a_few_honest_aliases_still_load(tmp_path):
-    text = (REPO / "configs" / "smoke.yaml").read_text().replace("files: [Storm.png, coffee.png]", "files: &f [Storm.png]")
+    text = (REPO / "configs" / "smoke.yaml").read_text()
+    assert "files: [scikit-image-coffee.png, scipy-face.png]" in text
+    text = text.replace("files: [scikit-image-coffee.png, scipy-face.png]", "files: &f [scipy-face.png]")
     path = tmp_path / "c.yaml"
+    path.write_text(text + "description: *f\n")
+    with pytest.raises(AirNetError, match="config key 'description'"):  # an alias resolves: a list is no description
+        load_config(path)
     path.write_text(text + "description: ok\n")
-    assert load_config(path).val.files == ["Storm.png"]
+    assert load_config(path).val.files == ["scipy-face.png"]
 
 
 def test_a_folder_or_a_missing_file_as_config(tmp_path):

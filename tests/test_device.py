@@ -5,8 +5,9 @@ import torch
 
 from airnet_restore import device as device_module
 from airnet_restore import variants, weights
+from airnet_restore.constants import IMPLS
 from airnet_restore.errors import AirNetError
-from airnet_restore.ops.deform_conv import auto_impl, check_impl
+from airnet_restore.ops.deform_conv import auto_impl, check_impl, deform_conv3x3
 from airnet_restore.weights import load_into
 from tests.conftest import TINY, make_tiny
 
@@ -31,9 +32,39 @@ def test_impossible_choices_are_refused(impl, where, message):
         check_impl(impl, torch.device(where))
 
 
-@pytest.mark.parametrize("impl,where", [("auto", "cuda"), ("grid_sample", "mps"), ("numba", "cpu"), ("torchvision", "cuda")])
-def test_possible_choices_pass(impl, where):
-    check_impl(impl, torch.device(where))
+# What each device runs: check_impl must accept exactly these and refuse the rest.
+RUNNABLE = {
+    "cpu": {"auto", "torchvision", "grid_sample", "numba"},
+    "cuda": {"auto", "torchvision", "grid_sample"},
+    "mps": {"auto", "grid_sample"},
+}
+
+
+def accepted(device: torch.device) -> set[str]:
+    """The implementations ``check_impl`` lets through on ``device``."""
+    ok = set()
+    for impl in IMPLS:
+        try:
+            check_impl(impl, device)
+        except AirNetError:
+            continue
+        ok.add(impl)
+    return ok
+
+
+@pytest.mark.parametrize("where", RUNNABLE)
+def test_exactly_the_choices_a_device_runs_pass_and_auto_is_one_of_them(where):
+    device = torch.device(where)
+    assert accepted(device) == RUNNABLE[where]
+    assert auto_impl(device) in RUNNABLE[where]
+
+
+@pytest.mark.parametrize("impl", sorted(RUNNABLE["cpu"]))
+def test_every_choice_passed_on_the_cpu_really_runs_there(impl):
+    x, weight = torch.rand(1, 2, 5, 6), torch.rand(3, 2, 3, 3)
+    offset, mask = torch.zeros(1, 18, 5, 6), torch.ones(1, 9, 5, 6)
+    out = deform_conv3x3(x, offset, mask, weight, impl)
+    torch.testing.assert_close(out, torch.nn.functional.conv2d(x, weight, padding=1), atol=1e-5, rtol=1e-5)
 
 
 def test_load_model_refuses_numba_on_cuda_before_reading_weights(monkeypatch):

@@ -1,7 +1,6 @@
-from pathlib import Path
-
 import numpy as np
 import pytest
+import skimage.data
 import torch
 from PIL import Image
 
@@ -10,8 +9,6 @@ from airnet_restore.constants import DEFAULT_VARIANT
 from airnet_restore.errors import AirNetError
 from airnet_restore.metrics import centre_crop, psnr
 from airnet_restore.variants import get_variant, list_variants, sample_image
-
-COFFEE = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos" / "coffee.png"
 
 
 def test_registry_is_data_and_names_are_unique():
@@ -33,31 +30,32 @@ def test_every_bundled_variant_ships_weights_that_match_its_config():
         assert model.config.n_feats == variant.config.n_feats and model.config.n_groups == variant.config.n_groups
 
 
-def test_the_default_alters_a_clean_image_less_than_airnet_lite_did():
+def test_the_default_weights_alter_a_clean_image_less_than_airnet_lite_did():
+    """The weights themselves, without the post-filter: strength 1 and anchor 0 give the network's output."""
     import cv2
 
     noisy = np.asarray(Image.open(sample_image()).convert("RGB"))
     clean = np.ascontiguousarray(cv2.GaussianBlur(noisy, (0, 0), 3)[100:228, 100:228])  # smooth: nothing to restore
 
     def db(variant: str) -> float:
-        mse = np.mean((restore(clean, load_model(variant, device="cpu")).astype(float) - clean) ** 2)
+        out = restore(clean, load_model(variant, device="cpu"), strength=1.0, anchor=0.0)
+        mse = np.mean((out.astype(float) - clean) ** 2)
         return 10 * np.log10(255**2 / max(mse, 1e-10))
 
-    assert db(DEFAULT_VARIANT) > db("airnet-lite") + 2  # measured: the default returns it exactly (v5), 34.3 dB
+    # measured (network alone): airnet-general-v8 43.2 dB, airnet-general-v5 38.5, airnet-general 37.4, airnet-lite 34.3
+    assert db(DEFAULT_VARIANT) > db("airnet-lite") + 5
 
 
 def test_bundled_weights_restore_the_bundled_sample():
     noisy = np.asarray(Image.open(sample_image()).convert("RGB"))
     out = restore(noisy, load_model(DEFAULT_VARIANT, device="cpu"))
     assert out.shape == noisy.shape and out.dtype == np.uint8
-    # the sample is a centre crop of coffee (CC0) with sigma-25 noise: compare with the clean crop
-    if COFFEE.is_file():
-        t = lambda a: torch.from_numpy(np.array(a)).permute(2, 0, 1)[None].double() / 255  # noqa: E731
-        clean = centre_crop(t(np.asarray(Image.open(COFFEE).convert("RGB"))), 300, 400)
-        # measured: airnet-general-v5 +9.6 dB, airnet-general +9.5 dB, airnet-lite +7.5 dB (as `airnet restore` runs them)
-        assert psnr(t(out), clean) > psnr(t(noisy), clean) + 8
-    else:
-        assert np.abs(out.astype(int) - noisy).mean() > 3
+    # the sample is a centre crop of scikit-image's coffee (CC0, bundled with scikit-image) with sigma-25 noise
+    t = lambda a: torch.from_numpy(np.array(a)).permute(2, 0, 1)[None].double() / 255  # noqa: E731
+    clean = centre_crop(t(skimage.data.coffee()), 300, 400)
+    assert psnr(t(noisy), clean) < 22  # 20.95 dB: the crop matches, and the noise is there
+    # measured: airnet-general-v5 +9.6 dB, airnet-general +9.5 dB, airnet-lite +7.5 dB (as `airnet restore` runs them)
+    assert psnr(t(out), clean) > psnr(t(noisy), clean) + 8
 
 
 def test_quickstart_command_restores_the_sample(tmp_path, capsys):

@@ -7,6 +7,11 @@ the step's input and output: noise sigma, haze density (1 - transmission, from a
 linear fit of hazy on clean) and rain coverage (share of pixels brightened by more than 20
 levels). A family too weak to see counts as absent; samples between "absent" and "present"
 (``PRESENCE``) are left out of that family's detector.
+
+``fit_policy`` adds the "do no harm" policy (``probe.Policy``) from other photos than the fit's:
+per family, the score above which a clean photo gets more than ``low`` presence is set so that at
+most ``budget`` of the clean photos and crops exceed it in any family, and the score of presence
+0.5 (the detection) where the decision "present" is most often right on degraded and clean photos.
 """
 
 from __future__ import annotations
@@ -29,9 +34,19 @@ from airnet_restore.atomic import atomic_write
 from airnet_restore.data.aio import load_rgb8
 from airnet_restore.data.layouts import clean_folder
 from airnet_restore.degradations import REGISTRY, get_degradation
+from airnet_restore.device import resolve_device
 from airnet_restore.errors import AirNetError
 from airnet_restore.inspection.features import FEATURE_SET, embed, encoder_fingerprint
-from airnet_restore.inspection.probe import FAMILIES, METADATA_KEY, DegradationProbe, fit_logistic, fit_ridge, type_name
+from airnet_restore.inspection.probe import (
+    FAMILIES,
+    METADATA_KEY,
+    DegradationProbe,
+    Policy,
+    fit_logistic,
+    fit_ridge,
+    logit,
+    type_name,
+)
 from airnet_restore.models.airnet import AirNet
 from airnet_restore.weights import build_model, load_state_dict, save_weights, tensors_sha256
 
@@ -155,32 +170,106 @@ def collect(
     return CalibrationSet(np.array(feats), names, levels, files)
 
 
-def random_crop(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A square crop of a random size in ``CROP_SIZES`` (at most the image's short side) at a random place."""
+def random_crop(image: np.ndarray, rng: np.random.Generator, sizes: tuple[int, int] = CROP_SIZES) -> np.ndarray:
+    """A square crop of a random size in ``sizes`` (at most the image's short side) at a random place."""
     h, w = image.shape[:2]
-    size = min(int(rng.integers(CROP_SIZES[0], CROP_SIZES[1] + 1)), h, w)
+    size = min(int(rng.integers(sizes[0], sizes[1] + 1)), h, w)
     top, left = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
     return np.ascontiguousarray(image[top : top + size, left : left + size])
 
 
-def fit_probe(samples: CalibrationSet, provenance: Mapping[str, object] | None = None) -> DegradationProbe:
-    """Standardise the features, then fit one detector per family and the two level regressions."""
+def fit_probe(
+    samples: CalibrationSet,
+    provenance: Mapping[str, object] | None = None,
+    *,
+    l2: float = DETECTOR_L2,
+    clean_weight: float = 1.0,
+) -> DegradationProbe:
+    """Standardise the features, then fit one detector per family and the two level regressions.
+    ``clean_weight``: the weight of each clean sample (no family present) in the detectors' loss."""
     x = samples.features
     mean, scale = x.mean(axis=0), np.maximum(x.std(axis=0), 1e-6)
     z = (x - mean) / scale
     detectors = {}
+    clean = np.array([t == "clean" for t in samples.true_types()])
+    weight = np.where(clean, clean_weight, 1.0)
     for family in samples.families():
         target = samples.present(family)
         keep = target >= 0
         if len(set(target[keep])) < 2:
             raise AirNetError(f"calibration: no samples without (or with) {family}; add a type that has it (or lacks it)")
-        detectors[family] = fit_logistic(z[keep], target[keep], DETECTOR_L2)
+        detectors[family] = fit_logistic(z[keep], target[keep], l2, weight[keep])
     sigma = fit_ridge(z, samples.level("noise"), LEVEL_L2)
     haze = fit_ridge(z, samples.level("haze"), LEVEL_L2)
     return DegradationProbe(
         families=list(detectors), feature=FEATURE_SET, mean=mean.tolist(), scale=scale.tolist(),
         detectors=detectors, sigma=sigma, haze=haze, calibration=dict(provenance or {}),
     )
+
+
+def image_scores(probe: DegradationProbe, windows: Sequence[np.ndarray]) -> np.ndarray:
+    """(images, families) detector logits, before any policy, of images given by their (N, F) window features
+    (the windows ``Inspector.inspect`` judges)."""
+    rows = [probe.image_probability(w) for w in windows]
+    return logit(np.array([[r[f] for f in probe.families] for r in rows], np.float64).reshape(len(rows), len(probe.families)))
+
+
+def clean_thresholds(clean: Mapping[str, np.ndarray], budget: float) -> np.ndarray:
+    """Per family the score above which a clean image counts as a false positive, one common quantile of
+    the pooled clean scores for all families, the lowest at which every view (``clean``: view -> (n, families)
+    scores) has at most ``budget`` of its images above the threshold in any family."""
+    pooled = np.concatenate(list(clean.values()))
+
+    def worst(q: float) -> float:
+        t = np.quantile(pooled, q, axis=0)
+        return max(float(np.mean((s > t).any(axis=1))) for s in clean.values() if len(s))
+
+    lo, hi = 1.0 - budget, 1.0
+    if worst(lo) <= budget:
+        return np.quantile(pooled, lo, axis=0)
+    for _ in range(50):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (lo, mid) if worst(mid) <= budget else (mid, hi)
+    return np.quantile(pooled, hi, axis=0)
+
+
+def detect_threshold(scores: np.ndarray, present: np.ndarray, clean: float, gaps: tuple[float, float] = (0.5, 8.0)) -> float:
+    """The score of presence 0.5 for one family: where the decision "present" has the best balanced accuracy
+    on ``scores`` with ``present`` labels (1, 0; -1 left out), at ``gaps`` above the ``clean`` threshold;
+    of equal ones, the highest. Without both labels, the plain logistic slope (presence 0.2 -> 0.5 over 1.39)."""
+    keep = present >= 0
+    s, y = scores[keep], present[keep] == 1
+    if y.all() or not y.any():
+        return clean + float(-logit(np.asarray(0.2)))
+    candidates = clean + np.arange(gaps[0], gaps[1] + 1e-9, 0.05)
+    accuracy = [0.5 * (np.mean(s[y] >= t) + np.mean(s[~y] < t)) for t in candidates]
+    best = max(accuracy)
+    return float(candidates[max(i for i, a in enumerate(accuracy) if a >= best - 1e-12)])
+
+
+def fit_policy(
+    probe: DegradationProbe,
+    clean: Mapping[str, Sequence[np.ndarray]],
+    labelled: Sequence[np.ndarray],
+    present: np.ndarray,
+    *,
+    budget: float = 0.05,
+    low: float = 0.2,
+) -> Policy:
+    """The "do no harm" policy of ``probe`` from photos it was not fitted on.
+
+    ``clean``: view name (whole photos, crops, ...) -> the window features of each clean image;
+    ``labelled``: window features of degraded and clean images, with ``present`` (images, families) in
+    {1, 0, -1 (too weak to say)} in ``probe.families`` order. The clean threshold (presence ``low``) of every
+    family comes from the budget (``clean_thresholds``), the detection threshold from ``detect_threshold``."""
+    if not 0.0 < budget < 1.0 or not 0.0 < low < 0.5:
+        raise AirNetError(f"policy: budget must be in (0, 1) and low in (0, 0.5), got {budget} and {low}")
+    lows = clean_thresholds({view: image_scores(probe, w) for view, w in clean.items()}, budget)
+    scores = image_scores(probe, labelled)
+    thresholds = {}
+    for k, family in enumerate(probe.families):
+        thresholds[family] = [float(lows[k]), detect_threshold(scores[:, k], present[:, k], float(lows[k]))]
+    return Policy(low=low, budget=budget, thresholds=thresholds)
 
 
 @dataclass
@@ -265,8 +354,6 @@ def calibrate(
     ``types``: registered degradations (default: the training config's, else the general family);
     file names in ``exclude`` and in the training config's exclusions (validation photos) are never used.
     """
-    from airnet_restore.variants import load_model
-
     start = time.perf_counter()
     src, dst = weights_file(weights_in), Path(weights_out)
     if dst.suffix != ".safetensors":
@@ -287,7 +374,7 @@ def calibrate(
     files = [p for p in clean_folder(folder) if p.name not in skip]
     if not files:
         raise AirNetError(f"{folder}: no photos left after excluding {len(skip)} names")
-    model = load_model(str(src), device=device).eval()
+    model = load_encoder(src, device)
     samples = collect(model, files, types, crops=crops, seed=seed, progress=progress)
     provenance = {
         "photos": len(files), "excluded": sorted(skip), "types": types, "crops": crops, "seed": seed,
@@ -296,8 +383,15 @@ def calibrate(
     probe = fit_probe(samples, provenance)
     probe.encoder_sha256 = encoder_fingerprint(model)
     probe.calibration["fit"] = fit = _fit_scores(probe, samples)
-    _write(src, dst, metadata, probe)
+    write_probe(src, dst, probe)
     return CalibrationReport(dst, len(samples.names), len(files), types, time.perf_counter() - start, fit)
+
+
+def load_encoder(path: Path, device: str = "cpu") -> AirNet:
+    """The network of a weights file in eval mode on ``device``: what the statistics are computed with
+    (only its degradation encoder runs)."""
+    model, _ = build_model(path)
+    return model.to(resolve_device(device)).eval()
 
 
 def _fit_scores(probe: DegradationProbe, samples: CalibrationSet) -> dict[str, float]:
@@ -312,15 +406,17 @@ def _fit_scores(probe: DegradationProbe, samples: CalibrationSet) -> dict[str, f
     }
 
 
-def _write(src: Path, dst: Path, metadata: dict[str, str], probe: DegradationProbe) -> None:
-    """The input's tensors unchanged, its metadata plus the probe (a ``.pth`` is converted to our format)."""
+def write_probe(src: Path, dst: Path, probe: DegradationProbe, extra: Mapping[str, str] | None = None) -> None:
+    """The input's tensors unchanged, its metadata plus the probe and ``extra`` entries (such as a new
+    ``variant`` name); a ``.pth`` is converted to our format."""
     if src.suffix == ".safetensors":
         sd, metadata = load_state_dict(src)
-        data = save(sd, metadata={**metadata, "sha256": tensors_sha256(sd), METADATA_KEY: probe.to_json()})
+        meta = {**metadata, **(extra or {}), "sha256": tensors_sha256(sd), METADATA_KEY: probe.to_json()}
+        data = save(sd, metadata=meta)
         try:
             atomic_write(dst, lambda tmp: tmp.write_bytes(data))
         except OSError as e:
             raise AirNetError(f"{dst}: cannot write: {e.strerror or e}") from None
         return
     model, _ = build_model(src)
-    save_weights(model, dst, metadata={"source": src.name, METADATA_KEY: probe.to_json()})
+    save_weights(model, dst, metadata={"source": src.name, **(extra or {}), METADATA_KEY: probe.to_json()})

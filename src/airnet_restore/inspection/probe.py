@@ -5,6 +5,12 @@ every sample that holds it, alone or mixed, against every sample that does not, 
 need no classes of their own. Noise sigma (0-255) and haze density (1 - mean transmission)
 come from ridge regressions on the same features. All of it is a few thousand numbers,
 stored as JSON in the weights' safetensors metadata under ``METADATA_KEY``.
+
+A probe may carry a "do no harm" ``Policy``: per family, the detector scores at which the reported
+presence is the policy's ``low`` level and 0.5, set from a false-positive budget on clean photos
+(``calibrate.fit_policy``). Presence is then that monotone rescaling of the detector's probability,
+so a clean photo rarely gets more than ``low`` of the correction. Probes with a policy are version 2;
+this version reads 1 and 2.
 """
 
 from __future__ import annotations
@@ -20,7 +26,8 @@ import torch
 from airnet_restore.errors import AirNetError
 
 METADATA_KEY = "inspect"
-PROBE_VERSION = 1
+PROBE_VERSION = 2  # written where a probe has a policy; one without is written as version 1
+READS = (1, 2)
 FAMILIES = ("haze", "rain", "noise")  # the order of families in a type name
 CLEAN = "clean"
 
@@ -43,6 +50,27 @@ class Prediction:
 
 
 @dataclass
+class Policy:
+    """"Do no harm": per family, the detector logits where presence is ``low`` and where it is 0.5.
+
+    Presence is ``sigmoid(logit(low) + (s - clean) * -logit(low) / (detect - clean))`` for the detector's
+    logit ``s`` (of the probability averaged over an image's windows): an affine map in logit space, so it
+    stays monotone and keeps rising towards 1 for surely degraded images."""
+
+    low: float  # presence at the clean threshold, e.g. 0.2: at most this much of the correction ...
+    budget: float  # ... for all but this share of the clean calibration photos and crops
+    thresholds: dict[str, list[float]]  # family -> [clean logit, detect logit], clean < detect
+
+    def rescale(self, family: str, probability: np.ndarray) -> np.ndarray:
+        """Presence from the detector's probability (unchanged for a family without thresholds)."""
+        if family not in self.thresholds:
+            return probability
+        clean, detect = self.thresholds[family]
+        floor = logit(np.asarray(self.low, np.float64))
+        return _sigmoid(floor + (logit(probability) - clean) * -floor / (detect - clean))
+
+
+@dataclass
 class DegradationProbe:
     """Standardisation, one logistic detector per family, and ridge regressions for sigma and haze density."""
 
@@ -55,15 +83,27 @@ class DegradationProbe:
     haze: list[float]  # weights, bias last
     encoder_sha256: str = ""  # features.encoder_fingerprint of the weights it was computed for
     calibration: dict[str, Any] = field(default_factory=dict)
-    version: int = PROBE_VERSION
+    version: int = 1
+    policy: Policy | None = None
 
     def _standardise(self, x: np.ndarray) -> np.ndarray:
         return (np.atleast_2d(x) - np.asarray(self.mean)) / np.asarray(self.scale)
 
-    def presence(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        """Probability that each family is present, for (N, F) or (F,) features."""
+    def detector_probability(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Each family's detector probability, before the policy, for (N, F) or (F,) features."""
         z = self._standardise(x)
         return {f: _sigmoid(_linear(z, w)) for f, w in self.detectors.items()}
+
+    def _with_policy(self, probs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return probs if self.policy is None else {f: self.policy.rescale(f, p) for f, p in probs.items()}
+
+    def presence(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Presence of each family (the detector's probability under the policy), for (N, F) or (F,) features."""
+        return self._with_policy(self.detector_probability(x))
+
+    def image_probability(self, windows: np.ndarray) -> dict[str, float]:
+        """Each family's detector probability for an image: the mean over its (N, F) windows, before the policy."""
+        return {f: float(p.mean()) for f, p in self.detector_probability(windows).items()}
 
     def levels(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(noise sigma 0-255, haze density 0-1) estimates for (N, F) or (F,) features, whether or not detected."""
@@ -77,10 +117,11 @@ class DegradationProbe:
         return [_prediction({f: float(p[i]) for f, p in probs.items()}, float(sigma[i]), float(haze[i])) for i in range(len(sigma))]
 
     def judge(self, windows: np.ndarray) -> Prediction:
-        """One prediction from the (N, F) features of an image's windows: presence and levels averaged."""
-        probs = self.presence(windows)
+        """One prediction from the (N, F) features of an image's windows: detector probabilities averaged
+        (then the policy applied), levels averaged."""
+        probs = self._with_policy({f: np.asarray(p) for f, p in self.image_probability(windows).items()})
         sigma, haze = self.levels(windows)
-        return _prediction({f: float(p.mean()) for f, p in probs.items()}, float(sigma.mean()), float(haze.mean()))
+        return _prediction({f: float(p) for f, p in probs.items()}, float(sigma.mean()), float(haze.mean()))
 
     def types(self) -> list[str]:
         """Every type the probe can name: each combination of its families."""
@@ -90,19 +131,27 @@ class DegradationProbe:
         return sorted(names, key=lambda t: (t != CLEAN, t.count("+"), t))
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"))
+        """Compact JSON; version 2 where there is a policy (older readers refuse it rather than ignore it), else 1."""
+        data = asdict(self)
+        if self.policy is None:
+            del data["policy"]
+        data["version"] = PROBE_VERSION if self.policy is not None else 1
+        return json.dumps(data, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str, source: str = "weights") -> DegradationProbe:
         try:
             data = json.loads(text)
             version = data.get("version")
-            if version != PROBE_VERSION:
+            if version not in READS:
                 raise AirNetError(
                     f"{source}: degradation prototypes of version {version} (this airnet-restore reads "
-                    f"version {PROBE_VERSION}); recompute them with `airnet inspect --calibrate`"
+                    f"versions {', '.join(map(str, READS))}); recompute them with `airnet inspect --calibrate`"
                 )
-            return cls(**data)
+            policy = data.pop("policy", None)
+            if version == 1 and policy is not None:
+                raise TypeError("a version-1 probe has no policy")
+            return cls(**data, policy=None if policy is None else Policy(**policy))
         except (json.JSONDecodeError, TypeError, AttributeError) as e:
             raise AirNetError(f"{source}: unreadable degradation prototypes in metadata ({e}); recompute them with `airnet inspect --calibrate`") from None
 
@@ -138,17 +187,26 @@ def _sigmoid(v: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * v))
 
 
-def fit_logistic(z: np.ndarray, target: np.ndarray, l2: float) -> list[float]:
-    """L2-regularised logistic regression by L-BFGS in float64 (deterministic): weights, bias last."""
+def logit(p: np.ndarray) -> np.ndarray:
+    """log(p / (1 - p)), finite for p in [0, 1] (clipped 1e-12 from the ends)."""
+    p = np.clip(p, 1e-12, 1.0 - 1e-12)
+    return np.log(p) - np.log1p(-p)
+
+
+def fit_logistic(z: np.ndarray, target: np.ndarray, l2: float, weight: np.ndarray | None = None) -> list[float]:
+    """L2-regularised logistic regression by L-BFGS in float64 (deterministic): weights, bias last.
+    ``weight``: per-sample weights (the loss is their weighted mean), default all 1."""
     x = torch.from_numpy(np.ascontiguousarray(z, dtype=np.float64))
     y = torch.from_numpy(np.asarray(target, dtype=np.float64))
+    sw = torch.ones_like(y) if weight is None else torch.from_numpy(np.asarray(weight, dtype=np.float64))
+    sw = sw / sw.mean()
     w = torch.zeros(x.shape[1] + 1, dtype=torch.float64, requires_grad=True)
     opt = torch.optim.LBFGS([w], max_iter=500, tolerance_grad=1e-9, line_search_fn="strong_wolfe")
 
     def loss() -> torch.Tensor:
         opt.zero_grad()
         logits = x @ w[:-1] + w[-1]
-        value = torch.nn.functional.binary_cross_entropy_with_logits(logits, y) + l2 * (w[:-1] ** 2).sum()
+        value = torch.nn.functional.binary_cross_entropy_with_logits(logits, y, weight=sw) + l2 * (w[:-1] ** 2).sum()
         value.backward()
         return value
 

@@ -1,0 +1,102 @@
+"""Fitting the "do no harm" policy, weighting clean samples, and writing a probe into weights."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors import safe_open
+
+from airnet_restore.errors import AirNetError
+from airnet_restore.inspection.calibrate import (
+    CalibrationSet,
+    clean_thresholds,
+    detect_threshold,
+    fit_policy,
+    fit_probe,
+    image_scores,
+    write_probe,
+)
+from airnet_restore.inspection.probe import METADATA_KEY, DegradationProbe, Policy, logit
+from airnet_restore.models import AirNet
+from airnet_restore.weights import save_weights
+from tests.conftest import TINY
+from tests.inspection.test_probe import POLICY, synthetic_probe
+
+
+def test_clean_thresholds_keep_every_view_within_the_budget():
+    rng = np.random.default_rng(0)
+    views = {"whole": rng.normal(0, 1, (40, 3)), "crops": rng.normal(0.5, 1, (200, 3))}
+    t = clean_thresholds(views, 0.05)
+    for scores in views.values():
+        assert np.mean((scores > t).any(axis=1)) <= 0.05
+    looser = clean_thresholds(views, 0.2)
+    assert np.all(looser <= t) and max(np.mean((s > looser).any(axis=1)) for s in views.values()) > 0.05
+
+
+def test_detect_threshold_separates_the_labels_above_the_clean_threshold():
+    scores = np.array([-3.0, -2.0, -1.0, 0.0, 2.5, 3.0, 4.0, 9.0])
+    present = np.array([0, 0, 0, 0, 1, 1, 1, -1])
+    t = detect_threshold(scores, present, clean=0.0)
+    assert 0.5 <= t <= 2.5  # every absent below, every present at or above
+    assert detect_threshold(scores, present, clean=3.0) == pytest.approx(4.0)  # at least 0.5 above; of equal ones the highest
+    assert detect_threshold(scores, np.zeros(8, int), clean=1.0) == pytest.approx(1.0 - float(logit(np.asarray(0.2))))
+
+
+def test_fit_policy_leaves_clean_images_under_low_presence():
+    rng = np.random.default_rng(1)
+    probe = synthetic_probe()
+    clean = {"whole": [rng.normal(0, 1, (3, 4)) for _ in range(40)], "crops": [rng.normal(0, 1.5, (1, 4)) for _ in range(60)]}
+    hazy = [rng.normal(0, 1, (2, 4)) + np.array([8.0, 0, 0, 0]) for _ in range(30)]
+    labelled = clean["whole"] + hazy
+    present = np.array([[0, 0, 0]] * 40 + [[1, 0, 0]] * 30)
+    policy = fit_policy(probe, clean, labelled, present, budget=0.05, low=0.2)
+    assert set(policy.thresholds) == {"haze", "rain", "noise"} and policy.low == 0.2 and policy.budget == 0.05
+    guarded = DegradationProbe(**{**probe.__dict__, "policy": policy})
+    for images in clean.values():
+        degraded = np.array([max(guarded.judge(w).presence.values()) for w in images])
+        assert np.mean(degraded > 0.2) <= 0.05
+    assert np.mean([guarded.judge(w).presence["haze"] >= 0.5 for w in hazy]) > 0.9
+    with pytest.raises(AirNetError, match="budget"):
+        fit_policy(probe, clean, labelled, present, budget=0.0)
+
+
+def test_image_scores_are_the_logits_of_the_window_average():
+    windows = [np.array([[2.0, 0, 0, 0], [-2.0, 0, 0, 0]]), np.array([[0.0, 1.0, 0, 0]])]
+    scores = image_scores(synthetic_probe(POLICY), windows)  # before the policy
+    np.testing.assert_allclose(scores, [[0.0, 0.0, 0.0], [0.0, 1.0, 0.0]], atol=1e-9)
+
+
+def _samples(rng: np.random.Generator) -> CalibrationSet:
+    names = ["clean"] * 30 + ["noise25"] * 30
+    x = rng.normal(0, 1, (60, 5))
+    x[30:, 0] += 1.0
+    levels = [{}] * 30 + [{"noise": 25.0}] * 30
+    return CalibrationSet(x, names, levels, ["p.png"] * 60)
+
+
+def test_fit_probe_weighs_clean_samples():
+    samples = _samples(np.random.default_rng(2))
+    plain = fit_probe(samples, l2=1e-3)
+    cautious = fit_probe(samples, l2=1e-3, clean_weight=5.0)
+    z = (samples.features - np.array(plain.mean)) / np.array(plain.scale)
+    assert plain.families == ["noise"]
+    lower = np.array(cautious.detectors["noise"])[-1] < np.array(plain.detectors["noise"])[-1]
+    assert lower and cautious.presence(samples.features)["noise"][:30].mean() < plain.presence(samples.features)["noise"][:30].mean()
+    assert z.shape == samples.features.shape
+
+
+def test_write_probe_keeps_the_tensors_and_stores_the_policy(tmp_path):
+    torch.manual_seed(0)
+    src = save_weights(AirNet(TINY), tmp_path / "plain.safetensors", metadata={"variant": "old"})
+    probe = DegradationProbe(**{**synthetic_probe().__dict__, "policy": Policy(0.2, 0.05, {"haze": [0.0, 1.0]})})
+    dst = tmp_path / "new.safetensors"
+    write_probe(src, dst, probe, {"variant": "new"})
+    with safe_open(str(src), "pt") as a, safe_open(str(dst), "pt") as b:
+        assert sorted(a.keys()) == sorted(b.keys())
+        assert all(torch.equal(a.get_tensor(k), b.get_tensor(k)) for k in a.keys())
+        meta = b.metadata()
+    assert meta["variant"] == "new" and json.loads(meta[METADATA_KEY])["version"] == 2
+    assert DegradationProbe.from_metadata(meta, str(dst)).policy == probe.policy

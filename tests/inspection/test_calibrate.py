@@ -12,6 +12,7 @@ from safetensors import safe_open
 from airnet_restore.errors import AirNetError
 from airnet_restore.inspection.calibrate import (
     CalibrationSet,
+    _balance,
     clean_thresholds,
     detect_threshold,
     fit_policy,
@@ -26,26 +27,29 @@ from tests.conftest import TINY
 from tests.inspection.test_probe import POLICY, synthetic_probe
 
 
-def test_clean_thresholds_keep_every_view_within_the_budget():
+def test_clean_thresholds_keep_every_view_within_the_budget_and_spend_it_where_it_helps():
     rng = np.random.default_rng(0)
     views = {"whole": rng.normal(0, 1, (40, 3)), "crops": rng.normal(0.5, 1, (200, 3))}
     t = clean_thresholds(views, 0.05)
     for scores in views.values():
         assert np.mean((scores > t).any(axis=1)) <= 0.05
-    looser = clean_thresholds(views, 0.2)
-    assert np.all(looser <= t) and max(np.mean((s > looser).any(axis=1)) for s in views.values()) > 0.05
+    np.testing.assert_allclose(t, np.concatenate(list(views.values())).max(axis=0))  # nothing to let through: the highest
+    hazy = [rng.normal(1.5, 0.3, 50), np.array([]), np.array([])]
+    spent = clean_thresholds(views, 0.05, hazy)
+    assert spent[0] < t[0] and np.all(spent[1:] == t[1:])  # all of the budget to haze, the only family with images
+    assert max(np.mean((s > spent).any(axis=1)) for s in views.values()) <= 0.05
 
 
 def test_detect_threshold_separates_the_labels_above_the_clean_threshold():
     scores = np.array([-3.0, -2.0, -1.0, 0.0, 2.5, 3.0, 4.0, 9.0])
     present = np.array([0, 0, 0, 0, 1, 1, 1, -1])
     t = detect_threshold(scores, present, clean=0.0)
-    assert 0.5 <= t <= 2.5  # every absent below, every present at or above
-    assert detect_threshold(scores, present, clean=3.0) == pytest.approx(4.0)  # at least 0.5 above; of equal ones the highest
+    assert t == pytest.approx(1.5)  # the middle of 0.5-2.5, where every absent is below and every present at or above
+    assert detect_threshold(scores, present, clean=3.0) == pytest.approx(3.75)  # at least 0.5 above; the middle of equal ones
     assert detect_threshold(scores, np.zeros(8, int), clean=1.0) == pytest.approx(1.0 - float(logit(np.asarray(0.2))))
 
 
-def test_fit_policy_leaves_clean_images_under_low_presence():
+def test_fit_policy_leaves_clean_images_under_low_presence_and_judges_wide_images_apart():
     rng = np.random.default_rng(1)
     probe = synthetic_probe()
     clean = {"whole": [rng.normal(0, 1, (3, 4)) for _ in range(40)], "crops": [rng.normal(0, 1.5, (1, 4)) for _ in range(60)]}
@@ -59,8 +63,11 @@ def test_fit_policy_leaves_clean_images_under_low_presence():
         degraded = np.array([max(guarded.judge(w).presence.values()) for w in images])
         assert np.mean(degraded > 0.2) <= 0.05
     assert np.mean([guarded.judge(w).presence["haze"] >= 0.5 for w in hazy]) > 0.9
+    assert policy.wide_from == 2 and policy.wide and policy.wide != policy.thresholds  # 3 windows: "whole" is wide
     with pytest.raises(AirNetError, match="budget"):
         fit_policy(probe, clean, labelled, present, budget=0.0)
+    with pytest.raises(AirNetError, match="single window"):
+        fit_policy(probe, {"whole": clean["whole"]}, labelled, present)
 
 
 def test_image_scores_are_the_logits_of_the_window_average():
@@ -69,23 +76,29 @@ def test_image_scores_are_the_logits_of_the_window_average():
     np.testing.assert_allclose(scores, [[0.0, 0.0, 0.0], [0.0, 1.0, 0.0]], atol=1e-9)
 
 
-def _samples(rng: np.random.Generator) -> CalibrationSet:
-    names = ["clean"] * 30 + ["noise25"] * 30
-    x = rng.normal(0, 1, (60, 5))
-    x[30:, 0] += 1.0
-    levels = [{}] * 30 + [{"noise": 25.0}] * 30
-    return CalibrationSet(x, names, levels, ["p.png"] * 60)
+def _samples(rng: np.random.Generator, clean: int = 30) -> CalibrationSet:
+    names = ["clean"] * clean + ["noise25"] * 30
+    x = rng.normal(0, 1, (clean + 30, 5))
+    x[clean:, 0] += 1.0
+    levels = [{}] * clean + [{"noise": 25.0}] * 30
+    return CalibrationSet(x, names, levels, ["p.png"] * (clean + 30))
 
 
-def test_fit_probe_weighs_clean_samples():
-    samples = _samples(np.random.default_rng(2))
+def test_fit_probe_balances_present_and_absent_samples():
+    samples = _samples(np.random.default_rng(2), clean=90)
     plain = fit_probe(samples, l2=1e-3)
-    cautious = fit_probe(samples, l2=1e-3, clean_weight=5.0)
-    z = (samples.features - np.array(plain.mean)) / np.array(plain.scale)
-    assert plain.families == ["noise"]
-    lower = np.array(cautious.detectors["noise"])[-1] < np.array(plain.detectors["noise"])[-1]
-    assert lower and cautious.presence(samples.features)["noise"][:30].mean() < plain.presence(samples.features)["noise"][:30].mean()
-    assert z.shape == samples.features.shape
+    balanced = fit_probe(samples, l2=1e-3, clean_share=0.5)  # no other family: clean samples take all of the absent half
+    assert plain.families == balanced.families == ["noise"]
+    noisy = balanced.presence(samples.features)["noise"][90:].mean()
+    assert noisy > plain.presence(samples.features)["noise"][90:].mean()  # 90 clean against 30 noisy no longer outvote
+    assert balanced.presence(samples.features)["noise"][:90].mean() < 0.5 < noisy
+
+
+def test_balance_weighs_each_group_by_its_share():
+    target = np.array([1, 1, 0, 0, 0, 0, -1])
+    clean = np.array([False, False, True, True, True, False, False])
+    w = _balance(target, clean, 0.8)
+    np.testing.assert_allclose(w, [0.25, 0.25, 0.4 / 3, 0.4 / 3, 0.4 / 3, 0.1, 0.0])
 
 
 def test_write_probe_keeps_the_tensors_and_stores_the_policy(tmp_path):

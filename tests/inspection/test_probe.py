@@ -45,6 +45,16 @@ def test_judge_averages_the_detectors_then_applies_the_policy():
     assert guarded.judge(windows[:1]).presence == pytest.approx({f: float(v[0]) for f, v in guarded.presence(windows[:1]).items()})
 
 
+def test_an_image_judged_on_many_windows_gets_the_wide_thresholds():
+    policy = Policy(low=0.2, budget=0.05, thresholds={"haze": [3.0, 4.0]}, wide={"haze": [0.0, 1.0]}, wide_from=3)
+    probe = synthetic_probe(policy)
+    window = np.array([[1.0, 0.0, 0.0, 0.0]])
+    assert probe.judge(window).presence["haze"] < 0.2  # one window: a small crop, under its clean threshold
+    assert probe.judge(np.repeat(window, 2, axis=0)).presence["haze"] < 0.2
+    assert probe.judge(np.repeat(window, 3, axis=0)).presence["haze"] == pytest.approx(0.5)  # the wide detect threshold
+    assert probe.presence(np.repeat(window, 3, axis=0))["haze"] == pytest.approx([probe.judge(window).presence["haze"]] * 3)
+
+
 def test_a_probe_with_a_policy_is_version_2_and_round_trips():
     text = synthetic_probe(POLICY).to_json()
     data = json.loads(text)

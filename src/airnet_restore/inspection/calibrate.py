@@ -183,22 +183,25 @@ def fit_probe(
     provenance: Mapping[str, object] | None = None,
     *,
     l2: float = DETECTOR_L2,
-    clean_weight: float = 1.0,
+    clean_share: float | None = None,
 ) -> DegradationProbe:
     """Standardise the features, then fit one detector per family and the two level regressions.
-    ``clean_weight``: the weight of each clean sample (no family present) in the detectors' loss."""
+
+    ``clean_share``: where given, each detector weighs its samples so that those holding the family and
+    those without it count the same, and clean samples (no family) are that share of the latter (the rest
+    is the other families'); else every sample counts once."""
     x = samples.features
     mean, scale = x.mean(axis=0), np.maximum(x.std(axis=0), 1e-6)
     z = (x - mean) / scale
     detectors = {}
     clean = np.array([t == "clean" for t in samples.true_types()])
-    weight = np.where(clean, clean_weight, 1.0)
     for family in samples.families():
         target = samples.present(family)
         keep = target >= 0
         if len(set(target[keep])) < 2:
             raise AirNetError(f"calibration: no samples without (or with) {family}; add a type that has it (or lacks it)")
-        detectors[family] = fit_logistic(z[keep], target[keep], l2, weight[keep])
+        weight = None if clean_share is None else _balance(target, clean, clean_share)[keep]
+        detectors[family] = fit_logistic(z[keep], target[keep], l2, weight)
     sigma = fit_ridge(z, samples.level("noise"), LEVEL_L2)
     haze = fit_ridge(z, samples.level("haze"), LEVEL_L2)
     return DegradationProbe(
@@ -207,44 +210,65 @@ def fit_probe(
     )
 
 
+def _balance(target: np.ndarray, clean: np.ndarray, clean_share: float) -> np.ndarray:
+    """Sample weights: half for the samples holding the family, half for the others, of which the clean
+    samples get ``clean_share`` (all of it where there are no others)."""
+    present, absent = target == 1, target == 0
+    others = absent & ~clean
+    share = clean_share if others.any() else 1.0
+    weight = np.zeros(len(target))
+    for group, total in ((present, 0.5), (absent & clean, 0.5 * share), (others, 0.5 * (1.0 - share))):
+        if group.any():
+            weight[group] = total / group.sum()
+    return weight
+
+
 def image_scores(probe: DegradationProbe, windows: Sequence[np.ndarray]) -> np.ndarray:
     """(images, families) detector logits, before any policy, of images given by their (N, F) window features
     (the windows ``Inspector.inspect`` judges)."""
     rows = [probe.image_probability(w) for w in windows]
+    if not rows:
+        return np.zeros((0, len(probe.families)))
     return logit(np.array([[r[f] for f in probe.families] for r in rows], np.float64).reshape(len(rows), len(probe.families)))
 
 
-def clean_thresholds(clean: Mapping[str, np.ndarray], budget: float) -> np.ndarray:
-    """Per family the score above which a clean image counts as a false positive, one common quantile of
-    the pooled clean scores for all families, the lowest at which every view (``clean``: view -> (n, families)
-    scores) has at most ``budget`` of its images above the threshold in any family."""
+def clean_thresholds(clean: Mapping[str, np.ndarray], budget: float, positives: Sequence[np.ndarray] | None = None,
+                     steps: int = 10) -> np.ndarray:
+    """Per family the score above which a clean image counts as a false positive, such that every view
+    (``clean``: view -> (n, families) scores) has at most ``budget`` of its images above it in any family.
+
+    Each family's threshold is a quantile of the pooled clean scores at 1 - ``budget`` * k / ``steps``
+    (k = 0 .. steps); of the allowed combinations, the one under which most images holding each family
+    (``positives``: per family, the scores of those images; default none) pass its threshold, on average
+    over the families, and of equal ones the highest thresholds."""
     pooled = np.concatenate(list(clean.values()))
-
-    def worst(q: float) -> float:
-        t = np.quantile(pooled, q, axis=0)
-        return max(float(np.mean((s > t).any(axis=1))) for s in clean.values() if len(s))
-
-    lo, hi = 1.0 - budget, 1.0
-    if worst(lo) <= budget:
-        return np.quantile(pooled, lo, axis=0)
-    for _ in range(50):
-        mid = 0.5 * (lo + hi)
-        lo, hi = (lo, mid) if worst(mid) <= budget else (mid, hi)
-    return np.quantile(pooled, hi, axis=0)
+    families = pooled.shape[1]
+    levels = 1.0 - budget * np.arange(steps + 1) / steps
+    candidates = np.quantile(pooled, levels, axis=0)  # (steps + 1, families)
+    best, best_key = candidates[0], (-1.0, 0.0)
+    for combo in np.ndindex(*(steps + 1,) * families):
+        t = candidates[list(combo), range(families)]
+        if max(float(np.mean((v > t).any(axis=1))) for v in clean.values() if len(v)) > budget:
+            continue
+        found = np.mean([np.mean(p > t[k]) if len(p) else 0.0 for k, p in enumerate(positives)]) if positives else 0.0
+        key = (float(found), float(t.sum()))
+        if key > best_key:
+            best, best_key = t, key
+    return best
 
 
 def detect_threshold(scores: np.ndarray, present: np.ndarray, clean: float, gaps: tuple[float, float] = (0.5, 8.0)) -> float:
     """The score of presence 0.5 for one family: where the decision "present" has the best balanced accuracy
     on ``scores`` with ``present`` labels (1, 0; -1 left out), at ``gaps`` above the ``clean`` threshold;
-    of equal ones, the highest. Without both labels, the plain logistic slope (presence 0.2 -> 0.5 over 1.39)."""
+    the middle one of equal ones. Without both labels, the plain logistic slope (presence 0.2 -> 0.5 over 1.39)."""
     keep = present >= 0
     s, y = scores[keep], present[keep] == 1
     if y.all() or not y.any():
         return clean + float(-logit(np.asarray(0.2)))
     candidates = clean + np.arange(gaps[0], gaps[1] + 1e-9, 0.05)
-    accuracy = [0.5 * (np.mean(s[y] >= t) + np.mean(s[~y] < t)) for t in candidates]
-    best = max(accuracy)
-    return float(candidates[max(i for i, a in enumerate(accuracy) if a >= best - 1e-12)])
+    accuracy = np.array([0.5 * (np.mean(s[y] >= t) + np.mean(s[~y] < t)) for t in candidates])
+    best = np.flatnonzero(accuracy >= accuracy.max() - 1e-12)
+    return float(candidates[best[len(best) // 2]])
 
 
 def fit_policy(
@@ -255,21 +279,37 @@ def fit_policy(
     *,
     budget: float = 0.05,
     low: float = 0.2,
+    wide_from: int = 2,
 ) -> Policy:
     """The "do no harm" policy of ``probe`` from photos it was not fitted on.
 
     ``clean``: view name (whole photos, crops, ...) -> the window features of each clean image;
     ``labelled``: window features of degraded and clean images, with ``present`` (images, families) in
-    {1, 0, -1 (too weak to say)} in ``probe.families`` order. The clean threshold (presence ``low``) of every
-    family comes from the budget (``clean_thresholds``), the detection threshold from ``detect_threshold``."""
+    {1, 0, -1 (too weak to say)} in ``probe.families`` order. Images judged on one window and those judged on
+    ``wide_from`` or more get thresholds of their own. The clean thresholds (presence ``low``) come from the
+    budget, shared among the families where it lets most labelled images through (``clean_thresholds``), the
+    detection thresholds from ``detect_threshold``."""
     if not 0.0 < budget < 1.0 or not 0.0 < low < 0.5:
         raise AirNetError(f"policy: budget must be in (0, 1) and low in (0, 0.5), got {budget} and {low}")
-    lows = clean_thresholds({view: image_scores(probe, w) for view, w in clean.items()}, budget)
-    scores = image_scores(probe, labelled)
-    thresholds = {}
-    for k, family in enumerate(probe.families):
-        thresholds[family] = [float(lows[k]), detect_threshold(scores[:, k], present[:, k], float(lows[k]))]
-    return Policy(low=low, budget=budget, thresholds=thresholds)
+    tables = []
+    for wide in (False, True):
+        def keep(w: np.ndarray, wide: bool = wide) -> bool:
+            return (len(w) >= wide_from) == wide
+
+        views = {v: image_scores(probe, [w for w in images if keep(w)]) for v, images in clean.items()}
+        views = {v: s for v, s in views.items() if len(s)}
+        rows = [i for i, w in enumerate(labelled) if keep(w)]
+        if not views:
+            tables.append({})
+            continue
+        scores, labels = image_scores(probe, [labelled[i] for i in rows]), present[rows]
+        positives = [scores[labels[:, k] == 1, k] for k in range(len(probe.families))]
+        lows = clean_thresholds(views, budget, positives)
+        tables.append({family: [float(lows[k]), detect_threshold(scores[:, k], labels[:, k], float(lows[k]))]
+                       for k, family in enumerate(probe.families)})
+    if not tables[0]:
+        raise AirNetError("policy: no clean image judged on a single window; add small crops")
+    return Policy(low=low, budget=budget, thresholds=tables[0], wide=tables[1], wide_from=wide_from)
 
 
 @dataclass

@@ -55,17 +55,23 @@ class Policy:
 
     Presence is ``sigmoid(logit(low) + (s - clean) * -logit(low) / (detect - clean))`` for the detector's
     logit ``s`` (of the probability averaged over an image's windows): an affine map in logit space, so it
-    stays monotone and keeps rising towards 1 for surely degraded images."""
+    stays monotone and keeps rising towards 1 for surely degraded images. An image judged on one window
+    (a small crop of flat sky looks hazy) gets ``thresholds``; one judged on ``wide_from`` windows or more
+    gets ``wide`` where given (the average of many windows is surer)."""
 
     low: float  # presence at the clean threshold, e.g. 0.2: at most this much of the correction ...
     budget: float  # ... for all but this share of the clean calibration photos and crops
     thresholds: dict[str, list[float]]  # family -> [clean logit, detect logit], clean < detect
+    wide: dict[str, list[float]] = field(default_factory=dict)
+    wide_from: int = 2
 
-    def rescale(self, family: str, probability: np.ndarray) -> np.ndarray:
-        """Presence from the detector's probability (unchanged for a family without thresholds)."""
-        if family not in self.thresholds:
+    def rescale(self, family: str, probability: np.ndarray, windows: int = 1) -> np.ndarray:
+        """Presence from the detector's probability averaged over ``windows`` windows (unchanged for a family
+        without thresholds)."""
+        table = self.wide if windows >= self.wide_from and self.wide else self.thresholds
+        if family not in table:
             return probability
-        clean, detect = self.thresholds[family]
+        clean, detect = table[family]
         floor = logit(np.asarray(self.low, np.float64))
         return _sigmoid(floor + (logit(probability) - clean) * -floor / (detect - clean))
 
@@ -94,8 +100,8 @@ class DegradationProbe:
         z = self._standardise(x)
         return {f: _sigmoid(_linear(z, w)) for f, w in self.detectors.items()}
 
-    def _with_policy(self, probs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return probs if self.policy is None else {f: self.policy.rescale(f, p) for f, p in probs.items()}
+    def _with_policy(self, probs: dict[str, np.ndarray], windows: int = 1) -> dict[str, np.ndarray]:
+        return probs if self.policy is None else {f: self.policy.rescale(f, p, windows) for f, p in probs.items()}
 
     def presence(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """Presence of each family (the detector's probability under the policy), for (N, F) or (F,) features."""
@@ -119,7 +125,7 @@ class DegradationProbe:
     def judge(self, windows: np.ndarray) -> Prediction:
         """One prediction from the (N, F) features of an image's windows: detector probabilities averaged
         (then the policy applied), levels averaged."""
-        probs = self._with_policy({f: np.asarray(p) for f, p in self.image_probability(windows).items()})
+        probs = self._with_policy({f: np.asarray(p) for f, p in self.image_probability(windows).items()}, len(np.atleast_2d(windows)))
         sigma, haze = self.levels(windows)
         return _prediction({f: float(p) for f, p in probs.items()}, float(sigma.mean()), float(haze.mean()))
 

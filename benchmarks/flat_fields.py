@@ -20,10 +20,9 @@ import numpy as np
 import torch
 
 from airnet_restore.constants import DEFAULT_VARIANT
-from airnet_restore.inference.blend import resolve_blend
 from airnet_restore.inference.pipeline import restore_tensor
+from airnet_restore.loading import load_model
 from airnet_restore.metrics import psnr
-from airnet_restore.variants import load_model
 
 
 def fields(count: int, size: int, seed: int = 0) -> list[torch.Tensor]:
@@ -56,8 +55,7 @@ def main() -> None:
             for i, y in enumerate(clean):
                 noise = torch.randn(y.shape, generator=torch.Generator().manual_seed(i))
                 x = ((y + sigma / 255 * noise).clamp(0, 1) * 255).round() / 255
-                blend, _ = resolve_blend(model, x)
-                values.append(min(99.0, psnr(restore_tensor(model, x, blend=blend)[None], y[None]).item()))
+                values.append(min(99.0, psnr(restore_tensor(model, x)[None], y[None]).item()))
             line.append(f"sigma {sigma:g}: {np.mean(values):.2f} ({min(values):.2f})")
         print(f"{weights}: " + ", ".join(line), flush=True)
 

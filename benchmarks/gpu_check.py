@@ -39,12 +39,13 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from PIL import Image
 
-from airnet_restore.inference import tiling
+from airnet_restore.constants import bytes_per_pixel_per_channel
 from airnet_restore.inference.pipeline import restore_tensor
+from airnet_restore.loading import load_model
 from airnet_restore.metrics import psnr
 from airnet_restore.models import AirNet
 from airnet_restore.ops.deform_conv import deform_conv3x3
-from airnet_restore.variants import get_variant, load_model, sample_image
+from airnet_restore.variants import get_variant, sample_image
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "configs" / "smoke.yaml"
@@ -288,7 +289,7 @@ def section_tiling(device: torch.device) -> dict[str, Any]:
     tiled = restore_tensor(model, x, tile=tile, tile_overlap=overlap)
     details: dict[str, Any] = {"image": tuple(x.shape), "tile": tile, "overlap": overlap, "tiled_vs_whole_db": db(tiled, whole)}
     hook = FakeOOM(pixels=tile * tile)
-    handle = model.R.register_forward_pre_hook(hook)
+    handle = model.network.R.register_forward_pre_hook(hook)
     try:
         sync(device)
         before = torch.cuda.memory_allocated(device) if device.type == "cuda" else None
@@ -330,7 +331,7 @@ def section_memory(device: torch.device, quick: bool) -> dict[str, Any]:
                          "bytes_per_pixel_per_channel": round(peak / (size * size * model.config.n_feats), 1)})
         del model
     worst = max(r["bytes_per_pixel_per_channel"] for r in rows)
-    constant = tiling.bytes_per_pixel_per_channel(device)
+    constant = bytes_per_pixel_per_channel(device.type)
     return {"rows": rows, "measured_max": worst, "constant_in_tiling": constant, "failed": worst > constant,
             "reason": f"measured {worst} > tiling constant {constant}: raise it" if worst > constant else ""}
 

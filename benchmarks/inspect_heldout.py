@@ -34,6 +34,7 @@ from airnet_restore.degradations import REGISTRY
 from airnet_restore.degradations.heldout import HELDOUT_KINDS, ho_noise
 from airnet_restore.errors import AirNetError
 from airnet_restore.inspection import Inspector, plot_embedding, write_region_map
+from airnet_restore.loading import load_model
 
 SWEEP = tuple(range(5, 55, 5))
 CORE = ("clean", "noise", "rain", "haze")
@@ -157,7 +158,9 @@ def main() -> int:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     try:
-        inspector = Inspector.from_weights(args.weights, device=args.device)
+        inspector = load_model(args.weights, device=args.device).inspector()
+        if inspector is None:
+            raise AirNetError(f"{args.weights}: no degradation prototypes")
         photos = clean_folder(args.photos)
         if args.include:
             keep = set(args.include.split(","))

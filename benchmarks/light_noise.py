@@ -21,8 +21,8 @@ from PIL import Image
 from airnet_restore.constants import DEFAULT_VARIANT
 from airnet_restore.data.aio import load_rgb8
 from airnet_restore.inference import restore
+from airnet_restore.loading import load_model
 from airnet_restore.metrics import centre_crop, psnr
-from airnet_restore.variants import load_model
 
 BLENDS = {"auto": {}, "network": {"strength": 1.0, "anchor": 0.0}}
 

@@ -26,16 +26,16 @@ from airnet_restore.constants import DEFAULT_VARIANT
 from airnet_restore.export import OnnxRestorer, export_weights
 from airnet_restore.image_io import from_float
 from airnet_restore.inference.pipeline import restore_tensor
-from airnet_restore.variants import load_model
+from airnet_restore.loading import ModelDescriptor, load_model
 
 
-def timed(model: torch.nn.Module, x: torch.Tensor, repeats: int, precision: str) -> tuple[float, float, torch.Tensor]:
+def timed(model: ModelDescriptor | torch.nn.Module, x: torch.Tensor, repeats: int, precision: str) -> tuple[float, float, torch.Tensor]:
     """(median seconds, peak MB, output) of ``repeats`` untiled restores."""
     times = []
     with PeakMemory(torch.device("cpu")) as mem:
         for _ in range(repeats):
             t0 = time.perf_counter()
-            out = restore_tensor(model, x, tile=None, precision=precision, strength=1.0, anchor=0.0)  # both: the network alone (ONNX has no inspection)
+            out = restore_tensor(model, x, tile=None, precision=precision, postfilter="none")  # both: the network alone
             times.append(time.perf_counter() - t0)
     return statistics.median(times), mem.peak_mb, out
 

@@ -6,7 +6,7 @@ Random weights are as fast as trained ones, so variants without bundled weights 
 (they have no degradation prototypes, so the automatic blend costs them nothing). ``--auto``
 also times the default variant's bundled weights as ``airnet restore`` runs them (strength and
 anchor auto: one inspection pass first, then the blend and, where noise is found, the noise model)
-against the network alone (strength 1, anchor 0), interleaved, as a ratio; the blend it applied is
+against the network alone (``postfilter="none"``), interleaved, as a ratio; the blend it applied is
 printed with it (the random test image is found noisy, so the noise model runs).
 """
 
@@ -19,10 +19,10 @@ import time
 import torch
 
 from airnet_restore.constants import DEFAULT_VARIANT
-from airnet_restore.inference.blend import resolve_blend
-from airnet_restore.inference.pipeline import restore_pixels_blended, restore_tensor
+from airnet_restore.inference.pipeline import restore_image, restore_tensor
+from airnet_restore.loading import load_model
 from airnet_restore.models import AirNet
-from airnet_restore.variants import list_variants, load_model
+from airnet_restore.variants import list_variants
 
 
 def main() -> None:
@@ -68,11 +68,11 @@ def time_auto(x: torch.Tensor, device: torch.device, repeats: int) -> None:
     for _ in range(repeats):
         for kind in times:
             t0 = time.perf_counter()
-            restore_tensor(model, x, **({"strength": 1.0, "anchor": 0.0} if kind == "network" else {}))
+            restore_tensor(model, x, postfilter="none" if kind == "network" else "auto")
             times[kind].append(time.perf_counter() - t0)
     one, auto = (statistics.median(times[k]) for k in ("network", "auto"))
-    detected = resolve_blend(model, x)[0]
-    applied = restore_pixels_blended(model, x.permute(1, 2, 0).numpy())[1]  # untimed: the anchor after the check
+    detected = model.postfilter.plan(model.inspect(x))
+    applied = restore_image(model, x.permute(1, 2, 0).numpy()).blend  # untimed: the anchor after the check
     print(f"{DEFAULT_VARIANT}: network alone {one:.2f} s, automatic blend {auto:.2f} s (median of {repeats}): {auto / one:.3f}x "
           f"({applied.describe()}; the detectors' anchor {detected.anchor:.2f}, noise sigma {detected.noise:.1f})")
 

@@ -21,9 +21,8 @@ import torch
 from PIL import Image
 
 from airnet_restore.constants import DEFAULT_VARIANT
-from airnet_restore.inference.blend import resolve_blend
-from airnet_restore.inference.pipeline import restore_pixels_blended
-from airnet_restore.variants import load_model
+from airnet_restore.inference.pipeline import restore_image
+from airnet_restore.loading import load_model
 
 
 def main() -> None:
@@ -37,18 +36,19 @@ def main() -> None:
     clean = np.asarray(photo, dtype=np.float32) / 255
     noise = np.random.default_rng(0).normal(0.0, 25 / 255, clean.shape)
     x = np.clip(0.55 * clean + 0.4 + noise, 0, 1).astype(np.float32)
-    blend, found = resolve_blend(model, torch.from_numpy(x).permute(2, 0, 1))
+    found = model.inspect(x)
+    blend = model.postfilter.plan(found)
     summary = found.summary() if found is not None else "nothing (no prototypes)"
     print(f"{DEFAULT_VARIANT}, {torch.get_num_threads()} threads, {args.size}x{args.size}; found {summary}")
     forced = dataclasses.replace(blend, first=True, check=1.0, anchor=min(blend.anchor, 0.5))
-    runs: dict[str, dict[str, Any]] = {"network alone": {"strength": 1.0, "anchor": 0.0},
+    runs: dict[str, dict[str, Any]] = {"network alone": {"postfilter": "none"},
             "blend without the second pass": {"blend": dataclasses.replace(forced, first=False)},
             "blend with the second pass": {"blend": forced}}
     times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(args.repeats):
         for name, options in runs.items():
             start = time.perf_counter()
-            _, applied = restore_pixels_blended(model, x, **options)
+            applied = restore_image(model, x, **options).blend
             times[name].append(time.perf_counter() - start)
             print(f"{name}: {times[name][-1]:.2f} s ({applied.describe()})", flush=True)
     for name, values in times.items():

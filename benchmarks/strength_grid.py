@@ -21,10 +21,9 @@ from airnet_restore.constants import DEFAULT_VARIANT
 from airnet_restore.data.aio import load_rgb8
 from airnet_restore.degradations import get_degradation
 from airnet_restore.inference import restore
-from airnet_restore.inference.blend import resolve_blend
-from airnet_restore.inference.pipeline import restore_pixels_blended
+from airnet_restore.inference.pipeline import restore_image
+from airnet_restore.loading import load_model
 from airnet_restore.metrics import psnr
-from airnet_restore.variants import load_model
 
 
 def score(out: np.ndarray, clean: np.ndarray) -> float:
@@ -48,9 +47,9 @@ def main() -> None:
         c = min(args.crop, h, w)
         clean = np.ascontiguousarray(photo[(h - c) // 2 : (h - c) // 2 + c, (w - c) // 2 : (w - c) // 2 + c])
         degraded = clean if args.degradation == "clean" else get_degradation(args.degradation)(clean, np.random.default_rng(0))
-        blend, found = resolve_blend(model, degraded)
-        network = restore(degraded, model, strength=1.0, anchor=0.0)
-        auto, blend = restore_pixels_blended(model, degraded, blend=blend)  # the blend applied: its anchor checked
+        network = restore(degraded, model, postfilter="none")
+        done = restore_image(model, degraded)  # the blend applied: its anchor checked
+        auto, blend, found = done.pixels, done.blend, done.found
         row = Image.fromarray(np.concatenate([degraded, network, auto], axis=1))
         draw = ImageDraw.Draw(row)
         found_text = f"found {found.type}" if found is not None else "no prototypes"

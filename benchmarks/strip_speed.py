@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from airnet_restore.inference import restore
-from airnet_restore.inference.pipeline import default_model
+from airnet_restore.loading import default_model
 
 
 def main() -> None:

@@ -13,10 +13,10 @@ from __future__ import annotations
 import argparse
 
 from airnet_restore.evaluate import evaluate, model_method
+from airnet_restore.loading import load_model
 from airnet_restore.metrics import get_protocol
 from airnet_restore.train import load_config
 from airnet_restore.train.loop import build_val_tasks
-from airnet_restore.variants import load_model
 
 
 def main() -> None:
@@ -31,7 +31,7 @@ def main() -> None:
         parser.error(f"{args.config} has no validation photos (val.clean)")
     protocol = get_protocol(config.val.protocol)
     for name in args.weights:
-        restore = model_method(load_model(name, device=args.device), tile=None, strength=1.0, anchor=0.0)
+        restore = model_method(load_model(name, device=args.device), tile=None, postfilter="none")
         scores = evaluate(tasks, {name: (restore, lambda _: True)}, protocol, progress=False).scores[name]
         mean = sum(p for p, _ in scores.values()) / len(scores)
         print(name + ": " + ", ".join(f"{task} {p:.2f}" for task, (p, _) in scores.items()) + f"; mean {mean:.2f}", flush=True)

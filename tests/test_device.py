@@ -3,8 +3,7 @@
 import pytest
 import torch
 
-from airnet_restore import device as device_module
-from airnet_restore import variants, weights
+from airnet_restore import loading
 from airnet_restore.constants import IMPLS
 from airnet_restore.errors import AirNetError
 from airnet_restore.ops.deform_conv import auto_impl, check_impl, deform_conv3x3
@@ -68,10 +67,10 @@ def test_every_choice_passed_on_the_cpu_really_runs_there(impl):
 
 
 def test_load_model_refuses_numba_on_cuda_before_reading_weights(monkeypatch):
-    monkeypatch.setattr(device_module, "resolve_device", lambda spec: torch.device("cuda"))
-    monkeypatch.setattr(weights, "build_model", lambda path: pytest.fail("weights read before the device check"))
+    monkeypatch.setattr(loading, "resolve_device", lambda spec: torch.device("cuda"))
+    monkeypatch.setattr(loading, "build_model", lambda path: pytest.fail("weights read before the device check"))
     with pytest.raises(AirNetError, match=r"numba .* CPU only"):
-        variants.load_model("airnet-lite", device="cuda", dcn_impl="numba")
+        loading.load_model("airnet-lite", device="cuda", dcn_impl="numba")
 
 
 def test_a_resized_queue_is_created_on_the_model_device():

@@ -197,3 +197,35 @@ def test_a_failed_write_is_one_line_and_leaves_no_file(tmp_path, monkeypatch):
     with pytest.raises(AirNetError, match=r"m\.onnx: cannot write the ONNX model: No space left on device"):
         export_onnx(make_tiny(), tmp_path / "m.onnx", metadata=descriptor("tiny", TINY, {}, "fp32"))
     assert not (tmp_path / "m.onnx").exists()
+
+
+@pytest.mark.slow  # about 30 s: exports and runs the default weights
+def test_the_onnxruntime_backend_restores_with_the_post_filter_and_detectors(tmp_path):
+    """The default weights exported: onnxruntime runs the network, the same post-filter and detectors run in PyTorch
+    (issue 32), so both backends' defaults agree within 2 levels on a noisy photo and on a clean one."""
+    from skimage import data
+
+    from airnet_restore.constants import DEFAULT_VARIANT
+    from airnet_restore.export import export_weights, load_onnx
+    from airnet_restore.inference.pipeline import restore_image
+    from airnet_restore.loading import load_model
+
+    torch_model = load_model(DEFAULT_VARIANT, device="cpu")
+    onnx_model = load_onnx(export_weights(DEFAULT_VARIANT, tmp_path / "default.onnx"), threads=2)
+    assert onnx_model.detects and onnx_model.postfilter == torch_model.postfilter
+    clean = np.ascontiguousarray(data.astronaut()[100:196, 180:276])
+    noisy = np.clip(clean + np.random.default_rng(0).normal(0, 25, clean.shape), 0, 255).astype(np.uint8)
+    for image in (noisy, clean):
+        ours, theirs = (restore_image(m, image, tile=None) for m in (torch_model, onnx_model))
+        assert ours.found is not None and theirs.found is not None and ours.found.type == theirs.found.type
+        assert np.abs(ours.pixels.astype(int) - theirs.pixels).max() <= 2
+    network = restore(noisy, onnx_model, postfilter="none", tile=None)
+    assert np.abs(network.astype(int) - restore(noisy, onnx_model, tile=None)).max() > 2  # the stage ran
+
+
+def test_an_export_without_detectors_restores_fully_with_a_warning(exported, tmp_path):
+    from airnet_restore.export import load_onnx
+
+    with pytest.warns(UserWarning, match="carries no detectors"):
+        plain = load_onnx(exported[1].path)
+    assert not plain.detects and plain.inspect(np.zeros((64, 64, 3), np.uint8)) is None

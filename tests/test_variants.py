@@ -26,19 +26,19 @@ def test_every_bundled_variant_ships_weights_that_match_its_config():
     for variant in list_variants():
         if variant.weights is None or not variant.weights.bundled:
             continue
-        model = load_model(variant.name, device="cpu")
+        model = load_model(variant.name, device="cpu").network
         assert model.config.n_feats == variant.config.n_feats and model.config.n_groups == variant.config.n_groups
 
 
 def test_the_default_weights_alter_a_clean_image_less_than_airnet_lite_did():
-    """The weights themselves, without the post-filter: strength 1 and anchor 0 give the network's output."""
+    """The weights themselves, without the post-filter: ``postfilter="none"`` gives the network's output."""
     import cv2
 
     noisy = np.asarray(Image.open(sample_image()).convert("RGB"))
     clean = np.ascontiguousarray(cv2.GaussianBlur(noisy, (0, 0), 3)[100:228, 100:228])  # smooth: nothing to restore
 
     def db(variant: str) -> float:
-        out = restore(clean, load_model(variant, device="cpu"), strength=1.0, anchor=0.0)
+        out = restore(clean, load_model(variant, device="cpu"), postfilter="none")
         mse = np.mean((out.astype(float) - clean) ** 2)
         return 10 * np.log10(255**2 / max(mse, 1e-10))
 
@@ -119,7 +119,7 @@ def test_an_official_checkpoint_loads_by_name_once_in_the_weights_folder(tmp_pat
     model = load_model("airnet-all", device="cpu")
     x = torch.rand(1, 3, 24, 24)
     with torch.no_grad():
-        assert torch.equal(model(x), source.eval()(x))
+        assert torch.equal(model.network(x), source.eval()(x))
 
 
 def test_a_registered_sha256_is_checked_at_load(tmp_path, monkeypatch):

@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from airnet_restore.errors import AirNetError
     from airnet_restore.inference import restore, restore_files
-    from airnet_restore.inspection import inspect
+    from airnet_restore.loading import inspect, load_model
     from airnet_restore.models import AirNet, AirNetConfig
-    from airnet_restore.variants import list_variants, load_model
+    from airnet_restore.variants import list_variants
 
 __all__ = [
     "AirNet",
@@ -33,9 +33,9 @@ _EXPORTS = {
     "AirNet": "airnet_restore.models",
     "AirNetConfig": "airnet_restore.models",
     "AirNetError": "airnet_restore.errors",
-    "inspect": "airnet_restore.inspection",
+    "inspect": "airnet_restore.loading",
     "list_variants": "airnet_restore.variants",
-    "load_model": "airnet_restore.variants",
+    "load_model": "airnet_restore.loading",
     "restore": "airnet_restore.inference",
     "restore_files": "airnet_restore.inference",
 }

@@ -27,8 +27,7 @@ from airnet_restore.errors import AirNetError
 from airnet_restore.web import DEFAULT_HOST, DEFAULT_PORT, Limits
 
 if TYPE_CHECKING:
-    from airnet_restore.export import OnnxRestorer
-    from airnet_restore.models.airnet import AirNet
+    from airnet_restore.loading import ModelDescriptor
 
 
 def _cmd_info(_args: argparse.Namespace) -> int:
@@ -66,7 +65,7 @@ def _fraction(name: str) -> Callable[[str], float | str]:
     """The argparse type of option ``name`` (strength, anchor): auto or a number from 0 to 1."""
 
     def parse(value: str) -> float | str:
-        from airnet_restore.inference.blend import check_fraction
+        from airnet_restore.postfilter import check_fraction
 
         if value == "auto":
             return value
@@ -83,6 +82,9 @@ def _fraction(name: str) -> Callable[[str], float | str]:
     return parse
 
 
+POSTFILTER_HELP = ("auto (default): the network's output finished by the post-filter stage, which judges the image "
+                   "first (a photo found clean comes back nearly unchanged, noise is filtered with the network's output "
+                   "as the guide); none: the network's output exactly, as training validation scores it")
 STRENGTH_HELP = ("how much of the network's correction to apply: 'auto' (default) scales it by the probability that "
                  "the image is degraded, from the weights' degradation prototypes, so a photo found clean comes back "
                  "nearly unchanged (weights without prototypes: 1); or a number from 0 (the input) to 1 (the network's output)")
@@ -115,14 +117,15 @@ ANCHOR_HELP = ("how far to trust the input by the noise model: the output moves 
 def _cmd_restore(args: argparse.Namespace) -> int:
     from airnet_restore.image_io import check_jpeg_quality
     from airnet_restore.inference import check_output_folder, restore_files
-    from airnet_restore.variants import load_model, sample_image
+    from airnet_restore.loading import load_model
+    from airnet_restore.variants import sample_image
 
     inputs = [*args.inputs, *([sample_image()] if args.sample else [])]
     if not inputs:
         raise AirNetError("no inputs: give image files, folders or globs, or --sample for the bundled sample")
     check_output_folder(args.output, args.ext, args.suffix)  # before the model loads
     check_jpeg_quality(args.jpeg_quality)
-    model: AirNet | OnnxRestorer
+    model: ModelDescriptor
     if args.backend == "onnxruntime":
         model = _onnx_backend(args)
     elif str(args.weights).endswith(".onnx"):
@@ -133,17 +136,10 @@ def _cmd_restore(args: argparse.Namespace) -> int:
         inputs,
         args.output,
         model,
-        suffix=args.suffix,
-        ext=args.ext,
-        skip_existing=args.skip_existing,
-        overwrite=args.overwrite,
-        max_pixels=args.max_pixels,
-        jpeg_quality=args.jpeg_quality,
-        tile=args.tile,
-        tile_overlap=args.tile_overlap,
-        precision=args.precision,
-        strength=args.strength,
-        anchor=args.anchor,
+        suffix=args.suffix, ext=args.ext, skip_existing=args.skip_existing, overwrite=args.overwrite,  # the files
+        max_pixels=args.max_pixels, jpeg_quality=args.jpeg_quality,
+        tile=args.tile, tile_overlap=args.tile_overlap, precision=args.precision,  # the network
+        postfilter=args.postfilter, strength=args.strength, anchor=args.anchor,  # the post-filter
         progress=not args.quiet,
     )
     for src, dst in report.done:
@@ -159,16 +155,16 @@ def _cmd_restore(args: argparse.Namespace) -> int:
     return 1 if report.failed else 0
 
 
-def _onnx_backend(args: argparse.Namespace) -> OnnxRestorer:
+def _onnx_backend(args: argparse.Namespace) -> ModelDescriptor:
     """The model of ``restore --backend onnxruntime``, after refusing the options it cannot honour."""
-    from airnet_restore.export import OnnxRestorer
+    from airnet_restore.export import load_onnx
 
     if not str(args.weights).endswith(".onnx"):
         raise AirNetError("--backend onnxruntime needs --weights MODEL.onnx (make one with `airnet export MODEL.onnx`)")
     if args.device not in ("auto", "cpu") or args.precision != "fp32" or args.dcn != "auto":
         raise AirNetError("--backend onnxruntime runs on the CPU in the precision it was exported in: "
                           "drop --device, --precision and --dcn (export with --half for float16, --double for float64)")
-    return OnnxRestorer(args.weights)
+    return load_onnx(args.weights)
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
@@ -222,8 +218,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         model_rows,
         parse_sets,
     )
+    from airnet_restore.loading import load_model
     from airnet_restore.metrics import get_protocol
-    from airnet_restore.variants import load_model
 
     check_options(crop=args.crop, seed=args.seed, crop_border=args.crop_border, grid=args.grid, tile_overlap=args.tile_overlap)
     if isinstance(args.tile, int) and 2 * args.tile_overlap >= args.tile:
@@ -274,8 +270,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
-    from airnet_restore.inspection import Inspector, calibrate, inspect_files
+    from airnet_restore.inspection import calibrate, inspect_files
     from airnet_restore.inspection.plot import check_picture_target
+    from airnet_restore.loading import load_model
 
     if args.calibrate:
         if args.inputs or args.json or args.map or args.plot:
@@ -290,7 +287,11 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         raise AirNetError("no inputs: give image files, folders or globs (or --calibrate WEIGHTS_IN WEIGHTS_OUT)")
     if args.plot:
         check_picture_target(args.plot)  # before the weights load
-    inspector = Inspector.from_weights(args.weights, device=args.device)
+    model = load_model(args.weights, device=args.device)
+    inspector = model.inspector()
+    if inspector is None:
+        raise AirNetError(f"{args.weights}: no degradation prototypes for these weights: compute them with "
+                          "`airnet inspect --calibrate`")
     report = inspect_files(args.inputs, inspector, map_dir=args.map, plot=args.plot, max_pixels=args.max_pixels,
                            progress=not (args.quiet or args.json))
     if args.json:
@@ -332,8 +333,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "uint8 output as an `airnet export --double` model in onnxruntime")
     p.add_argument("--tile", type=_tile, default="auto", help="tile size in pixels, 'auto' (from free memory, default) or 'none'")
     p.add_argument("--tile-overlap", type=int, default=DEFAULT_OVERLAP, help=OVERLAP_HELP)
-    p.add_argument("--strength", type=_fraction("strength"), default="auto", help=STRENGTH_HELP)
-    p.add_argument("--anchor", type=_fraction("anchor"), default="auto", help=ANCHOR_HELP)
+    p.add_argument("--postfilter", choices=["auto", "none"], default="auto", help=POSTFILTER_HELP)
+    stage = p.add_argument_group("post-filter knobs (advanced; docs: the post-filter page)")
+    stage.add_argument("--strength", type=_fraction("strength"), default="auto", help=STRENGTH_HELP)
+    stage.add_argument("--anchor", type=_fraction("anchor"), default="auto", help=ANCHOR_HELP)
     p.add_argument("--suffix", default="", help="added to output file names, e.g. _restored")
     p.add_argument("--ext", help="output format by extension (png, tif, jpg, ...); default: the input's")
     p.add_argument("--jpeg-quality", type=int, default=JPEG_QUALITY, metavar="N",

@@ -34,3 +34,18 @@ DEFAULT_OVERLAP = 64
 
 # The smallest tile the tiler runs (pixels per side).
 MIN_TILE = 32
+
+# Thinner images are reflect-padded to this size and cropped back: the network's zero padding at
+# every layer ruins a thin strip. airnet-lite on a 1x600 row of a real photo with sigma-25 noise
+# (20.4 dB): 12.3 dB restored alone before, 26.8 dB padded (16 px of padding already gives that).
+MIN_SIDE = 32
+# Peak bytes per pixel of an inference forward, per feature channel, by device type; sizes tiles
+# from free memory. cpu: measured with the numba DCN (benchmarks/README.md). cuda: the "memory per
+# pixel" section of benchmarks/gpu_check.py measured at most 74 on an H100 (airnet and airnet-lite,
+# fp32 and bf16), plus margin. Other device types use the largest value.
+BYTES_PER_PIXEL_PER_CHANNEL: dict[str, int] = {"cpu": 48, "cuda": 96}
+
+
+def bytes_per_pixel_per_channel(device_type: str) -> int:
+    """The peak-memory constant of a device type ("cpu", "cuda"; the largest one for an unmeasured type)."""
+    return BYTES_PER_PIXEL_PER_CHANNEL.get(device_type, max(BYTES_PER_PIXEL_PER_CHANNEL.values()))

@@ -43,9 +43,8 @@ from airnet_restore.data.aio import load_rgb8, synthetic_pairs
 from airnet_restore.data.layouts import clean_folder, read_pairs
 from airnet_restore.degradations import HELDOUT_KINDS, REGISTRY, official_test_noise, spatially_variant_noise
 from airnet_restore.errors import AirNetError
-from airnet_restore.inference.pipeline import restore_tensor
+from airnet_restore.inference.pipeline import Model, restore_tensor
 from airnet_restore.metrics import Protocol, average, centre_crop, crop_to_multiple, psnr
-from airnet_restore.models.airnet import AirNet
 
 NOISE_SETS = ("bsd68", "urban100")
 PAIRED_SETS = {"rain100l": "rain100l", "paired": "paired", "sots": "sots"}
@@ -153,10 +152,10 @@ Method = Callable[[np.ndarray, Task], np.ndarray]  # uint8 degraded -> float res
 Row = tuple[Method, Callable[[Task], bool]]  # a table row: the method and which tasks it applies to
 
 # restore_tensor's options for the network's output exactly, as training validation scores it
-NETWORK_ALONE: dict[str, Any] = {"strength": 1.0, "anchor": 0.0}
+NETWORK_ALONE: dict[str, Any] = {"postfilter": "none"}
 
 
-def model_method(model: AirNet, **options: Any) -> Method:
+def model_method(model: Model, **options: Any) -> Method:
     """``restore_tensor`` with ``options`` as a method."""
     def run(degraded: np.ndarray, task: Task) -> np.ndarray:  # noqa: ARG001
         x = torch.from_numpy(degraded).permute(2, 0, 1).float() / 255.0
@@ -165,7 +164,7 @@ def model_method(model: AirNet, **options: Any) -> Method:
     return run
 
 
-def model_rows(name: str, model: AirNet, post: dict[str, Any] | None = None, post_label: str = "+post-filter",
+def model_rows(name: str, model: Model, post: dict[str, Any] | None = None, post_label: str = "+post-filter",
                **common: Any) -> dict[str, Row]:
     """The two rows of one weights: ``NAME (network)``, the network alone, and ``NAME (+post-filter)``, restored
     as ``airnet restore`` does. ``common`` (tiling) applies to both, ``post`` (strength, anchor) to the second."""

@@ -12,24 +12,35 @@ PyTorch agree to about 1e-15, so their uint8 outputs are identical (README, ONNX
 
 from __future__ import annotations
 
+import base64
 import copy
 import importlib
 import json
 import os
+import warnings
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_tensors
+from safetensors.torch import save as save_tensors
 from torch import nn
 
 from airnet_restore.atomic import atomic_write, check_can_write
 from airnet_restore.errors import AirNetError
 from airnet_restore.inference.tiling import available_ram
+from airnet_restore.inspection.probe import METADATA_KEY as PROBE_KEY
+from airnet_restore.inspection.probe import DegradationProbe
+from airnet_restore.loading import ModelDescriptor, load_model
 from airnet_restore.models.airnet import AirNet, AirNetConfig
-from airnet_restore.variants import VARIANTS, Variant, describe, load_model
+from airnet_restore.postfilter import METADATA_KEY as POSTFILTER_KEY
+from airnet_restore.postfilter import PostFilter, PostFilterParams
+from airnet_restore.variants import VARIANTS, Variant, describe
 from airnet_restore.weights import load_state_dict
 
 if TYPE_CHECKING:
@@ -220,15 +231,53 @@ def float64_kernels(graph: onnx.GraphProto) -> None:
 def export_weights(weights: str | os.PathLike, out: str | os.PathLike, *, precision: Precision = "fp32") -> Path:
     """Export a registered variant or a weights file (official ``.pth`` or our safetensors) to ONNX."""
     check_onnx_target(out)  # before the weights load
-    model = load_model(weights, device="cpu")
+    loaded = load_model(weights, device="cpu")
+    model = loaded.network
+    assert isinstance(model, AirNet)  # load_model loads PyTorch weights
     variant = VARIANTS.get(str(weights))
     if variant is not None:
         name, source = variant.name, _file_metadata(variant.weights_path())
     else:
         source = _file_metadata(Path(weights))
         name = source.get("variant", Path(weights).stem)
-    metadata = descriptor(name, model.config, source, precision, variant)
+    metadata = {**descriptor(name, model.config, source, precision, variant), **stage_metadata(loaded)}
     return export_onnx(model, out, precision=precision, metadata=metadata)
+
+
+# ONNX metadata key of the detectors' encoder block (the query encoder's first ResBlock), as base64 safetensors.
+DETECTOR_KEY = "detector_encoder"
+
+
+def stage_metadata(loaded: ModelDescriptor) -> dict[str, str]:
+    """What the onnxruntime backend needs to restore as PyTorch does: the post-filter's parameters and, where the
+    weights have detectors, their probe and the small encoder block they read (run in PyTorch)."""
+    out = {POSTFILTER_KEY: loaded.postfilter.params.to_json()}
+    if loaded.probe is not None and isinstance(loaded.network, AirNet) and loaded.detects:
+        block = {k: v.detach().cpu().contiguous() for k, v in loaded.network.E.E.encoder_q.E_pre.state_dict().items()}
+        out[PROBE_KEY] = loaded.probe.to_json()
+        out[DETECTOR_KEY] = base64.b64encode(save_tensors(block)).decode("ascii")
+    return out
+
+
+def load_onnx(path: str | os.PathLike, threads: int | None = None) -> ModelDescriptor:
+    """The descriptor of an exported model run by onnxruntime: the post-filter with the parameters its metadata
+    holds, and its detectors where the export carried them (exports made before they were: none, so
+    ``strength="auto"`` restores fully, with a warning)."""
+    net = OnnxRestorer(path, threads)
+    meta = net.metadata
+    params = PostFilterParams.from_metadata(meta, str(path))
+    variant = describe(meta.get("name", Path(path).stem), net.config, meta)
+    if PROBE_KEY not in meta or DETECTOR_KEY not in meta:
+        warnings.warn(f"{path}: this export carries no detectors: re-export it with `airnet export` so that strength "
+                      "auto can leave clean photos alone", stacklevel=2)
+        return ModelDescriptor(net, variant, None, PostFilter(params), str(path))
+    try:
+        probe = DegradationProbe.from_json(meta[PROBE_KEY], str(path))
+        detector = AirNet(replace(net.config, queue_size=1)).eval()
+        detector.E.E.encoder_q.E_pre.load_state_dict(load_tensors(base64.b64decode(meta[DETECTOR_KEY], validate=True)))
+    except (ValueError, RuntimeError, SafetensorError) as e:
+        raise AirNetError(f"{path}: unreadable detectors in its metadata ({_first_line(e)}); re-export it") from None
+    return ModelDescriptor(net, variant, probe, PostFilter(params), str(path), detector=detector)
 
 
 def _file_metadata(path: Path | None) -> dict[str, str]:
@@ -249,7 +298,7 @@ class OnnxRestorer(nn.Module):
     def __init__(self, path: str | os.PathLike, threads: int | None = None) -> None:
         super().__init__()
         ort = _require("onnxruntime", "the onnxruntime backend")
-        path = Path(path)
+        path = self.path = Path(path)
         if not path.is_file():
             raise AirNetError(f"ONNX model not found: {path}")
         options = ort.SessionOptions()

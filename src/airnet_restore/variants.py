@@ -3,7 +3,8 @@
 In the manner of spandrel's model descriptor and timm's pretrained config, a ``Variant`` holds the
 architecture, where its weights come from and their sha256, the licence, the tasks the weights were
 trained for, whether half precision is safe, the smallest input, tiling and memory per pixel.
-``load_model``, the tiler, ``airnet info`` and the ONNX export read these facts here.
+``loading.load_model`` (whose ``ModelDescriptor`` carries the variant to the tiler and the padding),
+``airnet info`` and the ONNX export read these facts here; this module holds data only.
 """
 
 from __future__ import annotations
@@ -19,19 +20,15 @@ from pathlib import Path
 
 import torch
 
-from airnet_restore.constants import DEFAULT_OVERLAP, DEFAULT_VARIANT, Impl
+from airnet_restore.constants import (
+    BYTES_PER_PIXEL_PER_CHANNEL,
+    DEFAULT_OVERLAP,
+    DEFAULT_VARIANT,
+    MIN_SIDE,
+    bytes_per_pixel_per_channel,
+)
 from airnet_restore.errors import AirNetError
 from airnet_restore.models.airnet import AirNet, AirNetConfig
-
-# Thinner images are reflect-padded to this size and cropped back: the network's zero padding at
-# every layer ruins a thin strip. airnet-lite on a 1x600 row of a real photo with sigma-25 noise
-# (20.4 dB): 12.3 dB restored alone before, 26.8 dB padded (16 px of padding already gives that).
-MIN_SIDE = 32
-# Peak bytes per pixel of an inference forward, per feature channel, by device type; sizes tiles
-# from free memory. cpu: measured with the numba DCN (benchmarks/README.md). cuda: the "memory per
-# pixel" section of benchmarks/gpu_check.py measured at most 74 on an H100 (airnet and airnet-lite,
-# fp32 and bf16), plus margin. Other device types use the largest value.
-BYTES_PER_PIXEL_PER_CHANNEL: dict[str, int] = {"cpu": 48, "cuda": 96}
 
 OFFICIAL_REPO = "https://github.com/XLearning-SCU/2022-CVPR-AirNet"
 OFFICIAL_SOURCE = (
@@ -46,11 +43,6 @@ BUNDLED_LICENCE = (
     "see assets/CREDITS.md for authors and sources"
 )
 DCN_FP32 = "deformable convolutions always run in fp32"
-
-
-def bytes_per_pixel_per_channel(device: torch.device) -> int:
-    """The peak-memory constant of ``device``'s type (the largest one for an unmeasured type)."""
-    return BYTES_PER_PIXEL_PER_CHANNEL.get(device.type, max(BYTES_PER_PIXEL_PER_CHANNEL.values()))
 
 
 def weights_dir() -> Path:
@@ -94,7 +86,7 @@ class Variant:
 
     def bytes_per_pixel(self, device: torch.device) -> int:
         """Peak bytes one pixel takes in an inference forward on ``device`` (sizes tiles)."""
-        return bytes_per_pixel_per_channel(device) * self.config.n_feats
+        return bytes_per_pixel_per_channel(device.type) * self.config.n_feats
 
     def weights_path(self) -> Path | None:
         """The weight file if it is here (bundled, or put in ``weights_dir()``), else None."""
@@ -286,24 +278,3 @@ def get_variant(name: str) -> Variant:
         return VARIANTS[name]
     except KeyError:
         raise AirNetError(f"unknown model variant {name!r}; registered: {', '.join(VARIANTS)}") from None
-
-
-def load_model(name_or_path: str | os.PathLike[str], device: str = "auto", dcn_impl: Impl = "auto") -> AirNet:
-    """An eval-mode ``AirNet`` from a registered variant name (weights checked) or a weights file, on ``device``."""
-    from airnet_restore.device import resolve_device
-    from airnet_restore.inspection.inspector import attach_probe
-    from airnet_restore.ops.deform_conv import check_impl
-    from airnet_restore.weights import build_model
-
-    target = resolve_device(device)
-    check_impl(dcn_impl, target)
-
-    if str(name_or_path) in VARIANTS:
-        model, metadata = build_model(VARIANTS[str(name_or_path)].checked_weights())
-    elif Path(name_or_path).suffix or Path(name_or_path).exists():
-        model, metadata = build_model(name_or_path)
-    else:
-        raise AirNetError(f"{name_or_path!r} is neither a registered variant ({', '.join(VARIANTS)}) nor a weights file")
-    model = model.set_dcn_impl(dcn_impl).to(target).eval()
-    attach_probe(model, metadata, str(name_or_path))
-    return model

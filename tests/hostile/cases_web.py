@@ -13,7 +13,7 @@ import threading
 import time
 from contextlib import ExitStack
 
-from airnet_restore.variants import load_model
+from airnet_restore.loading import load_model
 from airnet_restore.web import Access, Limits
 from airnet_restore.web.app import create_app
 from tests.hostile.harness import Cases, Scene, bad, cli, refused, security, tiny_weights
@@ -39,7 +39,7 @@ LIMITS = Limits(max_bytes=2**20, max_pixels=100_000, workers=1, queue=1, timeout
 def app_for(limits: Limits = LIMITS, access: Access | None = None, gate_seconds: float | None = None):
     """A web app over the tiny model; with ``gate_seconds`` its model calls are counted (and held that long)."""
     model = load_model(str(tiny_weights()), device="cpu")
-    gate = Gate(model, gate_seconds) if gate_seconds is not None else None
+    gate = Gate(model.network, gate_seconds) if gate_seconds is not None else None
     return create_app(model, "tiny", limits, access), gate
 
 

@@ -218,7 +218,8 @@ def test_tiny_images_come_back_with_their_shape_and_dtype(shape):
 
 def test_a_thin_strip_restores_like_the_same_row_of_the_whole_image():
     """A 1xN row of a real photo, restored alone, must agree with that row of the whole image restored."""
-    from airnet_restore.variants import load_model, sample_image
+    from airnet_restore.loading import load_model
+    from airnet_restore.variants import sample_image
 
     model = load_model("airnet-lite", device="cpu")
     photo = np.asarray(Image.open(sample_image()).convert("RGB"))[100:164, 100:400]

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from airnet_restore.inference.pipeline import _reflect_pad, restore_tensor
+from airnet_restore.inference.pipeline import _padding, _pixel_crop, _tensor_crop, restore_tensor
 from airnet_restore.inference.tiling import run_tiled
 from tests.conftest import tol
 
@@ -39,10 +39,13 @@ def test_tiles_come_back_to_the_image_device():
     assert out.device.type == "meta" and out.shape == image.shape and set(seen) == {"meta"}
 
 
-@pytest.mark.parametrize("h,w", [(1, 1), (1, 40), (2, 5), (3, 31), (31, 33)])
-def test_reflect_padding_is_numpys_on_any_device(h, w):
+@pytest.mark.parametrize("h,w", [(1, 1), (1, 40), (2, 5), (3, 31), (31, 33), (40, 40)])
+def test_padded_crops_are_numpys_reflect_padding_on_any_device(h, w):
     a = torch.rand(3, h, w)
-    rows, cols = ((32 - h) // 2, 32 - h - (32 - h) // 2) if h < 32 else (0, 0), ((32 - w) // 2, 32 - w - (32 - w) // 2) if w < 32 else (0, 0)
+    rows, cols = _padding(h, w, 32)
     expected = np.pad(a.numpy(), ((0, 0), rows, cols), mode="reflect")
-    assert np.array_equal(_reflect_pad(a, rows, cols).numpy(), expected)
-    assert _reflect_pad(a.to("meta"), rows, cols).device.type == "meta"
+    ph, pw = expected.shape[1:]
+    for crop in (_tensor_crop(a, 32), _pixel_crop(a.permute(1, 2, 0).numpy(), 32)):
+        assert np.array_equal(crop(0, 0, ph, pw)[0].numpy(), expected)
+        assert np.array_equal(crop(ph // 3, pw // 2, ph - ph // 3, 3)[0].numpy(), expected[:, ph // 3 :, pw // 2 : pw // 2 + 3])
+    assert _tensor_crop(a.to("meta"), 32)(0, 0, ph, pw).device.type == "meta"

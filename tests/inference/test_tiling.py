@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from airnet_restore.constants import BYTES_PER_PIXEL_PER_CHANNEL, bytes_per_pixel_per_channel
 from airnet_restore.errors import AirNetError
 from airnet_restore.inference import tiling
 from airnet_restore.inference.tiling import axis_weight, run_tiled, tile_starts
@@ -83,16 +84,15 @@ def test_free_cuda_memory_counts_what_pytorch_has_cached(monkeypatch):
     monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 1 * gib)
     cuda = torch.device("cuda")
     assert tiling.free_cuda_memory(cuda) == 9 * gib
-    per_pixel = tiling.bytes_per_pixel_per_channel(cuda) * 64
+    per_pixel = bytes_per_pixel_per_channel("cuda") * 64
     expected = int(math.sqrt(0.8 * 9 * gib / per_pixel)) // 8 * 8
-    assert tiling.auto_tile_size(20000, 20000, 64, cuda) == (expected, expected)
+    assert tiling.auto_tile_size(20000, 20000, per_pixel, cuda) == (expected, expected)
 
 
 def test_bytes_per_pixel_constant_per_device_type():
-    constants = tiling.BYTES_PER_PIXEL_PER_CHANNEL
-    assert tiling.bytes_per_pixel_per_channel(torch.device("cpu")) == constants["cpu"]
-    assert tiling.bytes_per_pixel_per_channel(torch.device("cuda", 1)) == constants["cuda"] > constants["cpu"]
-    assert tiling.bytes_per_pixel_per_channel(torch.device("mps")) == max(constants.values())
+    assert bytes_per_pixel_per_channel("cpu") == BYTES_PER_PIXEL_PER_CHANNEL["cpu"]
+    assert bytes_per_pixel_per_channel("cuda") == BYTES_PER_PIXEL_PER_CHANNEL["cuda"] > BYTES_PER_PIXEL_PER_CHANNEL["cpu"]
+    assert bytes_per_pixel_per_channel("mps") == max(BYTES_PER_PIXEL_PER_CHANNEL.values())
 
 
 def test_bad_tile_settings():
@@ -104,10 +104,10 @@ def test_bad_tile_settings():
 
 def test_cpu_tiles_stay_within_the_working_memory_ceiling_however_much_ram_is_free(monkeypatch):
     monkeypatch.setattr(tiling, "available_ram", lambda: 512.0 * 2**30)
-    tile = tiling.auto_tile_size(4000, 6000, 24, torch.device("cpu"))
-    per_pixel = tiling.bytes_per_pixel_per_channel(torch.device("cpu")) * 24
+    per_pixel = bytes_per_pixel_per_channel("cpu") * 24
+    tile = tiling.auto_tile_size(4000, 6000, per_pixel, torch.device("cpu"))
     assert tile is not None and tile[0] == tile[1] and tile[0] * tile[1] * per_pixel <= tiling.CPU_FORWARD_BYTES
-    assert tiling.auto_tile_size(256, 256, 24, torch.device("cpu")) is None  # small images stay whole
+    assert tiling.auto_tile_size(256, 256, per_pixel, torch.device("cpu")) is None  # small images stay whole
 
 
 @pytest.mark.parametrize("shape", [(32, 200_000), (200_000, 32), (40, 9000)])
@@ -115,9 +115,9 @@ def test_tiles_of_a_strip_follow_its_aspect(monkeypatch, shape):
     """A strip is cut into a few long tiles as thick as the strip, not hundreds of squares (issue 34)."""
     monkeypatch.setattr(tiling, "available_ram", lambda: 16.0 * 2**30)
     cpu = torch.device("cpu")
-    th, tw = tiling.auto_tile_size(*shape, 64, cpu, overlap=64)
-    per_pixel = tiling.bytes_per_pixel_per_channel(cpu) * 64
-    square = tiling.auto_tile_size(4000, 4000, 64, cpu, overlap=64)
+    per_pixel = bytes_per_pixel_per_channel("cpu") * 64
+    th, tw = tiling.auto_tile_size(*shape, per_pixel, cpu, overlap=64)
+    square = tiling.auto_tile_size(4000, 4000, per_pixel, cpu, overlap=64)
     assert min(th, tw) == min(shape) and th * tw * per_pixel <= tiling.CPU_FORWARD_BYTES
     assert th * tw > 0.9 * square[0] * square[1]  # as many pixels a tile as a square tile
 

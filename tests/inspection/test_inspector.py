@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -16,15 +17,22 @@ from airnet_restore.degradations import get_degradation
 from airnet_restore.degradations.heldout import ho_noise
 from airnet_restore.errors import AirNetError
 from airnet_restore.inference import restore, restore_files, restore_tensor
-from airnet_restore.inspection import Inspector, attach_probe, calibrate, features, inspect
+from airnet_restore.inspection import Inspector, calibrate, features
 from airnet_restore.inspection.calibrate import degrade_measured, haze_level, noise_level, rain_level
 from airnet_restore.inspection.probe import METADATA_KEY, DegradationProbe, type_name
+from airnet_restore.loading import ModelDescriptor, inspect, load_model
 from airnet_restore.models import AirNet, AirNetConfig
-from airnet_restore.variants import load_model
 from airnet_restore.weights import save_weights
 
 TINY = AirNetConfig(n_feats=16, n_groups=1, n_blocks=1, enc_channels=(16, 16, 32), dim=32, queue_size=32)
 TYPES = ["clean", "noise_any", "rain_any", "haze_any", "haze_any+noise_any"]
+
+
+def inspector_of(path) -> Inspector:
+    """The inspector of the weights file ``path`` (its detectors must fit its encoder)."""
+    inspector = load_model(path, device="cpu").inspector()
+    assert inspector is not None
+    return inspector
 
 
 def photo(seed: int, size: int = 64) -> np.ndarray:
@@ -63,7 +71,7 @@ def test_calibration_adds_a_versioned_probe_and_keeps_the_tensors(weights):
     probe = DegradationProbe.from_json(meta[METADATA_KEY])
     assert probe.version == 1 and probe.feature == features.FEATURE_SET
     assert probe.families == ["haze", "rain", "noise"]
-    assert probe.encoder_sha256 == features.encoder_fingerprint(Inspector.from_weights(calibrated, device="cpu").model)
+    assert probe.encoder_sha256 == features.encoder_fingerprint(inspector_of(calibrated).model)
     assert probe.calibration["excluded"] == ["val.png"] and probe.calibration["types"] == TYPES
     assert "haze+noise" in probe.types() and probe.types()[0] == "clean"
 
@@ -77,7 +85,7 @@ def test_calibration_is_deterministic(weights, tmp_path):
 
 
 def test_inspection_is_one_encoder_pass_no_restorer_and_deterministic(weights, monkeypatch):
-    inspector = Inspector.from_weights(weights[1], device="cpu")
+    inspector = inspector_of(weights[1])
     calls = {"restorer": 0, "encoder": 0}
     monkeypatch.setattr(inspector.model.R, "forward", lambda *a: calls.__setitem__("restorer", calls["restorer"] + 1))
     pre = inspector.model.E.E.encoder_q.E_pre
@@ -90,8 +98,9 @@ def test_inspection_is_one_encoder_pass_no_restorer_and_deterministic(weights, m
 
 
 def test_weights_without_prototypes_give_a_clear_error(weights):
-    with pytest.raises(AirNetError, match="holds no degradation prototypes; compute them with `airnet inspect --calibrate"):
-        Inspector.from_weights(weights[0], device="cpu")
+    assert load_model(weights[0], device="cpu").inspector() is None
+    with pytest.raises(AirNetError, match="no degradation prototypes for this model's encoder: compute them with `airnet inspect"):
+        inspect(photo(1), weights[0])
     with pytest.raises(AirNetError, match="no degradation prototypes for this model's encoder"):
         inspect(photo(1), AirNet(TINY).eval())
 
@@ -103,8 +112,9 @@ def test_prototypes_of_other_weights_or_versions_are_refused(weights, tmp_path):
     torch.manual_seed(1)
     with pytest.raises(AirNetError, match="computed for other weights"):
         Inspector(AirNet(TINY), probe)
-    model = Inspector.from_weights(weights[1], device="cpu").model
-    assert inspect(photo(2), model, probe).type == Inspector(model, probe).inspect(photo(2)).type
+    model = inspector_of(weights[1]).model
+    assert inspect(photo(2), ModelDescriptor(model, load_model(weights[1]).variant, probe)).type == \
+        Inspector(model, probe).inspect(photo(2)).type
     old = json.loads(meta[METADATA_KEY]) | {"version": 0}
     with pytest.raises(AirNetError, match="version 0"):
         DegradationProbe.from_json(json.dumps(old))
@@ -114,7 +124,7 @@ def test_prototypes_of_other_weights_or_versions_are_refused(weights, tmp_path):
 
 
 def test_every_input_kind_gives_the_same_answer(weights, tmp_path):
-    inspector = Inspector.from_weights(weights[1], device="cpu")
+    inspector = inspector_of(weights[1])
     image = photo(7)
     Image.fromarray(image).save(tmp_path / "a.png")
     tensor = torch.from_numpy(image).permute(2, 0, 1).float() / 255
@@ -124,7 +134,7 @@ def test_every_input_kind_gives_the_same_answer(weights, tmp_path):
 
 
 def test_tiled_statistics_equal_whole_image_statistics(weights, monkeypatch):
-    model = Inspector.from_weights(weights[1], device="cpu").model
+    model = inspector_of(weights[1]).model
     x = torch.rand(3, 70, 90)
     whole = features.embed(model, x)
     monkeypatch.setattr(features, "TILE", 32)
@@ -135,7 +145,7 @@ def test_tiled_statistics_equal_whole_image_statistics(weights, monkeypatch):
 
 
 def test_region_map_covers_the_image(weights):
-    result = Inspector.from_weights(weights[1], device="cpu").inspect(photo(3, 150), regions=True)
+    result = inspector_of(weights[1]).inspect(photo(3, 150), regions=True)
     regions = result.regions
     assert regions.region == 64 and len(regions.types) == 3 and len(regions.types[0]) == 3
     assert regions.confidence.shape == regions.sigma.shape == (3, 3)
@@ -180,7 +190,7 @@ def test_cli_errors(weights, tmp_path, capsys):
     assert cli.main(["inspect", "--weights", str(weights[1])]) == 2
     assert "no inputs" in capsys.readouterr().err
     assert cli.main(["inspect", "x.png", "--weights", str(weights[0])]) == 2
-    assert "holds no degradation prototypes" in capsys.readouterr().err
+    assert "no degradation prototypes for these weights" in capsys.readouterr().err
     assert cli.main(["inspect", "--calibrate", str(weights[0]), str(weights[0])]) == 2
     assert "is the input file" in capsys.readouterr().err
 
@@ -188,17 +198,17 @@ def test_cli_errors(weights, tmp_path, capsys):
 def test_a_loaded_model_finds_the_prototypes_of_its_registered_variant(weights, monkeypatch):
     from types import SimpleNamespace
 
-    from airnet_restore import variants
-    from airnet_restore.inspection import inspector as inspector_module
+    from airnet_restore import loading
 
-    fake = SimpleNamespace(weights_path=lambda: weights[1])
-    monkeypatch.setattr(variants, "VARIANTS", {"calibrated": fake, "none": SimpleNamespace(weights_path=lambda: None)})
-    inspector_module.registered_probes.cache_clear()
+    fake = SimpleNamespace(name="calibrated", weights_path=lambda: weights[1])
+    monkeypatch.setattr(loading, "VARIANTS", {"calibrated": fake, "none": SimpleNamespace(weights_path=lambda: None)})
+    loading.registered_extras.cache_clear()
     try:
-        model = Inspector.from_weights(weights[1], device="cpu").model
-        assert inspect(photo(4), model).to_dict() == Inspector.from_weights(weights[1], device="cpu").inspect(photo(4)).to_dict()
+        model = inspector_of(weights[1]).model
+        assert inspect(photo(4), model).to_dict() == inspector_of(weights[1]).inspect(photo(4)).to_dict()
+        assert loading.as_descriptor(model).variant is fake
     finally:
-        inspector_module.registered_probes.cache_clear()
+        loading.registered_extras.cache_clear()
 
 
 def test_restore_prints_what_it_detected(weights, tmp_path, capsys):
@@ -210,24 +220,23 @@ def test_restore_prints_what_it_detected(weights, tmp_path, capsys):
     assert "confidence" not in capsys.readouterr().out  # weights without prototypes: restored, nothing detected
 
 
-def probe_answering(probe: DegradationProbe, logit: float, **family_logits: float) -> dict[str, str]:
-    """Metadata holding ``probe`` changed so every detector answers sigmoid(``logit``) on any image
-    (or sigmoid of its own logit, where given by family)."""
-    detectors = {f: [0.0] * (len(w) - 1) + [family_logits.get(f, logit)] for f, w in probe.detectors.items()}
-    return {METADATA_KEY: DegradationProbe(**{**probe.__dict__, "detectors": detectors}).to_json()}
+def answering(model: ModelDescriptor, logit: float, **family_logits: float) -> ModelDescriptor:
+    """``model`` with its probe changed so every detector answers sigmoid(``logit``) on any image (or sigmoid of
+    its own logit, where given by family)."""
+    assert model.probe is not None
+    detectors = {f: [0.0] * (len(w) - 1) + [family_logits.get(f, logit)] for f, w in model.probe.detectors.items()}
+    return dataclasses.replace(model, probe=DegradationProbe(**{**model.probe.__dict__, "detectors": detectors}))
 
 
 def test_auto_strength_leaves_a_photo_found_clean_as_it_was(weights):
     model = load_model(str(weights[1]), device="cpu")
-    probe = Inspector.for_model(model).probe
     image = photo(30, 48)
-    network = restore(image, model, strength=1.0, anchor=0.0)
+    network = restore(image, model, postfilter="none")
     assert not np.array_equal(network, image)  # the (random, tiny) network changes it
-    attach_probe(model, probe_answering(probe, -40.0), "test")
-    assert np.array_equal(restore(image, model), image)
-    assert np.array_equal(restore(image, model, strength=1.0, anchor=0.0), network)
-    attach_probe(model, probe_answering(probe, 40.0), "test")  # every family surely present: haze and rain too
-    assert np.array_equal(restore(image, model), network)
+    clean = answering(model, -40.0)
+    assert np.array_equal(restore(image, clean), image)
+    assert np.array_equal(restore(image, clean, postfilter="none"), network)
+    assert np.array_equal(restore(image, answering(model, 40.0)), network)  # every family surely present: haze, rain too
 
 
 def test_strength_is_the_fraction_of_the_correction(weights):
@@ -246,8 +255,7 @@ def test_strength_is_the_fraction_of_the_correction(weights):
 def test_an_automatic_anchor_reaches_the_written_pixels(weights, tmp_path):
     """Noise surely present, haze and rain each at even odds: anchor 0.25, and the file written by
     `airnet restore` is the tensor path's blend of the same image."""
-    model = load_model(str(weights[1]), device="cpu")
-    attach_probe(model, probe_answering(Inspector.for_model(model).probe, 40.0, haze=0.0, rain=0.0), "test")
+    model = answering(load_model(str(weights[1]), device="cpu"), 40.0, haze=0.0, rain=0.0)
     image = photo(35, 48)
     Image.fromarray(image).save(tmp_path / "a.png")
     report = restore_files([tmp_path / "a.png"], tmp_path / "out", model, progress=False)
@@ -281,7 +289,7 @@ def test_unreadable_prototypes_leave_the_weights_usable(weights, tmp_path):
     with safe_open(str(weights[1]), "pt") as f:
         meta = f.metadata()
     model = load_model(str(weights[1]), device="cpu")
-    stale = save_weights(model, tmp_path / "stale.safetensors",
+    stale = save_weights(model.network, tmp_path / "stale.safetensors",
                          metadata={METADATA_KEY: json.dumps(json.loads(meta[METADATA_KEY]) | {"version": 0})})
     with pytest.warns(UserWarning, match="prototypes not used"):
         loaded = load_model(str(stale), device="cpu")
@@ -303,9 +311,9 @@ def test_auto_strength_on_tiny_images_and_the_models_modes(weights, tmp_path):
     Image.fromarray(np.full((1, 40, 3), 90, np.uint8)).save(tmp_path / "line.png")
     report = restore_files([tmp_path / "line.png"], tmp_path / "out", model, strength=np.float32(1.0), progress=False)
     assert not report.failed and not report.detected
-    model.train()
+    model.network.train()
     restore_tensor(model, torch.rand(3, 40, 40))
-    assert all(m.training for m in model.modules())
+    assert all(m.training for m in model.network.modules())
 
 
 def test_the_web_app_restores_and_reports_as_the_cli_does(weights, tmp_path):

@@ -192,7 +192,8 @@ def test_an_unwritable_run_folder_is_one_line_naming_it(photos, tmp_path, monkey
 
     monkeypatch.setattr(Path, "mkdir", read_only)
     code = main(["train", str(SMOKE), "--run-dir", str(tmp_path / "run"), "-q",
-                 *(a for o in [f"data.types.{i}.clean={photos}" for i in range(3)] + ["train.epochs=1"] for a in ("--set", o))])
+                 *(a for o in [f"data.types.{i}.clean={photos}" for i in range(3)] + [f"val.clean={photos}", "val.files=[p0.png]", "train.epochs=1"]
+                   for a in ("--set", o))])
     err = capsys.readouterr().err
     assert code == 2 and f"run folder {tmp_path / 'run'}: cannot create or write it: Read-only file system" in err
     assert "Traceback" not in err
@@ -255,7 +256,7 @@ def test_a_damaged_state_is_refused_before_use(photos, tmp_path, capsys, state, 
 
     path = tmp_path / "state.pt"
     torch.save({"format": FORMAT, **state}, path)
-    overrides = [f"data.types.{i}.clean={photos}" for i in range(3)]
+    overrides = [f"data.types.{i}.clean={photos}" for i in range(3)] + [f"val.clean={photos}", "val.files=[p0.png]"]
     assert main(["train", str(SMOKE), "--run-dir", str(tmp_path / "run"), "--resume", str(path), "-q",
                  *(a for o in overrides for a in ("--set", o))]) == 2
     err = capsys.readouterr().err

@@ -29,10 +29,11 @@ def test_validation_psnr_printed_by_train_equals_airnet_eval(photos, tmp_path, c
     assert main([*args, *(a for t in TASKS for a in ("--set", f"{t}={photos}"))]) == 0
     results = json.loads((out / "results.json").read_text())
     for task in TASKS:
-        assert results["scores"]["best"][task] == {"psnr": validation[f"{task}/psnr"], "ssim": validation[f"{task}/ssim"]}
-    assert results["average"]["best"]["psnr"] == validation["mean/psnr"]
-    scores = ", ".join(f"{t} {results['scores']['best'][t]['psnr']:.2f}" for t in TASKS)
-    assert f"validation PSNR (dB) after epoch 1: {scores}, mean {results['average']['best']['psnr']:.2f}" in printed
+        row = results["scores"]["best (network)"][task]
+        assert {k: row[k] for k in ("psnr", "ssim")} == {"psnr": validation[f"{task}/psnr"], "ssim": validation[f"{task}/ssim"]}
+    assert results["average"]["best (network)"]["psnr"] == validation["mean/psnr"]
+    scores = ", ".join(f"{t} {results['scores']['best (network)'][t]['psnr']:.2f}" for t in TASKS)
+    assert f"validation PSNR (dB) after epoch 1: {scores}, mean {results['average']['best (network)']['psnr']:.2f}" in printed
 
 
 def test_validation_pairs_are_the_eval_pairs_degraded_after_cropping(photos):

@@ -19,9 +19,9 @@ from PIL import Image
 
 from airnet_restore.cli import main
 from airnet_restore.errors import AirNetError
-from airnet_restore.inference.blend import Blend
 from airnet_restore.inspection import Inspection
-from airnet_restore.variants import load_model
+from airnet_restore.loading import load_model
+from airnet_restore.postfilter import Blend
 from airnet_restore.web import Limits
 from airnet_restore.web.app import create_app, detection_header
 from airnet_restore.web.server import exposure_warning, listen
@@ -180,7 +180,7 @@ def test_a_full_queue_answers_503_with_retry_after_and_loses_nothing(monkeypatch
     model = make_tiny().eval()
     gate = Gate(model)
     found = Inspection("noise", 0.9, 25.0, None, {"noise": 0.97, "rain": 0.01})
-    monkeypatch.setattr("airnet_restore.web.app.resolve_blend", lambda model, pixels: (Blend(0.97, 0.5), found))
+    monkeypatch.setattr("airnet_restore.inference.pipeline._plan", lambda *a: (Blend(0.97, 0.5), found))
     app = create_app(model, "gated", LIMITS)
     results: list = []
     with running(app) as port:
@@ -274,7 +274,7 @@ def test_a_port_in_use_is_one_clear_line():
     ("--allow-origin", "example.com", "--allow-origin 'example.com' is not an origin"),
 ])
 def test_bad_settings_are_one_line_before_anything_loads(capsys, monkeypatch, option, value, words):
-    monkeypatch.setattr("airnet_restore.variants.load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    monkeypatch.setattr("airnet_restore.loading.load_model", lambda *a, **k: pytest.fail("the model was loaded"))
     assert main(["serve", option, value, "--weights", "nowhere.safetensors"]) == 2
     err = capsys.readouterr().err
     assert words in err and err.count("\n") == 1 and "Traceback" not in err

@@ -22,8 +22,6 @@ from tqdm.auto import tqdm
 
 from airnet_restore.constants import DEFAULT_OVERLAP, MIN_TILE
 from airnet_restore.errors import AirNetError
-from airnet_restore.variants import BYTES_PER_PIXEL_PER_CHANNEL as BYTES_PER_PIXEL_PER_CHANNEL  # the descriptor's fact
-from airnet_restore.variants import bytes_per_pixel_per_channel
 
 # On a CPU, a forward may use at most this much on top of the image buffers: bigger tiles are no
 # faster there, and a 24-megapixel photo is restored in 2.3 GB peak RSS (benchmarks/README.md).
@@ -67,7 +65,7 @@ TileShape = tuple[int, int]
 
 
 def auto_tile_size(
-    height: int, width: int, channels: int, device: torch.device, overlap: int = DEFAULT_OVERLAP
+    height: int, width: int, bytes_per_pixel: int, device: torch.device, overlap: int = DEFAULT_OVERLAP
 ) -> TileShape | None:
     """The largest tile whose forward fits in free memory (on a CPU also in ``CPU_FORWARD_BYTES``), or None if
     the whole image fits. Square (each side at least 4 x overlap) unless the image is thinner than that square:
@@ -77,7 +75,7 @@ def auto_tile_size(
         budget = 0.8 * free_cuda_memory(device)
     else:
         budget = min(0.5 * available_ram(), CPU_FORWARD_BYTES)
-    pixels = budget / (bytes_per_pixel_per_channel(device) * channels)
+    pixels = budget / bytes_per_pixel
     if height * width <= pixels:
         return None
     side = max(MIN_TILE, 4 * overlap, int(math.sqrt(pixels)) // 8 * 8)

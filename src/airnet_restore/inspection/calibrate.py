@@ -291,7 +291,7 @@ def fit_policy(
     detection thresholds from ``detect_threshold``."""
     if not 0.0 < budget < 1.0 or not 0.0 < low < 0.5:
         raise AirNetError(f"policy: budget must be in (0, 1) and low in (0, 0.5), got {budget} and {low}")
-    tables = []
+    tables: list[dict[str, list[float]]] = []
     for wide in (False, True):
         def keep(w: np.ndarray, wide: bool = wide) -> bool:
             return (len(w) >= wide_from) == wide

@@ -5,11 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
-import warnings
-import weakref
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +14,14 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from airnet_restore.constants import DEFAULT_MAX_PIXELS, DEFAULT_VARIANT
+from airnet_restore.constants import DEFAULT_MAX_PIXELS
 from airnet_restore.errors import AirNetError
 from airnet_restore.files import collect_inputs, file_identity
 from airnet_restore.image_io import check_pixels, read_image, split_channels
-from airnet_restore.inspection.calibrate import read_metadata, weights_file
 from airnet_restore.inspection.features import CELL, FEATURE_SET, EmbeddingGrid, embed, encoder_fingerprint
-from airnet_restore.inspection.probe import METADATA_KEY, DegradationProbe
+from airnet_restore.inspection.plot import check_picture_target, plot_embedding, write_region_map
+from airnet_restore.inspection.probe import DegradationProbe
+from airnet_restore.inspection.results import Inspection, RegionMap, count_types
 from airnet_restore.models.airnet import AirNet
 
 REGION_CELLS = 4  # a region of the map is 4 x 4 cells (64 px) ...
@@ -32,68 +29,6 @@ WINDOW_CELLS = 8  # ... judged on the 8 x 8 cells (128 px) around it
 # A whole image is judged as the average of 256-px windows at steps of 128 px: the sizes the
 # probe was calibrated on (crops of 128-512 px), whatever the image's size.
 IMAGE_WINDOW_CELLS, IMAGE_STRIDE_CELLS = 16, 8
-
-
-@dataclass
-class RegionMap:
-    """Per-region results: ``types`` (rows x cols names), ``confidence`` and ``sigma`` (NaN where no noise)."""
-
-    region: int  # pixels per side of a region
-    types: list[list[str]]
-    confidence: np.ndarray
-    sigma: np.ndarray
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "region_px": self.region,
-            "types": self.types,
-            "confidence": np.round(self.confidence, 3).tolist(),
-            "sigma": [[None if np.isnan(s) else round(float(s), 1) for s in row] for row in self.sigma],
-        }
-
-
-@dataclass
-class Inspection:
-    """The detected corruption of one image."""
-
-    type: str  # clean, noise, rain, haze or a mixture such as haze+noise
-    confidence: float  # in [0, 1]
-    sigma: float | None  # noise standard deviation on the 0-255 scale, where noise is detected
-    haze_density: float | None  # 1 - mean transmission, where haze is detected
-    presence: dict[str, float]  # probability of each family the weights were calibrated on
-    file: str | None = None
-    regions: RegionMap | None = None
-    features: np.ndarray | None = field(default=None, repr=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict: file, type, confidence, sigma, haze_density, presence (and regions with a map)."""
-        out: dict[str, Any] = {
-            "file": self.file,
-            "type": self.type,
-            "confidence": round(self.confidence, 3),
-            "sigma": None if self.sigma is None else round(self.sigma, 1),
-            "haze_density": None if self.haze_density is None else round(self.haze_density, 3),
-            "presence": {k: round(v, 3) for k, v in self.presence.items()},
-        }
-        if self.regions is not None:
-            out["regions"] = self.regions.to_dict()
-        return out
-
-    @property
-    def degraded(self) -> float:
-        """Probability that the image holds any corruption at all: the largest family presence.
-        ``airnet restore`` scales its correction by it (``strength="auto"``), so a photo found surely
-        clean comes back nearly unchanged."""
-        return max(self.presence.values(), default=1.0)
-
-    def summary(self) -> str:
-        """One line: ``noise (confidence 0.97, sigma 24.6)``."""
-        parts = [f"confidence {self.confidence:.2f}"]
-        if self.sigma is not None:
-            parts.append(f"sigma {self.sigma:.1f}")
-        if self.haze_density is not None:
-            parts.append(f"haze density {self.haze_density:.2f}")
-        return f"{self.type} ({', '.join(parts)})"
 
 
 class Inspector:
@@ -110,31 +45,6 @@ class Inspector:
                               "recompute them with `airnet inspect --calibrate`")
         self.model = model  # its modes are left alone: the encoder runs in eval mode inside ``embed``
         self.probe = probe
-
-    @classmethod
-    def from_weights(cls, weights: str | os.PathLike = DEFAULT_VARIANT, device: str = "auto") -> Inspector:
-        """Load weights (a variant name or file) and the prototypes stored with them."""
-        from airnet_restore.variants import load_model
-
-        path = weights_file(weights)
-        probe = DegradationProbe.from_metadata(read_metadata(path), str(weights))
-        return cls(load_model(str(path), device=device), probe)
-
-    @classmethod
-    def for_model(cls, model: AirNet) -> Inspector:
-        """An inspector for loaded weights: the prototypes their file held (``load_model`` keeps them),
-        else those of the registered variant with the same encoder."""
-        fingerprint = encoder_fingerprint(model)
-        attached = _ATTACHED.get(model)
-        if attached is not None and attached.encoder_sha256 == fingerprint:
-            return cls(model, attached)
-        probe = registered_probes().get(fingerprint)
-        if probe is None:
-            raise AirNetError(
-                "no degradation prototypes for this model's encoder (in its weights file or among the registered "
-                "variants): compute them with `airnet inspect --calibrate`"
-            )
-        return cls(model, probe)
 
     def embed(self, image: Any) -> EmbeddingGrid:
         """Cell statistics of the degradation map of an image (see ``inspect`` for what an image may be)."""
@@ -183,79 +93,6 @@ def _as_image(image: Any) -> torch.Tensor | np.ndarray:
     raise AirNetError(f"cannot inspect an object of type {type(image).__name__}; pass an array, PIL image, tensor or path")
 
 
-# The prototypes held by the weights file each loaded model came from (set by ``load_model``).
-_ATTACHED: weakref.WeakKeyDictionary[AirNet, DegradationProbe] = weakref.WeakKeyDictionary()
-
-
-def attach_probe(model: AirNet, metadata: Mapping[str, str], source: str) -> None:
-    """Keep the prototypes stored in a weights file's ``metadata`` with the model loaded from it.
-
-    Prototypes this version cannot read (another version, a damaged file) are left out with a
-    warning: the weights still load and restore, without detection (strength auto = 1)."""
-    if METADATA_KEY not in metadata:
-        return
-    try:
-        _ATTACHED[model] = DegradationProbe.from_json(metadata[METADATA_KEY], source)
-    except AirNetError as e:
-        warnings.warn(f"{source}: degradation prototypes not used ({e})", stacklevel=2)
-
-
-def model_inspector(model: object) -> Inspector | None:
-    """The inspector of a loaded model when prototypes fit its encoder (from its weights file or a
-    registered variant), else None: for callers that use detections where they can, such as
-    ``airnet restore``. A model whose encoder changed since its prototypes were computed has none."""
-    if not isinstance(model, AirNet):
-        return None  # the onnxruntime backend: no encoder to inspect with
-    try:
-        return Inspector.for_model(model)
-    except AirNetError:
-        return None
-
-
-@lru_cache(maxsize=1)
-def registered_probes() -> dict[str, DegradationProbe]:
-    """encoder fingerprint -> prototypes, for every registered variant whose bundled weights hold them."""
-    from airnet_restore.variants import VARIANTS
-
-    found = {}
-    for variant in VARIANTS.values():
-        path = variant.weights_path()
-        metadata = read_metadata(path) if path is not None else {}
-        if METADATA_KEY in metadata:
-            probe = DegradationProbe.from_json(metadata[METADATA_KEY], str(path))
-            found[probe.encoder_sha256] = probe
-    return found
-
-
-@lru_cache(maxsize=4)
-def _cached_inspector(weights: str, device: str) -> Inspector:
-    return Inspector.from_weights(weights, device)
-
-
-def inspect(image: Any, model: Inspector | AirNet | str | os.PathLike | None = None, probe: DegradationProbe | None = None) -> Inspection:
-    """What is wrong with ``image`` (array, PIL image, (3,H,W) tensor or path), and how badly.
-
-    ``model``: an ``Inspector``, a variant name or weights file holding prototypes (default: the
-    default variant), or a loaded ``AirNet`` (with ``probe``, or the prototypes of the registered
-    variant with the same encoder). One encoder pass, no restoration.
-    """
-    if isinstance(model, Inspector):
-        inspector = model
-    elif isinstance(model, AirNet):
-        inspector = Inspector(model, probe) if probe is not None else Inspector.for_model(model)
-    else:
-        inspector = _cached_inspector(str(model if model is not None else DEFAULT_VARIANT), "auto")
-    return inspector.inspect(image)
-
-
-def count_types(results: Iterable[Inspection]) -> str:
-    """How many of ``results`` have each detected type, most first: ``2 noise, 1 clean`` ('' for none)."""
-    counts: dict[str, int] = {}
-    for r in results:
-        counts[r.type] = counts.get(r.type, 0) + 1
-    return ", ".join(f"{n} {t}" for t, n in sorted(counts.items(), key=lambda kv: -kv[1]))
-
-
 @dataclass
 class InspectReport:
     """What a batch inspection did: results in input order and failures with their reasons."""
@@ -278,8 +115,6 @@ class InspectReport:
 
     def plot(self, out: str | os.PathLike) -> Path:
         """The embedding of every inspected image (PCA), coloured by detected type, dot size by noise sigma."""
-        from airnet_restore.inspection.plot import plot_embedding
-
         if len(self.results) < 3:
             raise AirNetError(f"--plot needs at least 3 inspected images, got {len(self.results)}")
         features = np.stack([r.features for r in self.results if r.features is not None])
@@ -301,8 +136,6 @@ def inspect_files(
     the report, after the results). A picture never replaces an input or a
     file this program did not write (``check_picture_target``): a plot so named is refused before any work,
     a map so named fails its image."""
-    from airnet_restore.inspection.plot import check_picture_target, write_region_map
-
     start = time.perf_counter()
     report = InspectReport()
     found = collect_inputs(inputs, map_dir)

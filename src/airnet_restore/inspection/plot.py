@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
 from airnet_restore.atomic import atomic_write
 from airnet_restore.errors import AirNetError
-from airnet_restore.inspection.inspector import Inspection
+from airnet_restore.inspection.results import Inspection
 
 # Fixed colours for the usual types; others get one from the spare list, in order of appearance.
 TYPE_COLOURS = {

@@ -27,6 +27,18 @@ def _reaches_image(py, px, h, w):  # pragma: no cover - compiled
 
 
 @njit(inline="always", cache=True)
+def _tap(offset, cols, b, idx, r, q, k, h, w, c):  # pragma: no cover - compiled
+    """The sample position (py, px) of tap ``k`` of output pixel (r, q) of image ``b``, and whether it can reach
+    the image (``_reaches_image``); one that cannot samples zeros: its columns in row ``idx`` of ``cols`` are 0."""
+    py = r - 1 + k // 3 + offset[b, r, q, 2 * k]
+    px = q - 1 + k % 3 + offset[b, r, q, 2 * k + 1]
+    reaches = _reaches_image(py, px, h, w)
+    if not reaches:
+        cols[b, idx, k * c : (k + 1) * c] = 0.0
+    return py, px, reaches
+
+
+@njit(inline="always", cache=True)
 def _corners(py, px, h, w):  # pragma: no cover - compiled
     """Bilinear corners of the in-image sample (py, px): indices clamped into the image and 0/1 flags.
 
@@ -65,13 +77,10 @@ def _im2col_deform3x3(x, offset, mask, y0, nrows, cols):  # pragma: no cover - c
         r = y0 + idx // w
         q = idx % w
         for k in range(9):
-            base = k * c
-            py = r - 1 + k // 3 + offset[b, r, q, 2 * k]
-            px = q - 1 + k % 3 + offset[b, r, q, 2 * k + 1]
-            if not _reaches_image(py, px, h, w):
-                for ch in range(c):
-                    cols[b, idx, base + ch] = 0.0
+            py, px, reaches = _tap(offset, cols, b, idx, r, q, k, h, w, c)
+            if not reaches:
                 continue
+            base = k * c
             m = mask[b, r, q, k]
             y_lo, y_hi, x_lo, x_hi, ly, lx, iyl, iyh, ixl, ixh = _corners(py, px, h, w)
             xb = x[b]
@@ -114,11 +123,8 @@ def backward_deform3x3(x, offset, mask, gcols, y0, nrows, cols, grad_offset, gra
             q = idx % w
             for k in range(9):
                 base = k * c
-                py = r - 1 + k // 3 + offset[b, r, q, 2 * k]
-                px = q - 1 + k % 3 + offset[b, r, q, 2 * k + 1]
-                if not _reaches_image(py, px, h, w):
-                    for ch in range(c):
-                        cols[b, idx, base + ch] = 0.0
+                py, px, reaches = _tap(offset, cols, b, idx, r, q, k, h, w, c)
+                if not reaches:
                     grad_offset[b, r, q, 2 * k] = 0.0
                     grad_offset[b, r, q, 2 * k + 1] = 0.0
                     grad_mask[b, r, q, k] = 0.0

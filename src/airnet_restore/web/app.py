@@ -32,10 +32,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from airnet_restore.errors import AirNetError, ImageTooLarge
 from airnet_restore.image_io import check_size, declared_size, output_dtype, read_image, write_image
-from airnet_restore.inference.blend import Blend, resolve_blend
-from airnet_restore.inference.pipeline import model_device, restore_pixels_blended
-from airnet_restore.inspection import Inspection, model_inspector
-from airnet_restore.models.airnet import AirNet
+from airnet_restore.inference.pipeline import Model, restore_image
+from airnet_restore.inspection import Inspection
+from airnet_restore.loading import as_descriptor
+from airnet_restore.postfilter import Blend, Choice, check_choice
 from airnet_restore.web import Access, Limits
 from airnet_restore.web.hosts import refusal
 from airnet_restore.web.jobs import JobCancelled, JobQueue
@@ -86,9 +86,9 @@ def detection_header(found: Inspection | None, blend: Blend) -> str | None:
     return json.dumps({k: v for k, v in fields.items() if v is not None})
 
 
-def restore_file(model: AirNet, src: Path, dst: Path, max_pixels: int) -> tuple[int, str | None]:
-    """Restore ``src`` into the PNG ``dst`` as ``airnet restore`` does (strength and anchor auto); returns the pixel
-    count and the detection header.
+def restore_file(model: Model, src: Path, dst: Path, max_pixels: int, postfilter: Choice = "auto") -> tuple[int, str | None]:
+    """Restore ``src`` into the PNG ``dst`` as ``airnet restore`` does (``postfilter``, strength and anchor auto);
+    returns the pixel count and the detection header.
 
     A file that is not a readable image is a 400 ``UploadError``, one over ``max_pixels`` a 413.
     """
@@ -97,9 +97,9 @@ def restore_file(model: AirNet, src: Path, dst: Path, max_pixels: int) -> tuple[
     except AirNetError as e:
         raise client_error(e, src) from None
     # The path `airnet restore` takes for a file, so the pixels are the CLI's exactly.
-    blend, found = resolve_blend(model, data.pixels)
-    pixels, blend = restore_pixels_blended(model, data.pixels, output_dtype(data.dtype, dst.suffix), blend=blend)
-    write_image(dst, data, pixels)
+    done = restore_image(model, data.pixels, output_dtype(data.dtype, dst.suffix), postfilter=postfilter)
+    write_image(dst, data, done.pixels)
+    found, blend = done.found, done.blend
     return data.pixels.shape[0] * data.pixels.shape[1], detection_header(found, blend)
 
 
@@ -160,7 +160,7 @@ class Stopping:
 SHUTTING_DOWN = "the server is shutting down; retry when it is back"
 
 
-def create_app(model: AirNet, model_name: str, limits: Limits = Limits(), access: Access | None = None) -> FastAPI:
+def create_app(model: Model, model_name: str, limits: Limits = Limits(), access: Access | None = None) -> FastAPI:
     """The web app over ``model`` (loaded once, shared by every request) within ``limits``, answering only
     as ``access`` allows (default: loopback names and this server's own page).
 
@@ -168,7 +168,8 @@ def create_app(model: AirNet, model_name: str, limits: Limits = Limits(), access
     in flight 503 and cancels the restores, so none is cut off with a traceback.
     """
     root = Path(tempfile.mkdtemp(prefix="airnet-serve-"))  # mode 0700: private to this user
-    jobs = JobQueue(model, limits.workers, limits.queue)
+    model = as_descriptor(model)
+    jobs = JobQueue(model.network, limits.workers, limits.queue)
     stopping = Stopping()
     receiving = 0  # uploads being received now (at most limits.uploads)
 
@@ -199,7 +200,7 @@ def create_app(model: AirNet, model_name: str, limits: Limits = Limits(), access
         return {
             "status": "ok",
             "model": model_name,
-            "device": str(model_device(model)),
+            "device": str(model.device),
             "jobs": jobs.pending,
             "capacity": jobs.capacity,
             "receiving": receiving,
@@ -209,7 +210,7 @@ def create_app(model: AirNet, model_name: str, limits: Limits = Limits(), access
             "timeout_s": limits.timeout,
             "read_timeout_s": limits.read_timeout,
             "seconds_per_megapixel": jobs.seconds_per_megapixel,
-            "detects_corruption": model_inspector(model) is not None,
+            "detects_corruption": model.detects,
         }
 
     def busy() -> JSONResponse:
@@ -249,6 +250,11 @@ def create_app(model: AirNet, model_name: str, limits: Limits = Limits(), access
             return error(413, f"upload of {int(declared):,} bytes is over the limit of {limits.max_bytes:,} (--max-upload-mb)")
         if stopping.stopped:
             return error(503, SHUTTING_DOWN)
+        postfilter = request.query_params.get("postfilter", "auto")
+        try:
+            check_choice(postfilter)
+        except AirNetError as e:
+            return error(400, str(e))
         if jobs.full():  # no use receiving an upload that cannot be admitted
             return busy()
         if receiving >= limits.uploads:
@@ -269,7 +275,8 @@ def create_app(model: AirNet, model_name: str, limits: Limits = Limits(), access
 
         def job() -> Result:
             start = time.perf_counter()
-            pixels, detected = restore_file(model, upload.path, folder / "restored.png", limits.max_pixels)
+            pixels, detected = restore_file(model, upload.path, folder / "restored.png", limits.max_pixels,
+                                            postfilter)  # type: ignore[arg-type]  # checked above
             jobs.record(pixels, time.perf_counter() - start)
             return Result((folder / "restored.png").read_bytes(), detected)
 

@@ -82,8 +82,7 @@ def serve(
         import torch
 
         from airnet_restore.inference import restore_tensor
-        from airnet_restore.inference.pipeline import model_device
-        from airnet_restore.variants import load_model
+        from airnet_restore.loading import load_model
 
         model = load_model(weights, device=device)
         restore_tensor(model, torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(0)))  # compiles kernels once
@@ -93,5 +92,5 @@ def serve(
         url_host = f"[{bound_host}]" if ":" in bound_host else bound_host
         if warning := exposure_warning(host):
             print(warning, file=sys.stderr)
-        print(f"airnet serve: http://{url_host}:{bound_port}/ (model {name} on {model_device(model)}; Ctrl+C stops)", flush=True)
+        print(f"airnet serve: http://{url_host}:{bound_port}/ (model {name} on {model.device}; Ctrl+C stops)", flush=True)
         stopping_server(app).run(sockets=[sock])

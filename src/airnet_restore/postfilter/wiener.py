@@ -18,12 +18,13 @@ skin, out-of-focus backgrounds) keep most of their noise, where non-local method
 average many similar patches. So the filter runs again on the image averaged in 2x2 blocks (white
 noise of half the sigma), with the finer estimate as its pilot, and the coarse estimate replaces
 the finer one's low frequencies (the difference of the two at the coarse scale, bilinearly
-upsampled): ``LEVELS`` coarser scales, down to 8x, where patches span 64 pixels. Chosen on the
+upsampled): ``levels`` coarser scales, down to 8x, where patches span 64 pixels. Chosen on the
 training photos (``benchmarks/anchor.py``, sigma 15/25/50: +0.29/+0.53/+0.80 dB over one scale,
 +0.03/+0.03/+0.08 over three, a fifth at most +0.04). Planes under 16 px a side are not taken
 coarser, so images or tiles under 64 px a side stop at fewer scales.
 The anchor of ``airnet restore`` is this estimate, refined by one more pass at every scale guided by
-the whole estimate (``inference/blend.py``, ``noise_estimate``).
+the whole estimate (``postfilter/stage.py``, ``noise_estimate``). The sizes, passes and scales are
+``WienerSettings`` (``postfilter/params.py``), passed in.
 """
 
 from __future__ import annotations
@@ -34,90 +35,92 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
-PATCH, STRIDE, PASSES, LEVELS = 8, 2, 3, 3
-# How far one output pixel of a call of PASSES passes sees: PATCH - 1 pixels a pass at each scale, twice as
-# far at each coarser one, plus the bilinear upsampling's pixel (tiles: see inference/blend.py).
-REACH = sum(((PATCH - 1) * PASSES + 1) * 2**level for level in range(LEVELS + 1))
+from airnet_restore.postfilter.params import WienerSettings
+
 # Below this sigma (0-1 scale, a fortieth of a grey level) there is nothing to filter, and sigma^2
 # would vanish in float32.
 NEGLIGIBLE_SIGMA = 1e-4
+DEFAULT_SETTINGS = WienerSettings()
 
 
-@lru_cache(maxsize=1)
-def _bases() -> tuple[torch.Tensor, torch.Tensor]:
-    """The 2-D DCT-II basis as (PATCH^2, 1, PATCH, PATCH) filters (orthonormal), and the opponent colour transform,
+@lru_cache(maxsize=4)
+def _bases(patch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The 2-D DCT-II basis as (patch^2, 1, patch, patch) filters (orthonormal), and the opponent colour transform,
     in float64."""
-    k, i = torch.arange(PATCH, dtype=torch.float64)[:, None], torch.arange(PATCH, dtype=torch.float64)[None]
-    d = torch.cos(math.pi * (2 * i + 1) * k / (2 * PATCH)) * math.sqrt(2 / PATCH)
+    k, i = torch.arange(patch, dtype=torch.float64)[:, None], torch.arange(patch, dtype=torch.float64)[None]
+    d = torch.cos(math.pi * (2 * i + 1) * k / (2 * patch)) * math.sqrt(2 / patch)
     d[0] /= math.sqrt(2)
-    basis = torch.einsum("ab,cd->acbd", d, d).reshape(PATCH * PATCH, 1, PATCH, PATCH)
+    basis = torch.einsum("ab,cd->acbd", d, d).reshape(patch * patch, 1, patch, patch)
     opponent = torch.tensor([[1.0, 1.0, 1.0], [1.0, 0.0, -1.0], [1.0, -2.0, 1.0]], dtype=torch.float64)
     return basis, opponent / opponent.norm(dim=1, keepdim=True)
 
 
-def _pad(t: torch.Tensor) -> torch.Tensor:
+def _pad(t: torch.Tensor, patch: int, stride: int) -> torch.Tensor:
     """``t`` padded so that every pixel is covered by the same number of patches (reflected where it can be)."""
     h, w = t.shape[-2:]
-    extra_h, extra_w = (-(h + PATCH - 2)) % STRIDE, (-(w + PATCH - 2)) % STRIDE
-    mode = "reflect" if min(h, w) > PATCH else "replicate"
-    return F.pad(t, (PATCH - 1, PATCH - 1 + extra_w, PATCH - 1, PATCH - 1 + extra_h), mode=mode)
+    extra_h, extra_w = (-(h + patch - 2)) % stride, (-(w + patch - 2)) % stride
+    mode = "reflect" if min(h, w) > patch else "replicate"
+    return F.pad(t, (patch - 1, patch - 1 + extra_w, patch - 1, patch - 1 + extra_h), mode=mode)
 
 
 def _filter_plane(noisy: torch.Tensor, pilot: torch.Tensor, sigma: float, basis: torch.Tensor, keep_mean: bool,
-                  passes: int) -> torch.Tensor:
+                  passes: int, stride: int) -> torch.Tensor:
     """One (N,1,H,W) plane Wiener-filtered ``passes`` times, each pass guided by the one before (the first by ``pilot``);
     ``keep_mean``: each patch's mean (its DC coefficient) is the input's, not shrunk. Patches are transformed by a
     strided convolution, and put back by a matrix product and ``fold`` (a transposed convolution does the same, 30
     times slower on a CPU)."""
     h, w = noisy.shape[-2:]
-    y = _pad(noisy)
+    patch = basis.shape[-1]
+    y = _pad(noisy, patch, stride)
     size = y.shape[-2:]
-    coefficients = F.conv2d(y, basis, stride=STRIDE).flatten(2)
+    coefficients = F.conv2d(y, basis, stride=stride).flatten(2)
     inverse = basis.flatten(1).T
     estimate = pilot
     for _ in range(passes):
-        p = F.conv2d(_pad(estimate), basis, stride=STRIDE).flatten(2)
+        p = F.conv2d(_pad(estimate, patch, stride), basis, stride=stride).flatten(2)
         gain = p * p / (p * p + sigma * sigma)
         if keep_mean:
             gain[:, 0] = 1.0
         # BM3D's weight, the inverse of the patch's residual noise; a patch the pilot finds empty (all
         # gains 0, estimate 0) gets the largest weight, 1e12, rather than a division by zero.
         weight = 1.0 / (sigma * sigma * (gain * gain).sum(1, keepdim=True) + 1e-12)
-        num = F.fold(inverse @ (gain * coefficients * weight), size, PATCH, stride=STRIDE)
-        den = F.fold(weight.expand(-1, PATCH * PATCH, -1), size, PATCH, stride=STRIDE)
-        estimate = (num / den)[..., PATCH - 1:PATCH - 1 + h, PATCH - 1:PATCH - 1 + w]
+        num = F.fold(inverse @ (gain * coefficients * weight), size, patch, stride=stride)
+        den = F.fold(weight.expand(-1, patch * patch, -1), size, patch, stride=stride)
+        estimate = (num / den)[..., patch - 1:patch - 1 + h, patch - 1:patch - 1 + w]
     return estimate
 
 
 def _filter_scales(noisy: torch.Tensor, pilot: torch.Tensor, sigma: float, basis: torch.Tensor, keep_mean: bool,
-                   levels: int, passes: int) -> torch.Tensor:
+                   levels: int, passes: int, stride: int) -> torch.Tensor:
     """``_filter_plane``, then ``levels`` coarser scales in turn replace the estimate's low frequencies (module
-    docstring). Planes under 2 * PATCH pixels a side are not taken coarser."""
-    estimate = _filter_plane(noisy, pilot, sigma, basis, keep_mean, passes)
+    docstring). Planes under two patches a side are not taken coarser."""
+    estimate = _filter_plane(noisy, pilot, sigma, basis, keep_mean, passes, stride)
     h, w = noisy.shape[-2:]
-    if levels == 0 or min(h, w) < 2 * PATCH:
+    if levels == 0 or min(h, w) < 2 * basis.shape[-1]:
         return estimate
     even = (0, w % 2, 0, h % 2)  # odd sides repeat their last pixel so that 2x2 blocks tile the plane
     fine = F.avg_pool2d(F.pad(estimate, even, mode="replicate"), 2)
     coarse = _filter_scales(F.avg_pool2d(F.pad(noisy, even, mode="replicate"), 2), fine, sigma / 2, basis, keep_mean,
-                            levels - 1, passes)
+                            levels - 1, passes, stride)
     lift = F.interpolate(coarse - fine, scale_factor=2.0, mode="bilinear", align_corners=False)
     return estimate + lift[..., :h, :w]
 
 
-def wiener(noisy: torch.Tensor, pilot: torch.Tensor, sigma: float, passes: int = PASSES) -> torch.Tensor:
+def wiener(noisy: torch.Tensor, pilot: torch.Tensor, sigma: float, settings: WienerSettings = DEFAULT_SETTINGS,
+           passes: int | None = None) -> torch.Tensor:
     """``noisy`` (N,C,H,W, [0, 1]) filtered for white noise of ``sigma`` (0-1 scale) with ``pilot`` as the clean
-    image's stand-in, ``passes`` times at each of ``LEVELS`` + 1 scales; ``noisy`` itself for sigma 0 (below
-    ``NEGLIGIBLE_SIGMA``). Runs in float32 (float64 for float64 inputs) one colour plane at a time (bounded
-    memory) and returns ``noisy``'s dtype; the output may leave [0, 1] slightly."""
+    image's stand-in, ``passes`` times (default ``settings.passes``) at each of ``settings.levels`` + 1 scales;
+    ``noisy`` itself for sigma 0 (below ``NEGLIGIBLE_SIGMA``). Runs in float32 (float64 for float64 inputs) one
+    colour plane at a time (bounded memory) and returns ``noisy``'s dtype; the output may leave [0, 1] slightly."""
     if sigma < NEGLIGIBLE_SIGMA:
         return noisy
+    passes = settings.passes if passes is None else passes
     dtype = torch.float64 if noisy.dtype == torch.float64 else torch.float32
-    basis, opponent = (t.to(noisy.device, dtype) for t in _bases())
+    basis, opponent = (t.to(noisy.device, dtype) for t in _bases(settings.patch))
     mix = opponent if noisy.shape[1] == 3 else torch.eye(noisy.shape[1], device=noisy.device, dtype=dtype)
     y = torch.einsum("ij,njhw->nihw", mix, noisy.to(dtype))
     p = torch.einsum("ij,njhw->nihw", mix, pilot.to(dtype))
     planes = [_filter_scales(y[:, c:c + 1], p[:, c:c + 1], sigma, basis, keep_mean=c == 0 or mix is not opponent,
-                             levels=LEVELS, passes=passes)
+                             levels=settings.levels, passes=passes, stride=settings.stride)
               for c in range(y.shape[1])]
     return torch.einsum("ji,njhw->nihw", mix, torch.cat(planes, 1)).to(noisy.dtype)

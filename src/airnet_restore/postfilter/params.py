@@ -1,0 +1,139 @@
+"""The post-filter's tuned numbers as data: one frozen record, stored in each weights file's metadata.
+
+The numbers were chosen with a given network's outputs (``benchmarks/anchor.py``); weights that
+carry none get ``PostFilterParams()``, the values chosen with airnet-general-v8. Tuning and tests
+build other records (``dataclasses.replace``) and pass them; nothing rewrites module globals.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from airnet_restore.errors import AirNetError
+
+# The weights metadata key that holds the record as JSON.
+METADATA_KEY = "postfilter"
+
+
+@dataclass(frozen=True)
+class WienerSettings:
+    """The noise model's Wiener filter in local DCTs (``postfilter/wiener.py``): ``patch`` x ``patch`` DCTs at
+    steps of ``stride`` px, ``passes`` passes at each of ``levels`` + 1 scales (each coarser by 2x2 blocks).
+    Chosen on training photos (``benchmarks/anchor.py``: one pass 0.4-0.8 dB worse than three at sigma 15-50,
+    a fourth adds at most 0.05; three coarser scales +0.29/+0.53/+0.80 dB over one, a fifth at most +0.04)."""
+
+    patch: int = 8
+    stride: int = 2
+    passes: int = 3
+    levels: int = 3
+
+    def __post_init__(self) -> None:
+        _check_int("wiener patch", self.patch, 2, 32)
+        _check_int("wiener stride", self.stride, 1, self.patch)
+        _check_int("wiener passes", self.passes, 1, 8)
+        _check_int("wiener levels", self.levels, 0, 6)
+
+    def reach(self, passes: int) -> int:
+        """How far (px) one output pixel of a call of ``passes`` passes sees at most: ``patch - 1`` pixels a pass
+        at each scale, twice as far at each coarser one, plus the 2x2 averaging and the bilinear upsampling (a
+        pixel each)."""
+        return sum(((self.patch - 1) * passes + 2) * 2**level for level in range(self.levels + 1))
+
+    @property
+    def alignment(self) -> int:
+        """Offsets that keep every scale's patch grid where the whole image has it: a crop that starts at a
+        multiple of this is filtered as the whole image is, up to ``reach`` from its edges."""
+        return self.stride * 2**self.levels
+
+
+@dataclass(frozen=True)
+class PostFilterParams:
+    """Every tuned number of the post-filter (``postfilter/stage.py`` says what each one does).
+
+    ``rounds``: the noise model's rounds, as passes at every scale: the first guided by the network's output,
+    each further one by the round before (+0.13/+0.20/+0.19 dB at sigma 15/25/50 for ``(3, 1)`` over ``(3,)``).
+    ``check_window``, ``noise_only``, ``not_noise``: the check of the network's output (the residual's energy in
+    ``check_window``-px local means over its whole energy, times ``check_window``^2, is about 1 for white noise;
+    up to ``noise_only`` the correction is noise removal alone, from ``not_noise`` something else).
+    ``check_sigmas``: the check's weight in the anchor rises from 0 to 1 between these sigmas (0-255).
+    ``mixed``: haze or rain as likely as this beside checked noise: the noise model's estimate is restored.
+    ``detectors_sure``: anchors from which the detectors are trusted over a check that finds more than noise.
+    """
+
+    wiener: WienerSettings = field(default_factory=WienerSettings)
+    rounds: tuple[int, ...] = (3, 1)
+    check_window: int = 4
+    noise_only: float = 4.0
+    not_noise: float = 8.0
+    check_sigmas: tuple[float, float] = (8.0, 16.0)
+    mixed: float = 0.5
+    detectors_sure: tuple[float, float] = (0.7, 0.9)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.wiener, WienerSettings):
+            raise AirNetError(f"post-filter wiener must be WienerSettings, got {type(self.wiener).__name__}")
+        if not isinstance(self.rounds, tuple) or not 1 <= len(self.rounds) <= 4:
+            raise AirNetError(f"post-filter rounds must be a tuple of 1-4 pass counts, got {self.rounds!r}")
+        for passes in self.rounds:
+            _check_int("post-filter round passes", passes, 1, 8)
+        _check_int("post-filter check_window", self.check_window, 2, 64)
+        _check_pair("noise_only/not_noise", (self.noise_only, self.not_noise), 0.0, 1e6)
+        _check_pair("check_sigmas", self.check_sigmas, 0.0, 255.0)
+        _check_pair("detectors_sure", self.detectors_sure, 0.0, 1.0)
+        _check_pair("mixed", (self.mixed, self.mixed), 0.0, 1.0, strict=False)
+
+    @property
+    def reach(self) -> int:
+        """How far (px) the noise model's estimate of one pixel sees: every round's reach added up."""
+        return sum(self.wiener.reach(passes) for passes in self.rounds)
+
+    @property
+    def context(self) -> int:
+        """The margin a crop needs so that its centre is filtered as in the whole image: ``reach`` rounded up to
+        the Wiener filter's alignment."""
+        align = self.wiener.alignment
+        return -(-self.reach // align) * align
+
+    def to_json(self) -> str:
+        """The record as JSON, for a weights file's metadata."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "weights") -> PostFilterParams:
+        """The record stored as JSON; a one-line ``AirNetError`` naming ``source`` for anything else (unknown or
+        missing fields, wrong types, values out of range)."""
+        try:
+            data = json.loads(text)
+            if not isinstance(data, dict) or set(data) != {f.name for f in fields(cls)}:
+                raise ValueError(f"expected the fields {', '.join(f.name for f in fields(cls))}")
+            wiener = data.pop("wiener")
+            if not isinstance(wiener, dict) or set(wiener) != {f.name for f in fields(WienerSettings)}:
+                raise ValueError(f"expected wiener with {', '.join(f.name for f in fields(WienerSettings))}")
+            pairs = ("rounds", "check_sigmas", "detectors_sure")
+            values: dict[str, Any] = {k: tuple(v) if k in pairs else v for k, v in data.items()}
+            return cls(wiener=WienerSettings(**wiener), **values)
+        except (ValueError, TypeError, AirNetError) as e:
+            raise AirNetError(f"{source}: unreadable post-filter parameters ({str(e).splitlines()[0]})") from None
+
+    @classmethod
+    def from_metadata(cls, metadata: Mapping[str, str], source: str = "weights") -> PostFilterParams:
+        """The record a weights file's metadata holds; the default record where it holds none."""
+        return cls.from_json(metadata[METADATA_KEY], source) if METADATA_KEY in metadata else cls()
+
+
+def _check_int(name: str, value: object, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise AirNetError(f"{name} must be an integer from {low} to {high}, got {value!r}")
+
+
+def _check_pair(name: str, pair: object, low: float, high: float, strict: bool = True) -> None:
+    """``pair`` is two finite numbers in [low, high], the first below the second (``strict``)."""
+    ok = (isinstance(pair, tuple) and len(pair) == 2
+          and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in pair))
+    if not ok or not (low <= pair[0] <= high and low <= pair[1] <= high) or (strict and not pair[0] < pair[1]):  # type: ignore[index]
+        raise AirNetError(f"post-filter {name} must be two numbers from {low:g} to {high:g}, the first below the "
+                          f"second, got {pair!r}")

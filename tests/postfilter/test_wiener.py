@@ -1,0 +1,63 @@
+"""The noise model's Wiener filter in local DCTs (``postfilter/wiener.py``)."""
+
+from __future__ import annotations
+
+import torch
+
+from airnet_restore.postfilter import PostFilterParams, WienerSettings
+from airnet_restore.postfilter.stage import Blend
+from airnet_restore.postfilter.wiener import NEGLIGIBLE_SIGMA, wiener
+from tests.postfilter.test_stage import applied, noisy, textured_photo
+
+REACH = PostFilterParams().wiener.reach(PostFilterParams().wiener.passes)
+
+
+def test_the_noise_model_takes_detail_from_the_input_where_the_pilot_finds_signal():
+    y = textured_photo(0)
+    x = noisy(y, 25.0, 1)
+    pilot = torch.nn.functional.avg_pool2d(y, 5, 1, 2, count_include_pad=False)  # detail lost
+    psnr = lambda t: (10 * torch.log10(1 / ((t - y) ** 2).mean())).item()  # noqa: E731
+    out = wiener(x, pilot, 25 / 255)
+    assert psnr(out) > psnr(pilot) + 1.0 and psnr(out) > psnr(x) + 6.0
+    assert psnr(wiener(x, y, 25 / 255)) > psnr(out)  # a better pilot, a better estimate
+    assert torch.equal(wiener(x, pilot, 0.0), x)  # no noise: nothing to filter
+
+
+def test_the_noise_model_is_local_and_never_divides_by_zero():
+    middle = REACH + 8
+    x = torch.rand(1, 3, 64, 2 * middle + 1)  # 64 rows: all four scales run
+    changed = x.clone()
+    changed[..., middle] = 1 - changed[..., middle]
+    diff = (wiener(changed, changed, 0.1) - wiener(x, x, 0.1)).abs().amax(dim=(0, 1, 2))
+    assert diff[middle - 1:middle + 2].min() > 0
+    assert diff[:middle - REACH].max() == 0 and diff[middle + 1 + REACH:].max() == 0  # nothing beyond its reach moves
+    assert diff[middle + 160:].max() > 0  # the coarsest scale reaches beyond the three finer ones' 154 px
+    half_black = torch.cat([torch.zeros(1, 3, 16, 32), torch.rand(1, 3, 16, 32)], 2)
+    for sigma in (1e-21, NEGLIGIBLE_SIGMA / 2, NEGLIGIBLE_SIGMA, 1e-3):
+        assert torch.isfinite(wiener(half_black, half_black, sigma)).all()
+        assert torch.isfinite(applied(Blend(1.0, 1.0, sigma * 255), lambda t: t, half_black)).all()
+
+
+def test_the_coarse_scales_remove_the_noise_that_patches_cannot():
+    rows, cols = torch.meshgrid(torch.linspace(0, 1, 96), torch.linspace(0, 1, 128), indexing="ij")
+    sky = torch.stack([0.3 + 0.4 * rows, 0.5 + 0.2 * cols, 0.8 - 0.3 * rows * cols])[None]  # smooth: no detail to keep
+    x = noisy(sky, 25.0, 3)
+    psnr = lambda t: (10 * torch.log10(1 / ((t - sky) ** 2).mean())).item()  # noqa: E731
+    multi = psnr(wiener(x, sky, 25 / 255))
+    single = psnr(wiener(x, sky, 25 / 255, WienerSettings(levels=0)))
+    assert multi > single + 3.0, (multi, single)
+
+
+def test_the_noise_model_keeps_constants_and_any_shape():
+    flat = torch.full((1, 3, 40, 40), 0.5)
+    torch.testing.assert_close(wiener(flat, flat, 0.1), flat, atol=1e-3, rtol=0)
+    for level in (0.02, 0.04):  # noisy shadows keep their brightness (shrunk towards black, they lost 3.5 levels)
+        shadow = torch.full((1, 3, 64, 64), level)
+        x = noisy(shadow, 50.0, 7)
+        assert (wiener(x, shadow, 50 / 255).mean() - x.mean()).abs() < 0.5 / 255
+    for shape in ((1, 3, 33, 50), (2, 1, 9, 40), (1, 3, 5, 7), (1, 2, 17, 16)):
+        t = torch.rand(shape)
+        out = wiener(t, t, 0.05)
+        assert out.shape == t.shape and out.dtype == t.dtype and torch.isfinite(out).all()
+    half = torch.rand(1, 3, 24, 24).half()
+    assert wiener(half, half, 0.05).dtype == torch.float16

@@ -149,14 +149,15 @@ def as_descriptor(model: ModelDescriptor | nn.Module) -> ModelDescriptor:
 @lru_cache(maxsize=1)
 def registered_extras() -> dict[str, tuple[Variant, DegradationProbe, PostFilterParams]]:
     """encoder fingerprint -> (variant, probe, post-filter parameters) for every registered variant whose
-    bundled weights hold a probe."""
-    found = {}
-    for variant in VARIANTS.values():
+    bundled weights hold a probe; where several share an encoder (new detectors for the same network), the
+    default variant's, else the first registered."""
+    found: dict[str, tuple[Variant, DegradationProbe, PostFilterParams]] = {}
+    for variant in sorted(VARIANTS.values(), key=lambda v: v.name != DEFAULT_VARIANT):
         path = variant.weights_path()
         metadata = read_metadata(path) if path is not None else {}
         if PROBE_KEY in metadata:
             probe = DegradationProbe.from_json(metadata[PROBE_KEY], str(path))
-            found[probe.encoder_sha256] = (variant, probe, PostFilterParams.from_metadata(metadata, str(path)))
+            found.setdefault(probe.encoder_sha256, (variant, probe, PostFilterParams.from_metadata(metadata, str(path))))
     return found
 
 

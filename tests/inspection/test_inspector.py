@@ -201,7 +201,7 @@ def test_a_loaded_model_finds_the_prototypes_of_its_registered_variant(weights, 
     from airnet_restore import loading
 
     fake = SimpleNamespace(name="calibrated", weights_path=lambda: weights[1])
-    monkeypatch.setattr(loading, "VARIANTS", {"calibrated": fake, "none": SimpleNamespace(weights_path=lambda: None)})
+    monkeypatch.setattr(loading, "VARIANTS", {"calibrated": fake, "none": SimpleNamespace(name="none", weights_path=lambda: None)})
     loading.registered_extras.cache_clear()
     try:
         model = inspector_of(weights[1]).model

@@ -95,3 +95,31 @@ def test_version_prints_the_package_metadata_version(capsys):
         main(["--version"])
     assert done.value.code == 0
     assert capsys.readouterr().out.strip() == f"airnet {version('airnet-restore')}"
+
+
+def test_restore_postfilter_none_writes_the_network_forward_and_auto_differs_on_a_noisy_photo(tmp_path, capsys):
+    """`airnet restore X --postfilter none` is the network's forward on X, exactly as training validation scores it;
+    the default (the post-filter) gives something else on a noisy photo (issue 32)."""
+    import numpy as np
+    from PIL import Image
+
+    from airnet_restore.constants import DEFAULT_VARIANT
+    from airnet_restore.image_io import from_float
+    from airnet_restore.loading import load_model
+
+    rng = np.random.default_rng(3)
+    clean = np.kron(rng.uniform(40, 215, (6, 6, 3)), np.ones((8, 8, 1)))  # flat patches: a photo-like texture
+    noisy = np.clip(clean + rng.normal(0, 25, clean.shape), 0, 255).astype(np.uint8)
+    Image.fromarray(noisy).save(tmp_path / "noisy.png")
+    for choice in ("none", "auto"):
+        assert main(["restore", str(tmp_path / "noisy.png"), "-o", str(tmp_path / choice), "--postfilter", choice, "-q"]) == 0
+    network = load_model(DEFAULT_VARIANT, device="cpu").network
+    with torch.no_grad():
+        forward = network(torch.from_numpy(noisy).permute(2, 0, 1)[None].float() / 255)[0].clamp(0, 1)
+    expected = from_float(forward.permute(1, 2, 0).numpy(), np.uint8)
+    written = {c: np.asarray(Image.open(tmp_path / c / "noisy.png")) for c in ("none", "auto")}
+    assert np.array_equal(written["none"], expected)
+    assert np.abs(written["auto"].astype(int) - written["none"]).max() > 2
+    assert "noise" in capsys.readouterr().out  # the default judged the photo
+    assert main(["restore", str(tmp_path / "noisy.png"), "-o", str(tmp_path / "x"), "--postfilter", "none",
+                 "--strength", "0.5", "-q"]) == 2  # the knobs of a post-filter that does not run: refused

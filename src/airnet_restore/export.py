@@ -32,7 +32,7 @@ from safetensors.torch import save as save_tensors
 from torch import nn
 
 from airnet_restore.atomic import atomic_write, check_can_write
-from airnet_restore.errors import AirNetError
+from airnet_restore.errors import AirNetError, first_line
 from airnet_restore.inference.tiling import available_ram
 from airnet_restore.inspection.probe import METADATA_KEY as PROBE_KEY
 from airnet_restore.inspection.probe import DegradationProbe
@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 
 OPSET = 19  # the first opset with DeformConv
 Precision = Literal["fp32", "fp16", "fp64"]
-PRECISIONS: dict[str, tuple[torch.dtype, str]] = {
+EXPORT_DTYPES: dict[str, tuple[torch.dtype, str]] = {
     "fp32": (torch.float32, "float32"),
     "fp16": (torch.float16, "float16 (deformable convolutions in float32)"),
     "fp64": (torch.float64, "float64 (float32 input and output)"),
@@ -111,7 +111,7 @@ def descriptor(
         "name": name,
         "validation": source.get("validation", ""),
         "config": json.dumps(config.to_dict()),
-        "precision": PRECISIONS[precision][1],
+        "precision": EXPORT_DTYPES[precision][1],
         "input": "float32 RGB in [0, 1], NCHW (batch, 3, height, width), any height and width",
         "output": "float32 RGB, NCHW, the input's shape; clamp to [0, 1]",
         "memory_per_pixel": f"{ort_bytes_per_pixel(config, precision):,} B with onnxruntime on a CPU",
@@ -127,8 +127,8 @@ def export_onnx(
     convolutions (float32); fp64 computes in float64 (``float64_kernels``). The graph's input and
     output stay float32. ``metadata`` goes into the model's metadata properties (see ``descriptor``).
     """
-    if precision not in PRECISIONS:
-        raise AirNetError(f"unknown export precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if precision not in EXPORT_DTYPES:
+        raise AirNetError(f"unknown export precision {precision!r}; choose one of {', '.join(EXPORT_DTYPES)}")
     out = check_onnx_target(out)
     onnx = _require("onnx", "ONNX export")
     _require("onnxscript", "ONNX export")
@@ -137,7 +137,7 @@ def export_onnx(
     importlib.import_module("torchvision.ops")
     net: nn.Module = InferenceNet(copy.deepcopy(model).cpu().float().set_dcn_impl("torchvision")).eval()
     if precision != "fp32":
-        net = _CastIO(net, PRECISIONS[precision][0]).eval()
+        net = _CastIO(net, EXPORT_DTYPES[precision][0]).eval()
     batch, height, width = (torch.export.Dim(n, min=1) for n in ("batch", "height", "width"))
     try:
         program = torch.onnx.export(
@@ -145,7 +145,7 @@ def export_onnx(
             input_names=["input"], output_names=["output"], dynamic_shapes={"x": {0: batch, 2: height, 3: width}},
         )
     except Exception as e:  # the exporter raises many types; any of them means no ONNX file
-        raise AirNetError(f"ONNX export failed (torch {torch.__version__}, opset {OPSET}): {_first_line(e)}") from None
+        raise AirNetError(f"ONNX export failed (torch {torch.__version__}, opset {OPSET}): {first_line(e)}") from None
     assert program is not None  # dynamo=True always returns the ONNXProgram
     proto = program.model_proto
     for node in proto.graph.node:
@@ -276,17 +276,13 @@ def load_onnx(path: str | os.PathLike, threads: int | None = None) -> ModelDescr
         detector = AirNet(replace(net.config, queue_size=1)).eval()
         detector.E.E.encoder_q.E_pre.load_state_dict(load_tensors(base64.b64decode(meta[DETECTOR_KEY], validate=True)))
     except (ValueError, RuntimeError, SafetensorError) as e:
-        raise AirNetError(f"{path}: unreadable detectors in its metadata ({_first_line(e)}); re-export it") from None
+        raise AirNetError(f"{path}: unreadable detectors in its metadata ({first_line(e)}); re-export it") from None
     return ModelDescriptor(net, variant, probe, PostFilter(params), str(path), detector=detector)
 
 
 def _file_metadata(path: Path | None) -> dict[str, str]:
     return load_state_dict(path)[1] if path is not None else {}
 
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
 
 
 class OnnxRestorer(nn.Module):
@@ -310,13 +306,13 @@ class OnnxRestorer(nn.Module):
                 raise AirNetError(
                     f"onnxruntime {ort.__version__} has no DeformConv (opset {OPSET}) kernel; upgrade it: {INSTALL_HINT}"
                 ) from None
-            raise AirNetError(f"{path}: onnxruntime {ort.__version__} cannot load it: {_first_line(e)}") from None
+            raise AirNetError(f"{path}: onnxruntime {ort.__version__} cannot load it: {first_line(e)}") from None
         self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
         if self.metadata.get("format") != FORMAT:
             raise AirNetError(f"{path}: not an airnet export (no {FORMAT!r} metadata); make one with `airnet export`")
         self.config = AirNetConfig.from_dict(json.loads(self.metadata["config"]))
         self.input_name = self.session.get_inputs()[0].name
-        precision: Precision = "fp64" if self.metadata.get("precision") == PRECISIONS["fp64"][1] else "fp32"
+        precision: Precision = "fp64" if self.metadata.get("precision") == EXPORT_DTYPES["fp64"][1] else "fp32"
         self.bytes_per_pixel = ort_bytes_per_pixel(self.config, precision)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -333,6 +329,6 @@ class OnnxRestorer(nn.Module):
             out = self.session.run(None, {self.input_name: feed})[0]
         except Exception as e:  # onnxruntime's exception types share no base but Exception
             if "allocate" in str(e).lower():
-                raise RuntimeError(f"out of memory in onnxruntime: {_first_line(e)}") from None  # the tiler retries smaller
-            raise AirNetError(f"onnxruntime failed: {_first_line(e)}") from None
+                raise RuntimeError(f"out of memory in onnxruntime: {first_line(e)}") from None  # the tiler retries smaller
+            raise AirNetError(f"onnxruntime failed: {first_line(e)}") from None
         return torch.from_numpy(out)

@@ -21,7 +21,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
 
 from airnet_restore.atomic import atomic_write
-from airnet_restore.errors import AirNetError
+from airnet_restore.errors import AirNetError, first_line
 from airnet_restore.models.airnet import AirNet, AirNetConfig
 
 FORMAT = "airnet-restore"
@@ -59,7 +59,7 @@ def _read_torch(path: Path) -> dict[str, torch.Tensor]:
             f"(only plain state dicts are accepted; nothing was executed). {blocked}"
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
-        raise AirNetError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {_first_line(e)})") from None
+        raise AirNetError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {first_line(e)})") from None
     # Common wrappers around the bare state dict.
     for wrapper in ("state_dict", "net", "model", "params"):
         if isinstance(obj, Mapping) and wrapper in obj and isinstance(obj[wrapper], Mapping):
@@ -68,10 +68,6 @@ def _read_torch(path: Path) -> dict[str, torch.Tensor]:
         raise AirNetError(f"{path}: expected a state dict of tensors, got {type(obj).__name__}")
     return canonical_keys(dict(obj))
 
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else "no detail"
 
 
 def canonical_keys(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

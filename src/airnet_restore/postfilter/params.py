@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from airnet_restore.errors import AirNetError
+from airnet_restore.errors import AirNetError, first_line
 
 # The weights metadata key that holds the record as JSON.
 METADATA_KEY = "postfilter"
@@ -117,7 +117,7 @@ class PostFilterParams:
             values: dict[str, Any] = {k: tuple(v) if k in pairs else v for k, v in data.items()}
             return cls(wiener=WienerSettings(**wiener), **values)
         except (ValueError, TypeError, AirNetError) as e:
-            raise AirNetError(f"{source}: unreadable post-filter parameters ({str(e).splitlines()[0]})") from None
+            raise AirNetError(f"{source}: unreadable post-filter parameters ({first_line(e)})") from None
 
     @classmethod
     def from_metadata(cls, metadata: Mapping[str, str], source: str = "weights") -> PostFilterParams:

@@ -24,7 +24,7 @@ from pydantic import (
 from airnet_restore.constants import Impl, TrainPrecision
 from airnet_restore.data.layouts import PAIRED_LAYOUTS
 from airnet_restore.degradations import get_degradation
-from airnet_restore.errors import AirNetError
+from airnet_restore.errors import AirNetError, first_line
 from airnet_restore.models.airnet import AirNetConfig
 
 MAX_CONFIG_BYTES = 1 << 20  # a real preset is about 1 kB
@@ -254,7 +254,7 @@ def parse_yaml(text: str, where: str) -> Any:
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise AirNetError(f"{where}: not valid YAML{at}: {e.problem or e.context}") from None
     except yaml.YAMLError as e:
-        raise AirNetError(f"{where}: not valid YAML: {str(e).splitlines()[0]}") from None
+        raise AirNetError(f"{where}: not valid YAML: {first_line(e)}") from None
     except ValueError as e:
         raise AirNetError(f"{where}: refused: {e}") from None
     except RecursionError:

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from airnet_restore.data.aio import AIODataset, TypeSource
 from airnet_restore.data.layouts import clean_folder, read_pairs
 from airnet_restore.device import resolve_device
-from airnet_restore.errors import AirNetError
+from airnet_restore.errors import AirNetError, first_line
 from airnet_restore.evaluate import Task, build_tasks, evaluate, model_method
 from airnet_restore.memory import tune_allocator
 from airnet_restore.metrics import average, get_protocol
@@ -243,8 +243,7 @@ class Trainer:
                     torch.cuda.set_rng_state(rng, i)
         except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as e:
             # An optimiser of other parameters (train.freeze changed), a damaged generator state
-            detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise AirNetError(f"{path}: the state does not fit this run ({detail})") from None
+            raise AirNetError(f"{path}: the state does not fit this run ({first_line(e)})") from None
         if self.ema:
             # A shadow from the state (read onto the CPU) moves to the training device; EMA switched
             # on at resume starts from the resumed weights, not the initial ones.

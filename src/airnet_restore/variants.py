@@ -26,6 +26,7 @@ from airnet_restore.constants import (
     MIN_SIDE,
     bytes_per_pixel_per_channel,
 )
+from airnet_restore.degradations.general import GENERAL_TYPES
 from airnet_restore.errors import AirNetError
 from airnet_restore.models.airnet import AirNetConfig
 
@@ -207,7 +208,7 @@ def _general(name: str, description: str, step: int, sha256: str, half_note: str
         config=LITE,
         description=description,
         licence=BUNDLED_LICENCE,
-        tasks=("clean", "noise_any", "rain_any", "haze_any", "haze_any+noise_any", "rain_any+noise_any", "haze_any+rain_any"),
+        tasks=GENERAL_TYPES,
         training_data=TRAINING_PHOTOS,
         weights=Weights(f"{name}.safetensors", f"bundled with airnet-restore (training/airnet-general, step {step})",
                         sha256, bundled=True),

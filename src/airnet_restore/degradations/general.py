@@ -16,6 +16,8 @@ from airnet_restore.degradations.other import jpeg
 from airnet_restore.degradations.weather import depth_proxy, line_kernel
 
 NOISE_SIGMA_MAX = 55.0
+# The family's training types, mixtures included (airnet-general's tasks; what calibration covers by default).
+GENERAL_TYPES = ("clean", "noise_any", "rain_any", "haze_any", "haze_any+noise_any", "rain_any+noise_any", "haze_any+rain_any")
 
 
 def identity(clean: np.ndarray, rng: np.random.Generator) -> np.ndarray:  # noqa: ARG001

@@ -34,6 +34,7 @@ from airnet_restore.atomic import atomic_write
 from airnet_restore.data.aio import load_rgb8
 from airnet_restore.data.layouts import clean_folder
 from airnet_restore.degradations import REGISTRY, get_degradation
+from airnet_restore.degradations.general import GENERAL_TYPES
 from airnet_restore.device import resolve_device
 from airnet_restore.errors import AirNetError
 from airnet_restore.inspection.features import FEATURE_SET, embed, encoder_fingerprint
@@ -51,7 +52,6 @@ from airnet_restore.models.airnet import AirNet
 from airnet_restore.weights import build_model, load_state_dict, save_weights, tensors_sha256
 
 # The general family (configs/general.yaml): used for weights whose metadata names no training types.
-GENERAL_TYPES = ("clean", "noise_any", "rain_any", "haze_any", "haze_any+noise_any", "rain_any+noise_any", "haze_any+rain_any")
 # family -> (below: absent, at or above: present); in between a sample is left out of that family's detector.
 # Noise in sigma (0-255), haze in density (1 - mean transmission), rain in coverage (share of pixels).
 PRESENCE: dict[str, tuple[float, float]] = {"noise": (2.0, 4.0), "haze": (0.15, 0.3), "rain": (0.02, 0.05)}

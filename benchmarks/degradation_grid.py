@@ -1,7 +1,7 @@
 """A picture of registered degradations: one row per degradation, several seeds side by side.
 
     python benchmarks/degradation_grid.py OUT.jpg clean noise_any rain_any haze_any ... \\
-        [--photo ../shared/data/photos/Path.png] [--crop 192] [--seeds 5]
+        [--photo data/pool/training/gcompris-explore-monuments-montstmichel.png] [--crop 192] [--seeds 5]
 
 Row 1 of every block is drawn from seed 0, so the picture is reproducible.
 """
@@ -22,7 +22,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out", type=Path)
     parser.add_argument("names", nargs="+", help="registered degradations (a+b composes)")
-    parser.add_argument("--photo", type=Path, default=Path("../shared/data/photos/Path.png"))
+    parser.add_argument("--photo", type=Path, default=Path("data/pool/training/gcompris-explore-monuments-montstmichel.png"),
+                        help="a clean photo (default: one of the photo pool's, python data/photo_pool.py --split training)")
     parser.add_argument("--crop", type=int, default=192)
     parser.add_argument("--seeds", type=int, default=5)
     args = parser.parse_args()

@@ -34,9 +34,17 @@ def _match(degraded: list[Path], find) -> tuple[list[Pair], list[Path]]:
     return pairs, missing
 
 
+# The command that builds the photo pool's splits the presets read (data/README.md), run from the repository root.
+POOL_COMMAND = "python data/photo_pool.py --split training --split validation"
+
+
 def _require_dir(folder: Path, what: str) -> Path:
     if not folder.is_dir():
         where = "" if folder.is_absolute() else f", relative to {Path.cwd()}"
+        parts = folder.parts
+        if any(parts[i : i + 2] == ("data", "pool") for i in range(len(parts) - 1)):  # a split of the photo pool
+            raise AirNetError(f"folder not found: {folder}{where}: build the photo pool first with `{POOL_COMMAND}` "
+                              "(from the repository root)")
         raise AirNetError(f"folder not found: {folder}{where} (it must contain {what})")
     return folder
 

@@ -7,7 +7,8 @@ nothing outside the repository is read. Every command needs a plan in ``COMMANDS
 written, run with appended arguments that make it small, or skipped with the reason. A command
 without a plan fails the test, as does a plan whose command is gone. Python blocks run as they
 are, and a ``print(...)  # e.g. LINE`` must print a line of LINE's form. Blocks with a slow
-command are marked slow: ``pytest -m slow``.
+command are marked slow (``pytest -m slow``), the others docs (``pytest -m docs tests/test_readme.py``);
+the default run checks only that every command has a plan.
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ COMMANDS: dict[str, Plan] = {
     "airnet restore scans/ -o out --ext jpg --jpeg-quality 90": Plan(creates=("out/a.jpg", "out/old/b.jpg")),
     "airnet restore big.jpg -o out --device cuda --precision bf16 --tile 512": Plan(cuda=True, creates=("out/big.jpg",)),
     "airnet restore photo.jpg -o official --weights All.pth": Plan(creates=("official/photo.jpg",)),
-    "airnet restore photo.jpg -o network --strength 1 --anchor 0": Plan(creates=("network/photo.jpg",)),
+    "airnet restore photo.jpg -o network --postfilter none": Plan(creates=("network/photo.jpg",)),
     "airnet restore photo.jpg -o unchanged --strength 0": Plan(creates=("unchanged/photo.jpg",)),
     "airnet restore photo.jpg -o denoised --anchor 1": Plan(creates=("denoised/photo.jpg",)),
     "airnet restore photo.jpg -o out": Plan(creates=("out/photo.jpg",)),
@@ -126,6 +127,9 @@ COMMANDS: dict[str, Plan] = {
     "airnet train configs/aio.yaml": Plan(extra=TINY_AIO, creates=("runs/aio/last.safetensors",), slow=True),
     "airnet train configs/aio.yaml --set train.epochs=1000 --run-dir runs/aio-1000": Plan(extra=TINY_AIO),
     "airnet train configs/aio.yaml --resume auto": Plan(extra=TINY_AIO + " --set train.epochs=2"),
+    "python data/photo_pool.py --split training --split validation": Plan(
+        skip="downloads pinned Debian packages and wheels; the sandbox holds a small data/pool instead"),
+    "airnet train configs/smoke.yaml --run-dir runs/smoke": Plan(extra=SMALL, creates=("runs/smoke/last.safetensors",)),
     "airnet train configs/smoke.yaml --run-dir runs/smoke --set data.types.0.clean=photos --set data.types.1.clean=photos "
     "--set data.types.2.clean=photos --set val.clean=photos --set \"val.files=[]\"": Plan(
         creates=("runs/smoke/best.safetensors",)),
@@ -147,7 +151,7 @@ COMMANDS: dict[str, Plan] = {
     "airnet train configs/aio.yaml --device cuda --run-dir runs/aio": Plan(
         cuda=True, extra=TINY_AIO, creates=("runs/aio/best.safetensors",)),
     "airnet eval --weights runs/aio/best.safetensors --set bsd68=data/test/denoise/bsd68 --set rain100l=data/test/derain/Rain100L "
-    "--set sots=data/test/dehaze --strength 1 --anchor 0 --out eval/aio": Plan(
+    "--set sots=data/test/dehaze --out eval/aio": Plan(
         cuda=True, creates=("eval/aio/results.md",)),
     # Training reports (docs/training-reports.md): the commands behind each release's figures
     "airnet eval --weights airnet-general-v8 --weights airnet-general-v7 --weights airnet-lite --heldout runs/heldout-photos "
@@ -242,11 +246,10 @@ CODE = [b for b in BLOCKS if b.lang in SHELL or b.lang == "python"]
 
 
 def _param(block: Block):
-    """The block as a test case, slow where one of its commands is; a docs page's block is marked docs (CI runs
-    those with ``pytest -m docs``; the default run keeps the README's)."""
+    """The block as a test case, slow where one of its commands is, else marked docs: CI runs those with
+    ``pytest -m docs`` (the README's blocks too: the default run restores the sample in tests/test_variants.py)."""
     slow = any(p is not None and p.slow for _, p in block.plans())
-    marks = [pytest.mark.slow] if slow else [pytest.mark.docs] if not block.id.startswith("readme/") else []
-    return pytest.param(block, id=block.id, marks=marks)
+    return pytest.param(block, id=block.id, marks=[pytest.mark.slow] if slow else [pytest.mark.docs])
 
 
 def test_every_documented_command_has_a_plan():
@@ -320,6 +323,10 @@ def sandbox(tmp_path: Path) -> Path:
         save(data / "test/dehaze/target" / f"{i}.png", clean)
         save(work / "my_pairs/input" / f"{i}.png", photo(64, 64, 20 + i))
         save(work / "my_pairs/target" / f"{i}.png", clean)
+    # The photo pool's training and validation splits, as `python data/photo_pool.py` builds them (smaller).
+    for i, name in enumerate(("training/a.png", "training/b.png", "validation/scikit-image-coffee.png",
+                              "validation/scipy-face.png")):
+        save(data / "pool" / name, photo(64, 64, 40 + i))
     for name in ("Storm.png", "coffee.png"):
         save(work / "runs/heldout-photos" / name, np.asarray(Image.open(photos / name)))
         save(work / "heldout" / name, np.asarray(Image.open(photos / name)))

@@ -43,6 +43,7 @@ def test_missing_dataset_says_which_folder(tmp_path):
         build_tasks("imagenet", tmp_path, get_protocol("airnet"))
 
 
+@pytest.mark.slow  # about 14 s: the whole eval command with baselines (CI runs -m slow)
 def test_end_to_end_eval_writes_tables(sets, tmp_path, capsys):
     weights = save_weights(make_tiny(), tmp_path / "tiny.safetensors")
     out = tmp_path / "out"

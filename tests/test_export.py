@@ -39,6 +39,7 @@ def exported64(tmp_path_factory) -> OnnxRestorer:
     return OnnxRestorer(export_onnx(make_tiny(), path, precision="fp64", metadata=descriptor("tiny", TINY, {}, "fp64")))
 
 
+@pytest.mark.slow  # about 15 s: a new Python process exports (CI runs -m slow)
 def test_export_works_in_a_fresh_process(tmp_path):
     """The exporter maps torchvision's operator only if torchvision registered it first, and the DCN
     imports torchvision lazily: `airnet export` as a new process is the case that broke."""
@@ -103,6 +104,7 @@ def test_fp64_is_refused_for_the_onnxruntime_backend(exported64):
         restore_tensor(exported64, torch.rand(3, 40, 40), precision="fp64")
 
 
+@pytest.mark.slow  # about 9 s: exports and runs a float16 model (CI runs -m slow)
 def test_half_export_runs_in_onnxruntime(tmp_path):
     model = make_tiny().set_dcn_impl("torchvision").eval()
     path = export_onnx(model, tmp_path / "half.onnx", precision="fp16", metadata=descriptor("tiny", TINY, {}, "fp16"))

@@ -174,6 +174,7 @@ def test_the_check_takes_noise_removal_for_noise_alone_and_a_change_of_tones_for
     assert tiny[3] == 0 and Blend(1.0, 0.3, 25.0, check=1.0).settle(tiny) == Blend(1.0, 0.3, 25.0)  # ... detectors decide
 
 
+@pytest.mark.slow  # about 10 s; tiled = whole with a check stays in the default run (test_restore_tensor_applies_...)
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
     not torch.cuda.is_available(), reason="no CUDA device"))])
 def test_a_blend_with_a_check_settles_on_the_network_output_whole_tiled_or_as_pixels(device):

@@ -28,6 +28,7 @@ def _stop_worker(rank: int, port: int, out: str) -> None:
     Path(out, f"rank{rank}.txt").write_text(f"{decisions} {dist.is_initialized()}")
 
 
+@pytest.mark.slow  # about 9 s: spawns a process group (CI runs -m slow)
 def test_agree_stop_stops_every_rank_when_one_wants_to(tmp_path):
     mp.start_processes(_stop_worker, args=(_free_port(), str(tmp_path)), nprocs=2, start_method="spawn")
     for rank in (0, 1):

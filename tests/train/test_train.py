@@ -124,6 +124,7 @@ def _ddp_worker(rank: int, port: int, photos: str, out: str) -> None:
     torch.distributed.destroy_process_group()
 
 
+@pytest.mark.slow  # about 20 s: two processes train end to end (CI runs -m slow)
 def test_two_process_gloo_ddp_keeps_replicas_and_queues_identical(photos, tmp_path):
     mp.start_processes(_ddp_worker, args=(_free_port(), str(photos), str(tmp_path)), nprocs=2, start_method="spawn")
     s0, s1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))

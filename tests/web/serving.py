@@ -1,6 +1,6 @@
 """Serving the web app in tests: a real uvicorn server on a loopback port, requests, images, a model gate.
 
-Shared by tests/test_serve.py, tests/web and the hostile suite's web cases.
+Shared by the tests under tests/web, tests/inference/test_image_io_hostile.py and the hostile suite's web cases.
 """
 
 from __future__ import annotations

@@ -49,11 +49,6 @@ ImageLike = TypeVar("ImageLike", np.ndarray, Image.Image, torch.Tensor)
 Model = ModelDescriptor | nn.Module
 
 
-def model_device(model: Model) -> torch.device:
-    """Where the model's network runs; CPU for one without torch parameters (the onnxruntime backend)."""
-    return as_descriptor(model).device
-
-
 def restore_tensor(model: Model, x: torch.Tensor, **options: Any) -> torch.Tensor:
     """Restore (3,H,W) or (B,3,H,W) RGB floats in [0, 1]; the output has the input's shape, device and dtype.
 
@@ -77,7 +72,7 @@ def restore_tensor(model: Model, x: torch.Tensor, **options: Any) -> torch.Tenso
     for image in batch:
         image = image.detach().float().clamp(0, 1)
         h, w = image.shape[-2:]
-        plan = o.blend or _plan(desc, image, o)[0]
+        plan = _plan(desc, image, o)[0]
         result = torch.empty(3, h, w, device=image.device)
         rows = _restore_rows(desc, network, device, _tensor_crop(image, desc.min_side), h, w, plan, o, image.device)[1]
         for y, part in rows:

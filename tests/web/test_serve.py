@@ -292,3 +292,16 @@ def test_airnet_help_imports_no_web_stack():
     code = "import sys, airnet_restore.cli as c; c.build_parser(); print(sorted(m for m in ('fastapi', 'uvicorn', 'torch') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_the_postfilter_choice_reaches_the_web_restore_as_the_cli_takes_it(server, weights, tmp_path):
+    port, _ = server
+    cv2.imwrite(str(tmp_path / "p.png"), photo(seed=4))
+    assert main(["restore", str(tmp_path / "p.png"), "-o", str(tmp_path / "cli"), "--postfilter", "none",
+                 "--weights", str(weights), "--device", "cpu", "-q"]) == 0
+    body, content_type = multipart([("image", "p.png", (tmp_path / "p.png").read_bytes())])
+    status, _, served = request(port, "POST", "/api/restore?postfilter=none", body, content_type)
+    assert status == 200
+    np.testing.assert_array_equal(cv2.imdecode(np.frombuffer(served, np.uint8), -1), cv2.imread(str(tmp_path / "cli" / "p.png"), -1))
+    status, _, answer = request(port, "POST", "/api/restore?postfilter=off", body, content_type)
+    assert status == 400 and "postfilter must be 'auto'" in json.loads(answer)["error"]

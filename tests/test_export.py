@@ -81,6 +81,7 @@ def test_pipeline_keeps_depth_and_alpha_and_tiles_what_would_not_fit(exported, m
     assert np.abs(out.astype(np.int64) - ref.astype(np.int64)).max() <= 8  # 1e-4 of 65535
 
 
+@pytest.mark.slow  # about 14 s with its float64 export (CI runs -m slow)
 @pytest.mark.parametrize("impl", ["numba", "torchvision"])
 def test_float64_export_gives_the_uint8_output_of_pytorch_fp64(exported64, impl):
     """Odd sizes, 8 and 16 bits, a thin image (reflect-padded) and a tiled one: identical, not merely close."""
@@ -99,6 +100,7 @@ def test_float64_export_gives_the_uint8_output_of_pytorch_fp64(exported64, impl)
     assert (out - ref).abs().max() <= 1e-7  # float32 outputs of float64 computations: at most 1 ulp apart
 
 
+@pytest.mark.slow  # needs the float64 export above (CI runs -m slow)
 def test_fp64_is_refused_for_the_onnxruntime_backend(exported64):
     with pytest.raises(AirNetError, match="export with --double"):
         restore_tensor(exported64, torch.rand(3, 40, 40), precision="fp64")
@@ -187,6 +189,7 @@ def test_an_unwritable_or_wrong_target_is_refused_before_any_work(tmp_path, caps
     assert not (tmp_path / "new").exists()  # checked, not created
 
 
+@pytest.mark.slow  # about 9 s: exports up to the write (CI runs -m slow)
 def test_a_failed_write_is_one_line_and_leaves_no_file(tmp_path, monkeypatch):
     import errno
 

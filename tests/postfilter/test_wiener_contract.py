@@ -7,6 +7,8 @@ multi-scale, multi-pass filter is a composition of that step (tested in test_wie
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import torch
 from scipy.fft import dctn, idctn
@@ -52,8 +54,8 @@ def wiener_step_reference(noisy: np.ndarray, pilot: np.ndarray, sigma: float, pa
 class TestWienerStep(OperatorContract):
     """``wiener(noisy, pilot, sigma, settings)`` for one pass at one scale."""
 
-    tolerance = {torch.float32: 2e-5, torch.float64: 1e-10}
-    layout_tolerance = {torch.float32: 1e-6, torch.float64: 1e-12}
+    tolerance: ClassVar[dict[torch.dtype, float]] = {torch.float32: 2e-5, torch.float64: 1e-10}
+    layout_tolerance: ClassVar[dict[torch.dtype, float]] = {torch.float32: 1e-6, torch.float64: 1e-12}
 
     def operator(self, noisy: Tensor, pilot: Tensor) -> Tensor:
         return wiener(noisy, pilot, SIGMA, ONE_STEP)

@@ -102,8 +102,8 @@ AUTO_NOTES = {"strength": "strength auto: the correction scaled by the detected 
                         "where noise of sigma over 8 is found by the check that the network's correction looks like "
                         "noise removal alone; where haze or rain is confirmed beside such noise, the network restores "
                         "the noise model's estimate (0 for weights without degradation prototypes)"}
-OVERLAP_HELP = (f"overlap between tiles in pixels (default {DEFAULT_OVERLAP}; much less can leave faint seams where "
-                "the noise model of --anchor runs, whose finest scale sees 21 px around each pixel)")
+OVERLAP_HELP = (f"overlap between the network's tiles in pixels (default {DEFAULT_OVERLAP}; much less can leave faint "
+                "seams; the post-filter runs on the assembled output, so tiles do not change it)")
 ANCHOR_HELP = ("how far to trust the input by the noise model: the output moves towards the input Wiener-filtered for "
                "the detected noise with the network's output as the pilot, which keeps the input's tones and its "
                "detail where it stands above the noise; 'auto' (default) by the probability that only noise is found, "

@@ -145,3 +145,13 @@ def test_per_type_batches_hold_each_type_that_many_times_from_different_images(o
     later = AIODataset(make_sources(official), patch_size=16, iters_per_epoch=2, seed=3)
     later.set_epoch(1)
     assert torch.equal(one[len(one) + 4][1], later[4][1])
+
+
+def test_a_missing_split_of_the_photo_pool_names_the_command_that_builds_it(tmp_path):
+    from airnet_restore.data.layouts import POOL_COMMAND, list_images
+
+    with pytest.raises(AirNetError, match="build the photo pool first") as missing:
+        list_images(tmp_path / "data" / "pool" / "training")
+    assert POOL_COMMAND in str(missing.value) and "\n" not in str(missing.value)
+    with pytest.raises(AirNetError, match=r"folder not found: .*photos \(it must contain"):
+        list_images(tmp_path / "photos")  # any other folder: what it must hold

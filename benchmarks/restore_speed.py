@@ -1,28 +1,44 @@
-"""Time ``restore_tensor`` for every registered variant on a 1-megapixel image (default 1000x1000).
+"""Seconds per megapixel of restoring a noisy photo: the default, the network alone, its plain forward, and the
+classical denoisers, side by side in one run (issue 35).
 
-    python benchmarks/restore_speed.py [--size 1000] [--repeats 3] [--device cpu] [--auto]
+    python benchmarks/restore_speed.py [--size 1000] [--repeats 3] [--device cpu] [--bf16] [--variants all]
 
-Random weights are as fast as trained ones, so variants without bundled weights are timed too
-(they have no degradation prototypes, so the automatic blend costs them nothing). ``--auto``
-also times the default variant's bundled weights as ``airnet restore`` runs them (strength and
-anchor auto: one inspection pass first, then the blend and, where noise is found, the noise model)
-against the network alone (``postfilter="none"``), interleaved, as a ratio; the blend it applied is
-printed with it (the random test image is found noisy, so the noise model runs).
+The photo is scikit-image's astronaut resized to ``--size`` square with seeded Gaussian noise of sigma 25
+(``profile_restore.noisy_photo``). Rows, interleaved in every round, medians of ``--repeats``:
+
+- default: ``restore_tensor(model, x)`` with the default weights, as ``airnet restore`` runs them
+  (tile auto, the post-filter auto: the detectors, the check, the noise model);
+- network alone: ``restore_tensor(model, x, postfilter="none")`` (tile auto);
+- plain forward: one ``model.network(x)`` call on the whole image under ``torch.no_grad()``;
+- non-local means: ``baselines.nlm`` (OpenCV, blind) on the whole image;
+- CBM3D: ``baselines.cbm3d`` with the true sigma on the central ``--cbm3d-crop`` square only (it takes about a
+  minute per megapixel), its time scaled to a megapixel;
+- with ``--bf16``: the network alone at ``precision="bf16"`` as well.
+
+``--variants`` (a comma list or ``all``) adds the network alone of registered variants with random weights
+(as fast as trained ones), one row each.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
+from collections.abc import Callable
 
+import numpy as np
 import torch
+from profile_restore import noisy_photo
 
+from airnet_restore.baselines.denoise import cbm3d, nlm
 from airnet_restore.constants import DEFAULT_VARIANT
-from airnet_restore.inference.pipeline import restore_image, restore_tensor
+from airnet_restore.inference.pipeline import restore_tensor
 from airnet_restore.loading import load_model
 from airnet_restore.models import AirNet
 from airnet_restore.variants import list_variants
+
+SIGMA = 25.0
 
 
 def main() -> None:
@@ -30,51 +46,85 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--variants", help="comma list (default: all)")
-    parser.add_argument("--auto", action="store_true", help="time the automatic blend (inspection, anchor) on the default weights")
+    parser.add_argument("--cbm3d-crop", type=int, default=256, help="CBM3D runs on this central square (0: not at all)")
+    parser.add_argument("--bf16", action="store_true", help="also the network alone in bf16")
+    parser.add_argument("--variants", help="also these registered variants (comma list or all), random weights")
     args = parser.parse_args()
     device = torch.device(args.device)
-    x = torch.rand(3, args.size, args.size, generator=torch.Generator().manual_seed(0))
-    wanted = set(args.variants.split(",")) if args.variants else None
-    print(f"device {device}, {torch.get_num_threads()} threads, torch {torch.__version__}, image {args.size}x{args.size}")
-    print("| variant | restorer parameters | median s | s per megapixel |")
-    print("|---|---|---|---|")
-    for v in list_variants():
-        if wanted and v.name not in wanted:
-            continue
-        model = AirNet(v.config).eval().to(device)
-        restore_tensor(model, x[:, :64, :64])  # compile the numba kernel
-        times = []
-        for _ in range(args.repeats):
+    photo = noisy_photo(args.size)
+    x = (torch.from_numpy(photo).permute(2, 0, 1).float() / 255).to(device)
+    image = photo.astype(np.float64) / 255
+    c0 = max(0, (args.size - args.cbm3d_crop) // 2)
+    crop = image[c0 : c0 + args.cbm3d_crop, c0 : c0 + args.cbm3d_crop]
+    model = load_model(DEFAULT_VARIANT, device=str(device))
+    restore_tensor(model, x[:, :64, :64])  # compiles the numba kernel
+    if args.bf16:
+        restore_tensor(model, x[:, :64, :64], precision="bf16")
+
+    def forward() -> None:
+        with torch.no_grad():
+            model.network(x[None])
+
+    cases: dict[str, tuple[Callable[[], object], float]] = {
+        "default (postfilter auto)": (lambda: restore_tensor(model, x), 1.0),
+        "network alone (postfilter none)": (lambda: restore_tensor(model, x, postfilter="none"), 1.0),
+        "plain forward model.network(x)": (forward, 1.0),
+        "non-local means (OpenCV)": (lambda: nlm(image), 1.0),
+    }
+    if args.bf16:
+        cases["network alone, bf16"] = (lambda: restore_tensor(model, x, postfilter="none", precision="bf16"), 1.0)
+    if args.cbm3d_crop:
+        cases[f"CBM3D (sigma given; {crop.shape[0]}x{crop.shape[1]} crop, scaled)"] = (
+            lambda: cbm3d(crop, SIGMA), args.size**2 / crop.shape[0] / crop.shape[1])
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(args.repeats):
+        for name, (run, _) in cases.items():
             if device.type == "cuda":
                 torch.cuda.synchronize()
             t0 = time.perf_counter()
-            restore_tensor(model, x)
+            run()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            times[name].append(time.perf_counter() - t0)
+    megapixels = args.size**2 / 1e6
+    per_mp = {name: statistics.median(times[name]) * scale / megapixels for name, (_, scale) in cases.items()}
+    print(f"{args.size}x{args.size} astronaut, sigma {SIGMA:g}; {DEFAULT_VARIANT}; device {device}, "
+          f"{torch.get_num_threads()} threads, torch {torch.__version__}; median of {args.repeats} interleaved rounds; "
+          f"load average {os.getloadavg()[0]:.2f} at the end")
+    print("| what | s per megapixel | runs (s) |")
+    print("|---|---|---|")
+    for name, seconds in per_mp.items():
+        print(f"| {name} | {seconds:.2f} | {', '.join(f'{t:.2f}' for t in times[name])} |")
+    default, alone, plain = (per_mp[k] for k in list(cases)[:3])
+    print(f"\ndefault / plain forward {default / plain:.3f}x; default / network alone {default / alone:.3f}x; "
+          f"network alone / plain forward {alone / plain:.3f}x"
+          + (f"; bf16 / fp32 network alone {per_mp['network alone, bf16'] / alone:.3f}x" if args.bf16 else ""))
+    if args.variants:
+        time_variants(args.variants, x, device, args.repeats)
+
+
+def time_variants(names: str, x: torch.Tensor, device: torch.device, repeats: int) -> None:
+    """The network alone of registered variants with random weights: one row each."""
+    wanted = None if names == "all" else set(names.split(","))
+    print("\n| variant (random weights) | restorer parameters | median s | s per megapixel |")
+    print("|---|---|---|---|")
+    for v in list_variants():
+        if wanted is not None and v.name not in wanted:
+            continue
+        model = AirNet(v.config).eval().to(device)
+        restore_tensor(model, x[:, :64, :64], postfilter="none")
+        times = []
+        for _ in range(repeats):
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            restore_tensor(model, x, postfilter="none")
             if device.type == "cuda":
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - t0)
         med = statistics.median(times)
         n = sum(p.numel() for p in model.R.parameters())
-        print(f"| {v.name} | {n:,} | {med:.2f} | {med / (args.size**2 / 1e6):.2f} |")
-    if args.auto:
-        time_auto(x, device, args.repeats)
-
-
-def time_auto(x: torch.Tensor, device: torch.device, repeats: int) -> None:
-    """The default weights with the automatic blend (inspection, then the blended correction) against the network alone."""
-    model = load_model(DEFAULT_VARIANT, device=str(device))
-    restore_tensor(model, x[:, :64, :64])
-    times: dict[str, list[float]] = {"network": [], "auto": []}
-    for _ in range(repeats):
-        for kind in times:
-            t0 = time.perf_counter()
-            restore_tensor(model, x, postfilter="none" if kind == "network" else "auto")
-            times[kind].append(time.perf_counter() - t0)
-    one, auto = (statistics.median(times[k]) for k in ("network", "auto"))
-    detected = model.postfilter.plan(model.inspect(x))
-    applied = restore_image(model, x.permute(1, 2, 0).numpy()).blend  # untimed: the anchor after the check
-    print(f"{DEFAULT_VARIANT}: network alone {one:.2f} s, automatic blend {auto:.2f} s (median of {repeats}): {auto / one:.3f}x "
-          f"({applied.describe()}; the detectors' anchor {detected.anchor:.2f}, noise sigma {detected.noise:.1f})")
+        print(f"| {v.name} | {n:,} | {med:.2f} | {med / (x.shape[-1] * x.shape[-2] / 1e6):.2f} |")
 
 
 if __name__ == "__main__":

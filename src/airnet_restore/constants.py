@@ -40,10 +40,12 @@ MIN_TILE = 32
 # (20.4 dB): 12.3 dB restored alone before, 26.8 dB padded (16 px of padding already gives that).
 MIN_SIDE = 32
 # Peak bytes per pixel of an inference forward, per feature channel, by device type; sizes tiles
-# from free memory. cpu: measured with the numba DCN (benchmarks/README.md). cuda: the "memory per
-# pixel" section of benchmarks/gpu_check.py measured at most 74 on an H100 (airnet and airnet-lite,
+# from free memory. cpu: a whole-image forward of the default weights (numba DCN, channels-last, the
+# tuned allocator) peaked at 60.4, 48.5, 59.3 and 65.0 over the resident set before it at 0.25, 0.5,
+# 1 and 2 megapixels (`python benchmarks/profile_restore.py --memory 0.25,0.5,1,2`), plus 10 %.
+# cuda: the "memory per pixel" section of benchmarks/gpu_check.py measured at most 74 on an H100 (airnet and airnet-lite,
 # fp32 and bf16), plus margin. Other device types use the largest value.
-BYTES_PER_PIXEL_PER_CHANNEL: dict[str, int] = {"cpu": 48, "cuda": 96}
+BYTES_PER_PIXEL_PER_CHANNEL: dict[str, int] = {"cpu": 72, "cuda": 96}
 
 
 def bytes_per_pixel_per_channel(device_type: str) -> int:

@@ -23,9 +23,13 @@ from tqdm.auto import tqdm
 from airnet_restore.constants import DEFAULT_OVERLAP, MIN_TILE
 from airnet_restore.errors import AirNetError
 
-# On a CPU, a forward may use at most this much on top of the image buffers: bigger tiles are no
-# faster there, and a 24-megapixel photo is restored in 2.3 GB peak RSS (benchmarks/README.md).
-CPU_FORWARD_BYTES = 0.6 * 2**30
+# On a CPU, a forward may use at most this much on top of the image buffers (and half the available
+# memory). Tiles cost their overlaps: a 1000x1000 photo in the 744-px tiles of the former 0.6 GiB
+# ceiling took 1.7x its whole forward (issue 35), so tiles are as large as this allows: with the
+# measured 72 bytes per pixel and channel (constants.py), the default weights (24 channels) run an
+# image of up to 1.24 megapixels whole and a larger one in tiles of about 1112 px, each forward
+# peaking about 2 GB over the process's 0.75 GB (benchmarks/profile_restore.py --memory).
+CPU_FORWARD_BYTES = 2.0 * 2**30
 CPU = torch.device("cpu")
 
 

@@ -16,9 +16,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
+from airnet_restore.architecture import AirNetConfig
 from airnet_restore.constants import (
     BYTES_PER_PIXEL_PER_CHANNEL,
     DEFAULT_OVERLAP,
@@ -28,7 +28,9 @@ from airnet_restore.constants import (
 )
 from airnet_restore.degradations.general import GENERAL_TYPES
 from airnet_restore.errors import AirNetError
-from airnet_restore.models.airnet import AirNetConfig
+
+if TYPE_CHECKING:
+    import torch
 
 OFFICIAL_REPO = "https://github.com/XLearning-SCU/2022-CVPR-AirNet"
 OFFICIAL_SOURCE = (

@@ -152,3 +152,12 @@ def test_a_megapixel_runs_whole_on_a_cpu_with_8_gib_available(monkeypatch):
     monkeypatch.setattr(tiling, "available_ram", lambda: 2.0 * 2**30)  # a small machine: half of what is free
     tile = tiling.auto_tile_size(1000, 1000, per_pixel, cpu)
     assert tile is not None and tile[0] * tile[1] * per_pixel <= 1.0 * 2**30
+
+
+def test_the_post_filter_runs_whole_where_it_fits_and_in_bounded_crops_where_it_does_not(monkeypatch):
+    monkeypatch.setattr(tiling, "available_ram", lambda: 16.0 * 2**30)
+    assert tiling.filter_tile(1000, 1000, 480, 16) == 1008  # one crop: no context to pay for
+    side = tiling.filter_tile(6000, 4000, 480, 16)
+    assert side % 16 == 0 and (side + 2 * 480) ** 2 * tiling.WIENER_BYTES_PER_PIXEL <= tiling.CPU_FORWARD_BYTES
+    monkeypatch.setattr(tiling, "available_ram", lambda: 0.5 * 2**30)
+    assert tiling.filter_tile(6000, 4000, 480, 16) == 16  # hardly any memory: the smallest crops, never none

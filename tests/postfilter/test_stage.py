@@ -37,7 +37,8 @@ def crops_of(x: torch.Tensor):
 def applied(blend: Blend, network, x: torch.Tensor) -> torch.Tensor:
     """The stage's output for a settled ``blend`` over the (1,3,H,W) image ``x`` and ``network``'s whole output."""
     out = network(x).clamp(0, 1)
-    _, bands = PostFilter(blend.params).finish(blend, crops_of(x), out.clone(), lambda crop: pytest.fail("ran twice"))
+    _, bands = PostFilter(blend.params).finish(blend, crops_of(x), out.clone(), lambda crop: pytest.fail("ran twice"),
+                                               max(x.shape[-2:]))
     return torch.cat([band for _, band in bands], 2)
 
 

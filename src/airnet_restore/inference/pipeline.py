@@ -34,7 +34,7 @@ from airnet_restore.image_io import (
     to_float,
     write_image,
 )
-from airnet_restore.inference.tiling import CPU, Forward, TileShape, auto_tile_size, tiled_bands
+from airnet_restore.inference.tiling import CPU, Forward, TileShape, auto_tile_size, filter_tile, tiled_bands
 from airnet_restore.inspection.results import Inspection, count_types
 from airnet_restore.loading import ModelDescriptor, as_descriptor, default_model
 from airnet_restore.memory import tune_allocator
@@ -174,7 +174,9 @@ def _restore_rows(
     elif blend.as_is:
         settled, bands = blend, run(crop)
     else:
-        settled, bands = desc.postfilter.finish(blend, crop, whole(crop), whole)
+        p = blend.params
+        tile = filter_tile(height, width, p.context, p.wiener.alignment)
+        settled, bands = desc.postfilter.finish(blend, crop, whole(crop), whole, tile)
 
     def rows() -> Iterator[tuple[int, torch.Tensor]]:
         for y0, band in bands:

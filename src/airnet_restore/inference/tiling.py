@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from airnet_restore.constants import DEFAULT_OVERLAP, MIN_TILE
 from airnet_restore.errors import AirNetError
+from airnet_restore.postfilter.wiener import BYTES_PER_PIXEL as WIENER_BYTES_PER_PIXEL
 
 # On a CPU, a forward may use at most this much on top of the image buffers (and half the available
 # memory). Tiles cost their overlaps: a 1000x1000 photo in the 744-px tiles of the former 0.6 GiB
@@ -88,6 +89,18 @@ def auto_tile_size(
         return side, side
     long = max(side, int(pixels / short) // 8 * 8)
     return (short, long) if height < width else (long, short)
+
+
+def filter_tile(height: int, width: int, context: int, align: int, bytes_per_pixel: int = WIENER_BYTES_PER_PIXEL) -> int:
+    """The side of the crops in which the post-filter's noise model runs on a ``height`` x ``width`` image, within
+    the same ceiling as the network's CPU tiles: the whole image where it fits (a 1 MP photo does), else crops
+    of a multiple of ``align`` with ``context`` pixels more around each (whose overlap the larger image pays:
+    about 4x the noise model's work at the 2 GiB ceiling)."""
+    budget = min(0.5 * available_ram(), CPU_FORWARD_BYTES)
+    if height * width * bytes_per_pixel <= budget:
+        return -(-max(height, width) // align) * align
+    side = int(math.sqrt(budget / bytes_per_pixel)) - 2 * context
+    return max(align, side // align * align)
 
 
 def available_ram() -> float:

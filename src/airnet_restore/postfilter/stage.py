@@ -73,10 +73,8 @@ CHOICES = ("auto", "none")
 MEANINGS = {"strength": "0 (leave the image as it is) to 1 (the network's output as it is)",
             "anchor": "0 (the network's output) to 1 (the noise model's estimate guided by it)",
             "check": "0 (the anchor as it is) to 1 (the anchor from the network's output alone)"}
-# Rows at a time in which the output is mixed and the check's sums are taken; pixels a side of the crops
-# the noise model filters at once (each with ``params.context`` more around it): memory, not quality.
+# Rows at a time in which the output is mixed and the check's sums are taken: memory, not quality.
 MIX_ROWS = 256
-FILTER_TILE = 2048
 
 
 def check_fraction(name: str, value: object) -> None:
@@ -205,19 +203,19 @@ class PostFilter:
         first = scale > 0.0 and check > 0.0 and mixed(keep, p)
         return Blend(scale, keep, noise, check, first, params=p)
 
-    def finish(self, blend: Blend, source: Crop, out: torch.Tensor,
-               restore: Callable[[Crop], torch.Tensor]) -> tuple[Blend, Iterator[tuple[int, torch.Tensor]]]:
+    def finish(self, blend: Blend, source: Crop, out: torch.Tensor, restore: Callable[[Crop], torch.Tensor],
+               tile: int) -> tuple[Blend, Iterator[tuple[int, torch.Tensor]]]:
         """The settled blend and the output's bands of ``MIX_ROWS`` rows, from the input (``source``) and the
         network's whole (1,3,H,W) output ``out`` (clipped to [0, 1]; overwritten where the network runs twice).
         The check's sums are taken band by band over the whole image; the noise model's estimate is computed in
-        crops with ``params.context`` pixels around them (``noise_estimate_crops``), so it equals the whole
-        image's; where the settled blend says ``first``, ``restore`` (the network over a whole image given by
+        crops of ``tile`` pixels a side with ``params.context`` pixels around them (``noise_estimate_crops``), so
+        it equals the whole image's; where the settled blend says ``first``, ``restore`` (the network over a whole image given by
         its crops) restores that estimate in place of the input."""
         height, width = out.shape[-2:]
         settled = blend if blend.settled else blend.settle(image_residual_sums(source, out, blend.sigma, blend.params))
         estimate = None
         if settled.anchor > 0.0 and settled.sigma > 0.0:
-            estimate = noise_estimate_crops(source, out, settled.sigma, settled.params)
+            estimate = noise_estimate_crops(source, out, settled.sigma, settled.params, tile)
         if settled.first and estimate is not None:
             whole = estimate
 
@@ -249,7 +247,7 @@ def noise_estimate(t: torch.Tensor, pilot: torch.Tensor, sigma: float, params: P
 
 
 def noise_estimate_crops(source: Crop, pilot: torch.Tensor, sigma: float, params: PostFilterParams,
-                         tile: int = FILTER_TILE) -> torch.Tensor:
+                         tile: int) -> torch.Tensor:
     """``noise_estimate`` of the image given by its crops (``source``), guided by the whole (1,3,H,W) ``pilot``,
     computed ``tile`` pixels at a time (a multiple of the filter's alignment) with ``params.context`` pixels of
     the image around each: the same estimate as the whole image's, in bounded memory."""

@@ -122,4 +122,5 @@ def test_restore_postfilter_none_writes_the_network_forward_and_auto_differs_on_
     assert np.abs(written["auto"].astype(int) - written["none"]).max() > 2
     assert "noise" in capsys.readouterr().out  # the default judged the photo
     assert main(["restore", str(tmp_path / "noisy.png"), "-o", str(tmp_path / "x"), "--postfilter", "none",
-                 "--strength", "0.5", "-q"]) == 2  # the knobs of a post-filter that does not run: refused
+                 "--strength", "0.5", "-q", "--weights", "nowhere.safetensors"]) == 2  # refused before any weights load
+    assert "strength and anchor do not apply" in capsys.readouterr().err

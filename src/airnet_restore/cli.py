@@ -117,6 +117,7 @@ ANCHOR_HELP = ("how far to trust the input by the noise model: the output moves 
 def _cmd_restore(args: argparse.Namespace) -> int:
     from airnet_restore.image_io import check_jpeg_quality
     from airnet_restore.inference import check_output_folder, restore_files
+    from airnet_restore.inference.pipeline import RestoreOptions
     from airnet_restore.loading import load_model
     from airnet_restore.variants import sample_image
 
@@ -125,6 +126,7 @@ def _cmd_restore(args: argparse.Namespace) -> int:
         raise AirNetError("no inputs: give image files, folders or globs, or --sample for the bundled sample")
     check_output_folder(args.output, args.ext, args.suffix)  # before the model loads
     check_jpeg_quality(args.jpeg_quality)
+    RestoreOptions(postfilter=args.postfilter, strength=args.strength, anchor=args.anchor)  # knobs beside none: refused now
     model: ModelDescriptor
     if args.backend == "onnxruntime":
         model = _onnx_backend(args)

@@ -10,10 +10,12 @@ from __future__ import annotations
 from typing import ClassVar
 
 import numpy as np
+import pytest
 import torch
 from scipy.fft import dctn, idctn
 from torch import Tensor
 
+from airnet_restore.errors import AirNetError
 from airnet_restore.postfilter import WienerSettings
 from airnet_restore.postfilter.wiener import wiener
 from tests.contract import OperatorContract
@@ -54,6 +56,8 @@ def wiener_step_reference(noisy: np.ndarray, pilot: np.ndarray, sigma: float, pa
 class TestWienerStep(OperatorContract):
     """``wiener(noisy, pilot, sigma, settings)`` for one pass at one scale."""
 
+    # an inference stage that works in place (test_the_filter_carries_no_gradient)
+    differentiable = False
     tolerance: ClassVar[dict[torch.dtype, float]] = {torch.float32: 2e-5, torch.float64: 1e-10}
     layout_tolerance: ClassVar[dict[torch.dtype, float]] = {torch.float32: 1e-6, torch.float64: 1e-12}
 
@@ -70,10 +74,15 @@ class TestWienerStep(OperatorContract):
         noisy = clean + SIGMA * torch.randn(clean.shape, generator=g, dtype=torch.float64)
         return noisy.to(device=device, dtype=dtype), clean.to(device=device, dtype=dtype)
 
-    def gradcheck_inputs(self, device: torch.device) -> tuple[Tensor, ...]:
-        """One grey 9 x 10 plane: the same convolutions, folds and divisions at a quarter of the Jacobian."""
-        noisy, pilot = self.make_inputs(1, torch.float64, device, seed=1)
-        return noisy[:, :1, :9, :10], pilot[:, :1, :9, :10]
+
+def test_the_filter_carries_no_gradient_and_leaves_its_inputs_alone():
+    """The filter works in place on its own temporaries only: inputs that ask for gradients come back unchanged
+    and the output is a plain tensor (no graph kept for a stage nothing trains through)."""
+    noisy, pilot = (t.requires_grad_(True) for t in TestWienerStep().make_inputs(1, torch.float64, torch.device("cpu")))
+    before = noisy.detach().clone(), pilot.detach().clone()
+    out = wiener(noisy, pilot, SIGMA, WienerSettings(levels=1), passes=2)
+    assert not out.requires_grad
+    assert torch.equal(noisy.detach(), before[0]) and torch.equal(pilot.detach(), before[1])
 
 
 def test_the_full_filter_is_its_steps_composed_at_one_scale():
@@ -83,3 +92,15 @@ def test_the_full_filter_is_its_steps_composed_at_one_scale():
     second = wiener_step_reference(noisy[0].numpy(), first, SIGMA)
     out = wiener(noisy, pilot, SIGMA, WienerSettings(levels=0), passes=2)[0].numpy()
     np.testing.assert_allclose(out, second, atol=1e-10, rtol=0)
+
+
+def test_every_stride_that_divides_the_patch_matches_the_reference_and_others_are_refused():
+    """The patches' weights are summed on the patch grid (a box of ``patch / stride`` grid steps), which needs the
+    stride to divide the patch; a stride that does not is refused when the settings are made."""
+    noisy, pilot = TestWienerStep().make_inputs(1, torch.float64, torch.device("cpu"))
+    for stride in (1, 4):
+        out = wiener(noisy, pilot, SIGMA, WienerSettings(patch=8, stride=stride, passes=1, levels=0))[0].numpy()
+        np.testing.assert_allclose(out, wiener_step_reference(noisy[0].numpy(), pilot[0].numpy(), SIGMA, stride=stride),
+                                   atol=1e-10, rtol=0)
+    with pytest.raises(AirNetError, match="divide the patch"):
+        WienerSettings(patch=8, stride=3)

@@ -34,6 +34,8 @@ class WienerSettings:
     def __post_init__(self) -> None:
         _check_int("wiener patch", self.patch, 2, 32)
         _check_int("wiener stride", self.stride, 1, self.patch)
+        if self.patch % self.stride:
+            raise AirNetError(f"wiener stride must divide the patch ({self.patch}), got {self.stride}")
         _check_int("wiener passes", self.passes, 1, 8)
         _check_int("wiener levels", self.levels, 0, 6)
 

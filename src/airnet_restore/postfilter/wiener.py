@@ -71,25 +71,31 @@ def _filter_plane(noisy: torch.Tensor, pilot: torch.Tensor, sigma: float, basis:
     """One (N,1,H,W) plane Wiener-filtered ``passes`` times, each pass guided by the one before (the first by ``pilot``);
     ``keep_mean``: each patch's mean (its DC coefficient) is the input's, not shrunk. Patches are transformed by a
     strided convolution, and put back by a matrix product and ``fold`` (a transposed convolution does the same, 30
-    times slower on a CPU)."""
+    times slower on a CPU). The per-coefficient arithmetic runs in place (at a megapixel each temporary is 64 MB),
+    and the weights' sum at a pixel, over the ``patch / stride`` x ``patch / stride`` patches that cover it, is a
+    box sum on the patch grid (not a fold of the weight repeated per coefficient)."""
     h, w = noisy.shape[-2:]
     patch = basis.shape[-1]
     y = _pad(noisy, patch, stride)
     size = y.shape[-2:]
     coefficients = F.conv2d(y, basis, stride=stride).flatten(2)
     inverse = basis.flatten(1).T
+    reach = patch // stride - 1  # a pixel is covered by the patches of this many grid steps before its own, and its own
     estimate = pilot
     for _ in range(passes):
-        p = F.conv2d(_pad(estimate, patch, stride), basis, stride=stride).flatten(2)
-        gain = p * p / (p * p + sigma * sigma)
+        p = F.conv2d(_pad(estimate, patch, stride), basis, stride=stride)
+        grid = p.shape[-2:]
+        gain = p.flatten(2).square_()
+        gain.div_(gain + sigma * sigma)  # P^2 / (P^2 + sigma^2)
         if keep_mean:
             gain[:, 0] = 1.0
         # BM3D's weight, the inverse of the patch's residual noise; a patch the pilot finds empty (all
         # gains 0, estimate 0) gets the largest weight, 1e12, rather than a division by zero.
-        weight = 1.0 / (sigma * sigma * (gain * gain).sum(1, keepdim=True) + 1e-12)
-        num = F.fold(inverse @ (gain * coefficients * weight), size, patch, stride=stride)
-        den = F.fold(weight.expand(-1, patch * patch, -1), size, patch, stride=stride)
-        estimate = (num / den)[..., patch - 1:patch - 1 + h, patch - 1:patch - 1 + w]
+        weight = torch.einsum("ncl,ncl->nl", gain, gain).unsqueeze(1).mul_(sigma * sigma).add_(1e-12).reciprocal_()
+        num = F.fold(inverse @ gain.mul_(coefficients).mul_(weight), size, patch, stride=stride)
+        covering = F.avg_pool2d(F.pad(weight.view(-1, 1, *grid), (reach,) * 4), reach + 1, stride=1, divisor_override=1)
+        den = F.interpolate(covering, scale_factor=stride, mode="nearest")
+        estimate = num.div_(den)[..., patch - 1:patch - 1 + h, patch - 1:patch - 1 + w]
     return estimate
 
 
@@ -109,12 +115,14 @@ def _filter_scales(noisy: torch.Tensor, pilot: torch.Tensor, sigma: float, basis
     return estimate + lift[..., :h, :w]
 
 
+@torch.no_grad()
 def wiener(noisy: torch.Tensor, pilot: torch.Tensor, sigma: float, settings: WienerSettings = DEFAULT_SETTINGS,
            passes: int | None = None) -> torch.Tensor:
     """``noisy`` (N,C,H,W, [0, 1]) filtered for white noise of ``sigma`` (0-1 scale) with ``pilot`` as the clean
     image's stand-in, ``passes`` times (default ``settings.passes``) at each of ``settings.levels`` + 1 scales;
     ``noisy`` itself for sigma 0 (below ``NEGLIGIBLE_SIGMA``). Runs in float32 (float64 for float64 inputs) one
-    colour plane at a time (bounded memory) and returns ``noisy``'s dtype; the output may leave [0, 1] slightly."""
+    colour plane at a time (bounded memory) and returns ``noisy``'s dtype; the output may leave [0, 1] slightly.
+    An inference stage, not differentiable: it works in place and its output carries no gradient."""
     if sigma < NEGLIGIBLE_SIGMA:
         return noisy
     passes = settings.passes if passes is None else passes

@@ -10,6 +10,8 @@ The photo is scikit-image's astronaut resized to ``--size`` square with seeded G
   (tile auto, the post-filter auto: the detectors, the check, the noise model);
 - network alone: ``restore_tensor(model, x, postfilter="none")`` (tile auto);
 - plain forward: one ``model.network(x)`` call on the whole image under ``torch.no_grad()``;
+- plain-conv stand-in: the same call of a copy of the network whose deformable convolutions are plain 3x3
+  convolutions (``dcn_speed.PlainConvStandIn``), the bound the network's own forward approaches;
 - non-local means: ``baselines.nlm`` (OpenCV, blind) on the whole image;
 - CBM3D: ``baselines.cbm3d`` with the true sigma on the central ``--cbm3d-crop`` square only (it takes about a
   minute per megapixel), its time scaled to a megapixel;
@@ -22,6 +24,7 @@ The photo is scikit-image's astronaut resized to ``--size`` square with seeded G
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import statistics
 import time
@@ -29,6 +32,7 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
+from dcn_speed import stand_in
 from profile_restore import noisy_photo
 
 from airnet_restore.baselines.denoise import cbm3d, nlm
@@ -61,14 +65,19 @@ def main() -> None:
     if args.bf16:
         restore_tensor(model, x[:, :64, :64], precision="bf16")
 
-    def forward() -> None:
+    plain_convs = stand_in(copy.deepcopy(model.network))
+
+    def forward(network: torch.nn.Module = model.network) -> None:
         with torch.no_grad():
-            model.network(x[None])
+            network(x[None])
+
+    forward(plain_convs)  # warms the stand-in's convolutions
 
     cases: dict[str, tuple[Callable[[], object], float]] = {
         "default (postfilter auto)": (lambda: restore_tensor(model, x), 1.0),
         "network alone (postfilter none)": (lambda: restore_tensor(model, x, postfilter="none"), 1.0),
         "plain forward model.network(x)": (forward, 1.0),
+        "plain-conv stand-in of the network": (lambda: forward(plain_convs), 1.0),
         "non-local means (OpenCV)": (lambda: nlm(image), 1.0),
     }
     if args.bf16:
@@ -97,7 +106,8 @@ def main() -> None:
         print(f"| {name} | {seconds:.2f} | {', '.join(f'{t:.2f}' for t in times[name])} |")
     default, alone, plain = (per_mp[k] for k in list(cases)[:3])
     print(f"\ndefault / plain forward {default / plain:.3f}x; default / network alone {default / alone:.3f}x; "
-          f"network alone / plain forward {alone / plain:.3f}x"
+          f"network alone / plain forward {alone / plain:.3f}x; "
+          f"plain forward / plain-conv stand-in {plain / per_mp['plain-conv stand-in of the network']:.3f}x"
           + (f"; bf16 / fp32 network alone {per_mp['network alone, bf16'] / alone:.3f}x" if args.bf16 else ""))
     if args.variants:
         time_variants(args.variants, x, device, args.repeats)

@@ -330,3 +330,29 @@ def test_the_web_app_restores_and_reports_as_the_cli_does(weights, tmp_path):
     assert json.loads(header)["strength"] == pytest.approx(blend.strength, abs=1e-3)
     assert json.loads(header)["anchor"] == pytest.approx(blend.anchor, abs=1e-3)
     assert np.array_equal(np.asarray(Image.open(tmp_path / "web.png")), np.asarray(Image.open(tmp_path / "cli" / "a.png")))
+
+
+def test_a_probe_on_the_hand_crafted_statistics_too_reads_them_beside_the_encoders(weights):
+    from airnet_restore.inspection.handcrafted import COMBINED_SET, NAMES, hand_grid
+    from airnet_restore.inspection.inspector import IMAGE_STRIDE_CELLS, IMAGE_WINDOW_CELLS
+
+    base = inspector_of(weights[1])
+    extra = len(NAMES)
+    noise_column = NAMES.index("noise sigma q25")
+    detectors = {f: w[:-1] + [0.0] * extra + w[-1:] for f, w in base.probe.detectors.items()}
+    detectors["noise"] = [0.0] * len(base.probe.mean) + [5.0 if k == noise_column else 0.0 for k in range(extra)] + [-10.0]
+    probe = dataclasses.replace(
+        base.probe, feature=COMBINED_SET, mean=base.probe.mean + [0.0] * extra, scale=base.probe.scale + [1.0] * extra,
+        detectors=detectors, sigma=base.probe.sigma[:-1] + [0.0] * extra + base.probe.sigma[-1:],
+        haze=base.probe.haze[:-1] + [0.0] * extra + base.probe.haze[-1:])
+    inspector = Inspector(base.model, probe)
+    clean, noisy = photo(4, 80), ho_noise(photo(4, 80), np.random.default_rng(0), 25)
+    windows = np.hstack([features.embed(base.model, torch.from_numpy(noisy).permute(2, 0, 1).float() / 255)
+                         .window_features(IMAGE_WINDOW_CELLS, IMAGE_STRIDE_CELLS),
+                         hand_grid(noisy).window_features(IMAGE_WINDOW_CELLS, IMAGE_STRIDE_CELLS)])
+    result = inspector.inspect(noisy, regions=True)
+    assert result.presence == pytest.approx(probe.judge(windows).presence)
+    assert "noise" in result.type and "noise" not in inspector.inspect(clean).type  # 5 log(sigma) - 10: noise from sigma 7
+    assert result.features.shape == (len(probe.mean),) and result.regions.confidence.shape == (2, 2)
+    with pytest.raises(AirNetError, match="hand-crafted"):
+        inspector.region_map(inspector.embed(noisy))

@@ -184,14 +184,21 @@ def fit_probe(
     *,
     l2: float = DETECTOR_L2,
     clean_share: float | None = None,
+    feature: str = FEATURE_SET,
+    emphasis: np.ndarray | None = None,
 ) -> DegradationProbe:
     """Standardise the features, then fit one detector per family and the two level regressions.
 
     ``clean_share``: where given, each detector weighs its samples so that those holding the family and
     those without it count the same, and clean samples (no family) are that share of the latter (the rest
-    is the other families'); else every sample counts once."""
+    is the other families'); else every sample counts once. ``feature``: what the columns of ``samples.features``
+    are (``features.FEATURE_SET``, or ``handcrafted.COMBINED_SET`` for the encoder's beside the hand-crafted);
+    ``emphasis``: per column, a factor on the standardised feature (default 1), so that the L2 penalty holds a
+    column with factor k back as much as ``l2 / k**2`` would."""
     x = samples.features
     mean, scale = x.mean(axis=0), np.maximum(x.std(axis=0), 1e-6)
+    if emphasis is not None:
+        scale = scale / np.asarray(emphasis, np.float64)
     z = (x - mean) / scale
     detectors = {}
     clean = np.array([t == "clean" for t in samples.true_types()])
@@ -205,7 +212,7 @@ def fit_probe(
     sigma = fit_ridge(z, samples.level("noise"), LEVEL_L2)
     haze = fit_ridge(z, samples.level("haze"), LEVEL_L2)
     return DegradationProbe(
-        families=list(detectors), feature=FEATURE_SET, mean=mean.tolist(), scale=scale.tolist(),
+        families=list(detectors), feature=feature, mean=mean.tolist(), scale=scale.tolist(),
         detectors=detectors, sigma=sigma, haze=haze, calibration=dict(provenance or {}),
     )
 

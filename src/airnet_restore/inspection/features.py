@@ -54,30 +54,35 @@ class EmbeddingGrid:
     def window_features(self, window: int, stride: int) -> np.ndarray:
         """Features of every ``window`` x ``window``-cell window at steps of ``stride`` cells, the last ones
         flush with the far edges (one window, the whole image, where it is smaller): (N, features)."""
-        hc, wc = self.counts.shape
-        tops = _starts(hc, window, stride)
-        lefts = _starts(wc, window, stride)
-        out = []
-        for y in tops:
-            for x in lefts:
-                sums = self.sums[:, :, y : y + window, x : x + window].reshape(MOMENTS, self.channels, -1)
-                out.append(window_features(sums, self.counts[y : y + window, x : x + window].reshape(-1)))
-        return np.stack(out)
+        return np.stack([self._box(*box) for box in cell_windows(self.counts.shape, window, stride)])
 
     def region_features(self, region: int, window: int) -> np.ndarray:
         """Features of every ``region`` x ``region``-cell block, each computed over the ``window``-cell
         neighbourhood centred on it (clipped at the borders): (rows, cols, features)."""
-        hc, wc = self.counts.shape
-        rows, cols = -(-hc // region), -(-wc // region)
-        out = np.empty((rows, cols, self.feature_size), np.float64)
-        pad = (window - region) // 2
-        for r in range(rows):
-            for c in range(cols):
-                y0, x0 = max(0, r * region - pad), max(0, c * region - pad)
-                y1, x1 = min(hc, r * region + region + pad), min(wc, c * region + region + pad)
-                sums = self.sums[:, :, y0:y1, x0:x1].reshape(MOMENTS, self.channels, -1)
-                out[r, c] = window_features(sums, self.counts[y0:y1, x0:x1].reshape(-1))
-        return out
+        boxes = cell_regions(self.counts.shape, region, window)
+        return np.array([[self._box(*box) for box in row] for row in boxes], np.float64)
+
+    def _box(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        """Features of the cells [y0, y1) x [x0, x1)."""
+        sums = self.sums[:, :, y0:y1, x0:x1].reshape(MOMENTS, self.channels, -1)
+        return window_features(sums, self.counts[y0:y1, x0:x1].reshape(-1))
+
+
+def cell_windows(shape: tuple[int, int], window: int, stride: int) -> list[tuple[int, int, int, int]]:
+    """(y0, y1, x0, x1) of every ``window``-cell window at steps of ``stride`` cells of a (rows, cols) cell grid,
+    the last ones flush with the far edges (the whole grid where it is smaller)."""
+    hc, wc = shape
+    return [(y, min(hc, y + window), x, min(wc, x + window))
+            for y in _starts(hc, window, stride) for x in _starts(wc, window, stride)]
+
+
+def cell_regions(shape: tuple[int, int], region: int, window: int) -> list[list[tuple[int, int, int, int]]]:
+    """Per ``region``-cell block of a (rows, cols) cell grid, the (y0, y1, x0, x1) of the ``window``-cell
+    neighbourhood centred on it, clipped at the borders."""
+    hc, wc = shape
+    pad = (window - region) // 2
+    return [[(max(0, r * region - pad), min(hc, r * region + region + pad), max(0, c * region - pad),
+              min(wc, c * region + region + pad)) for c in range(-(-wc // region))] for r in range(-(-hc // region))]
 
 
 def _starts(length: int, window: int, stride: int) -> list[int]:

@@ -19,6 +19,7 @@ from airnet_restore.errors import AirNetError
 from airnet_restore.files import collect_inputs, file_identity
 from airnet_restore.image_io import check_pixels, read_image, split_channels
 from airnet_restore.inspection.features import CELL, FEATURE_SET, EmbeddingGrid, embed, encoder_fingerprint
+from airnet_restore.inspection.handcrafted import COMBINED_SET, HandGrid, hand_grid
 from airnet_restore.inspection.plot import check_picture_target, plot_embedding, write_region_map
 from airnet_restore.inspection.probe import DegradationProbe
 from airnet_restore.inspection.results import Inspection, RegionMap, count_types
@@ -35,9 +36,10 @@ class Inspector:
     """A model's degradation encoder with the probe calibrated for its weights."""
 
     def __init__(self, model: AirNet, probe: DegradationProbe) -> None:
-        if probe.feature != FEATURE_SET:
+        if probe.feature not in (FEATURE_SET, COMBINED_SET):
             raise AirNetError(
-                f"the degradation prototypes use statistics {probe.feature!r}, this version computes {FEATURE_SET!r}; "
+                f"the degradation prototypes use statistics {probe.feature!r}, this version computes {FEATURE_SET!r} "
+                f"and {COMBINED_SET!r}; "
                 "recompute them with `airnet inspect --calibrate`"
             )
         if probe.encoder_sha256 != encoder_fingerprint(model):
@@ -45,29 +47,37 @@ class Inspector:
                               "recompute them with `airnet inspect --calibrate`")
         self.model = model  # its modes are left alone: the encoder runs in eval mode inside ``embed``
         self.probe = probe
+        self.hand = probe.feature == COMBINED_SET  # the probe also reads the hand-crafted pixel statistics
 
     def embed(self, image: Any) -> EmbeddingGrid:
         """Cell statistics of the degradation map of an image (see ``inspect`` for what an image may be)."""
-        pixels = _as_image(image)
+        return self._grids(_as_image(image))[0]
+
+    def _grids(self, pixels: torch.Tensor | np.ndarray) -> list[EmbeddingGrid | HandGrid]:
+        """The cell statistics the probe reads, in its column order: the encoder's, then the hand-crafted ones."""
         h, w = pixels.shape[:2] if isinstance(pixels, np.ndarray) else pixels.shape[-2:]
         if min(h, w) < CELL:
             raise AirNetError(f"a {w}x{h} image is too small to inspect: at least {CELL} px per side")
-        return embed(self.model, pixels)
+        return [embed(self.model, pixels), *([hand_grid(pixels)] if self.hand else [])]
 
     def inspect(self, image: Any, regions: bool = False, file: str | None = None) -> Inspection:
         """Inspect one image (the average judgement of its 256-px windows); with ``regions``, also a map of
         64-px regions (each judged on the 128 px around it)."""
-        grid = self.embed(image)
-        features = grid.features()
-        p = self.probe.judge(grid.window_features(IMAGE_WINDOW_CELLS, IMAGE_STRIDE_CELLS))
+        grids = self._grids(_as_image(image))
+        features = np.concatenate([g.features() for g in grids])
+        p = self.probe.judge(np.hstack([g.window_features(IMAGE_WINDOW_CELLS, IMAGE_STRIDE_CELLS) for g in grids]))
         result = Inspection(p.type, p.confidence, p.sigma, p.haze_density, p.presence, file=file, features=features)
         if regions:
-            result.regions = self.region_map(grid)
+            result.regions = self.region_map(*grids)
         return result
 
-    def region_map(self, grid: EmbeddingGrid) -> RegionMap:
-        """The probe applied to every region of the image."""
-        feats = grid.region_features(REGION_CELLS, WINDOW_CELLS)
+    def region_map(self, grid: EmbeddingGrid, hand: HandGrid | None = None) -> RegionMap:
+        """The probe applied to every region of the image (``hand``: the hand-crafted statistics, where the probe
+        reads them)."""
+        if self.hand and hand is None:
+            raise AirNetError("this probe also reads the hand-crafted pixel statistics: pass their grid")
+        feats = np.concatenate([g.region_features(REGION_CELLS, WINDOW_CELLS) for g in (grid, hand) if g is not None and
+                                (g is grid or self.hand)], axis=2)
         rows, cols = feats.shape[:2]
         preds = self.probe.predict(feats.reshape(rows * cols, -1))
         types = [[preds[r * cols + c].type for c in range(cols)] for r in range(rows)]

@@ -1,4 +1,8 @@
-"""Dark channel prior dehazing (He, Sun, Tang, CVPR 2009), with guided-filter refinement (He et al. 2010)."""
+"""Dark channel prior dehazing (He, Sun, Tang, CVPR 2009), with guided-filter refinement (He et al. 2010).
+
+The steps are separate functions so that the post-filter's haze band (``postfilter/haze.py``) reuses them:
+``dark_channel``, ``atmospheric_light``, ``transmission`` (refined by ``guided_filter``) and ``recover``.
+"""
 
 from __future__ import annotations
 
@@ -35,11 +39,23 @@ def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int = 60, eps: flo
     return box(a) * guide + box(b)
 
 
+def transmission(img: np.ndarray, light: np.ndarray, omega: float = 0.95, patch: int = 15, radius: int = 60,
+                 eps: float = 1e-3) -> np.ndarray:
+    """The transmission map of HxWx3 ``img`` under atmospheric ``light``: ``1 - omega * dark(img / light)``,
+    refined by the guided filter with the image's grey as the guide (not yet bounded below)."""
+    t = 1.0 - omega * dark_channel(img / np.maximum(light, 1e-6), patch)
+    return guided_filter(img.mean(axis=2), t, radius, eps)
+
+
+def recover(img: np.ndarray, light: np.ndarray, t: np.ndarray, t0: float = 0.1) -> np.ndarray:
+    """The scene radiance of the scattering model ``img = J t + light (1 - t)``, with ``t`` bounded below by
+    ``t0`` (scalar or map), clipped to [0, 1]."""
+    j = (img - light) / np.maximum(t, t0)[:, :, None] + light
+    return np.clip(j, 0.0, 1.0)
+
+
 def dehaze_dcp(hazy: np.ndarray, omega: float = 0.95, t0: float = 0.1, patch: int = 15) -> np.ndarray:
     """Dehaze an RGB float image in [0, 1]; returns RGB float in [0, 1]."""
     img = hazy.astype(np.float64)
     a = atmospheric_light(img, dark_channel(img, patch))
-    t = 1.0 - omega * dark_channel(img / np.maximum(a, 1e-6), patch)
-    t = guided_filter(img.mean(axis=2), t)
-    j = (img - a) / np.maximum(t, t0)[:, :, None] + a
-    return np.clip(j, 0.0, 1.0)
+    return recover(img, a, transmission(img, a, omega, patch), t0)

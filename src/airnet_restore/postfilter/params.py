@@ -53,6 +53,52 @@ class WienerSettings:
 
 
 @dataclass(frozen=True)
+class HazeSettings:
+    """The haze band (``postfilter/haze.py``): a physically based dehaze of the stage's output where the
+    detectors find haze. With ``c`` the confidence, ``ramp(p_haze, *sure)``, the transmission of the scattering
+    model ``I = J t + A (1 - t)`` (``A`` the atmospheric light from the brightest ``light_fraction`` of the
+    dark channel; ``t = 1 - omega * dark(I / A)`` over ``patch`` px, refined by the guided filter of ``radius``
+    px and ``eps``) is bounded below by ``1 - c * (1 - floor)``: an unsure call can only lighten haze a little.
+    The check: ``c`` is scaled by ``ramp(median dark channel of the input, *hazy_dark)`` (a photo whose dark
+    channel is mostly black had no haze to remove) and halved until at most ``max_clipped`` of the pixels are
+    newly clipped. ``others``: ``c`` is scaled by the probability that no other family but noise (rain) is
+    present, to this power (0: not). ``noise_sigmas``: ``c`` falls from 1 to 0 between these detected noise sigmas (0-255).
+    ``enabled``: False leaves the stage as it was without the band."""
+
+    enabled: bool = False
+    sure: tuple[float, float] = (0.1, 0.4)
+    floor: float = 0.1
+    omega: float = 0.8
+    patch: int = 15
+    radius: int = 60
+    eps: float = 1e-3
+    light_fraction: float = 0.001
+    hazy_dark: tuple[float, float] = (0.25, 0.45)
+    max_clipped: float = 0.02
+    others: float = 1.0
+    noise_sigmas: tuple[float, float] = (8.0, 16.0)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.enabled, bool):
+            raise AirNetError(f"haze enabled must be true or false, got {self.enabled!r}")
+        _check_pair("haze sure", self.sure, 0.0, 1.0)
+        _check_pair("haze hazy_dark", self.hazy_dark, 0.0, 1.0)
+        _check_pair("haze noise_sigmas", self.noise_sigmas, 0.0, 255.0)
+        for name, value, low, high in (("floor", self.floor, 0.01, 1.0), ("omega", self.omega, 0.0, 1.0),
+                                       ("eps", self.eps, 1e-8, 1.0), ("light_fraction", self.light_fraction, 1e-5, 0.5),
+                                       ("max_clipped", self.max_clipped, 0.0, 1.0),
+                                       ("others", self.others, 0.0, 8.0)):
+            _check_pair(f"haze {name}", (value, value), low, high, strict=False)
+        _check_int("haze patch", self.patch, 1, 101)
+        _check_int("haze radius", self.radius, 1, 1000)
+
+    @property
+    def pairs(self) -> tuple[str, ...]:
+        """The fields that are pairs (JSON lists)."""
+        return ("sure", "hazy_dark", "noise_sigmas")
+
+
+@dataclass(frozen=True)
 class PostFilterParams:
     """Every tuned number of the post-filter (``postfilter/stage.py`` says what each one does).
 
@@ -64,6 +110,7 @@ class PostFilterParams:
     ``check_sigmas``: the check's weight in the anchor rises from 0 to 1 between these sigmas (0-255).
     ``mixed``: haze or rain as likely as this beside checked noise: the noise model's estimate is restored.
     ``detectors_sure``: anchors from which the detectors are trusted over a check that finds more than noise.
+    ``haze``: the haze band (``HazeSettings``); a stored record without it gets the default settings.
     """
 
     wiener: WienerSettings = field(default_factory=WienerSettings)
@@ -74,10 +121,13 @@ class PostFilterParams:
     check_sigmas: tuple[float, float] = (8.0, 16.0)
     mixed: float = 0.5
     detectors_sure: tuple[float, float] = (0.7, 0.9)
+    haze: HazeSettings = field(default_factory=HazeSettings)
 
     def __post_init__(self) -> None:
         if not isinstance(self.wiener, WienerSettings):
             raise AirNetError(f"post-filter wiener must be WienerSettings, got {type(self.wiener).__name__}")
+        if not isinstance(self.haze, HazeSettings):
+            raise AirNetError(f"post-filter haze must be HazeSettings, got {type(self.haze).__name__}")
         if not isinstance(self.rounds, tuple) or not 1 <= len(self.rounds) <= 4:
             raise AirNetError(f"post-filter rounds must be a tuple of 1-4 pass counts, got {self.rounds!r}")
         for passes in self.rounds:
@@ -107,17 +157,24 @@ class PostFilterParams:
     @classmethod
     def from_json(cls, text: str, source: str = "weights") -> PostFilterParams:
         """The record stored as JSON; a one-line ``AirNetError`` naming ``source`` for anything else (unknown or
-        missing fields, wrong types, values out of range)."""
+        missing fields, wrong types, values out of range). Records written before the haze band existed hold no
+        ``haze``, and a ``haze`` may leave out settings: those get ``HazeSettings``' defaults."""
         try:
             data = json.loads(text)
-            if not isinstance(data, dict) or set(data) != {f.name for f in fields(cls)}:
+            names = {f.name for f in fields(cls)}
+            if not isinstance(data, dict) or not names - {"haze"} <= set(data) <= names:
                 raise ValueError(f"expected the fields {', '.join(f.name for f in fields(cls))}")
             wiener = data.pop("wiener")
             if not isinstance(wiener, dict) or set(wiener) != {f.name for f in fields(WienerSettings)}:
                 raise ValueError(f"expected wiener with {', '.join(f.name for f in fields(WienerSettings))}")
+            haze = data.pop("haze", {})
+            known = {f.name for f in fields(HazeSettings)}
+            if not isinstance(haze, dict) or not set(haze) <= known:
+                raise ValueError(f"expected haze with some of {', '.join(sorted(known))}")
+            haze = {k: tuple(v) if k in HazeSettings().pairs and isinstance(v, list) else v for k, v in haze.items()}
             pairs = ("rounds", "check_sigmas", "detectors_sure")
             values: dict[str, Any] = {k: tuple(v) if k in pairs else v for k, v in data.items()}
-            return cls(wiener=WienerSettings(**wiener), **values)
+            return cls(wiener=WienerSettings(**wiener), haze=HazeSettings(**haze), **values)
         except (ValueError, TypeError, AirNetError) as e:
             raise AirNetError(f"{source}: unreadable post-filter parameters ({first_line(e)})") from None
 

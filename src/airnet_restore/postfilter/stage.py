@@ -33,6 +33,11 @@ about twice the time, for such images only: ``benchmarks/second_pass_speed.py``)
 keeps this from photos that only look hazy to the detectors: restoring their denoised estimate
 lets the network "dehaze" them (on the training photos one lost 5 dB so).
 
+The haze band (``postfilter/haze.py``, settings ``params.haze``): where the detectors find haze (under
+``strength`` and ``anchor`` "auto" only), the finished output is dehazed with the atmospheric scattering
+model, its transmission bounded below by the detectors' confidence and the result checked (``Blend.haze``:
+the band's confidence; 0, the default where no haze is found, costs nothing).
+
 The stage's numbers are ``PostFilterParams`` (``postfilter/params.py``), read from the weights
 file. The pipeline calls it in three steps, without knowing what is inside: ``PostFilter.plan``
 (the blend, from what the detectors found), ``Blend.uses_network`` / ``Blend.as_is`` (whether
@@ -47,13 +52,14 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal
 
 import torch
 import torch.nn.functional as F
 
 from airnet_restore.errors import AirNetError
+from airnet_restore.postfilter.haze import dehaze_tensor, haze_confidence
 from airnet_restore.postfilter.params import PostFilterParams
 from airnet_restore.postfilter.wiener import NEGLIGIBLE_SIGMA, wiener
 
@@ -72,7 +78,8 @@ MEAN_PRESERVING = frozenset({"noise"})
 CHOICES = ("auto", "none")
 MEANINGS = {"strength": "0 (leave the image as it is) to 1 (the network's output as it is)",
             "anchor": "0 (the network's output) to 1 (the noise model's estimate guided by it)",
-            "check": "0 (the anchor as it is) to 1 (the anchor from the network's output alone)"}
+            "check": "0 (the anchor as it is) to 1 (the anchor from the network's output alone)",
+            "haze": "0 (no haze band) to 1 (the haze band's transmission bound at its floor)"}
 # Rows at a time in which the output is mixed and the check's sums are taken: memory, not quality.
 MIX_ROWS = 256
 
@@ -98,7 +105,8 @@ class Blend:
     ``check``: the weight that the check of the network's output (``noise_likeness``) will have in the anchor,
     once the network has run (``settle``). ``first``: the network is to restore the noise model's estimate of
     the image (guided by its output on the image itself) rather than the image, if the settled blend still
-    finds more than noise. ``params``: the stage's numbers.
+    finds more than noise. ``haze``: the haze band's confidence (``postfilter/haze.py``; 0: no band; once
+    finished, the confidence its check left). ``params``: the stage's numbers.
 
     The default is the network's output as it is."""
 
@@ -108,9 +116,10 @@ class Blend:
     check: float = 0.0
     first: bool = False
     params: PostFilterParams = field(default_factory=PostFilterParams, repr=False)
+    haze: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("strength", "anchor", "check"):
+        for name in ("strength", "anchor", "check", "haze"):
             value = getattr(self, name)
             if isinstance(value, str):
                 raise AirNetError(f"{name} must be a number from {MEANINGS[name]} in a Blend "
@@ -139,8 +148,9 @@ class Blend:
 
     @property
     def as_is(self) -> bool:
-        """Whether the output is the network's output exactly (strength 1, anchor 0, nothing to check)."""
-        return self.settled and self.strength == 1.0 and self.anchor == 0.0
+        """Whether the output is the network's output exactly (strength 1, anchor 0, nothing to check, no haze
+        band)."""
+        return self.settled and self.strength == 1.0 and self.anchor == 0.0 and self.haze == 0.0
 
     @property
     def sigma(self) -> float:
@@ -156,16 +166,19 @@ class Blend:
         only where the settled anchor still finds haze or rain (``params.mixed``)."""
         p = self.params
         if self.settled or sums[3] == 0:  # nothing to check (an image too small for a window): the detectors' anchor
-            return Blend(self.strength, self.anchor, self.noise, first=self.first and mixed(self.anchor, p), params=p)
+            return Blend(self.strength, self.anchor, self.noise, first=self.first and mixed(self.anchor, p), params=p,
+                         haze=self.haze)
         likeness = noise_likeness(sums, p)
         sure = ramp(self.anchor, *p.detectors_sure)
         checked = sure * max(self.anchor, likeness) + (1.0 - sure) * likeness
         anchor = (1.0 - self.check) * self.anchor + self.check * checked
-        return Blend(self.strength, anchor, self.noise, first=self.first and mixed(anchor, p), params=p)
+        return Blend(self.strength, anchor, self.noise, first=self.first and mixed(anchor, p), params=p, haze=self.haze)
 
     def describe(self) -> str:
-        """``strength 0.97, anchor 0.81``, as output lines show it (``, denoised first`` where ``first``)."""
-        return f"strength {self.strength:.2f}, anchor {self.anchor:.2f}" + (", denoised first" if self.first else "")
+        """``strength 0.97, anchor 0.81``, as output lines show it (``, denoised first`` where ``first``;
+        ``, dehazed 0.80`` where the haze band works)."""
+        return (f"strength {self.strength:.2f}, anchor {self.anchor:.2f}" + (", denoised first" if self.first else "")
+                + (f", dehazed {self.haze:.2f}" if self.haze > 0.0 else ""))
 
 
 @dataclass(frozen=True)
@@ -191,7 +204,9 @@ class PostFilter:
         (``Blend.first``) if the check confirms it. ``detectors``: whether the weights have detectors; with
         them, an image they could not judge (too small) gets strength 0 under auto (do no harm: the network
         costs a thin noisy textured row up to 5 dB at sigma 15, and it would alter a clean one); without
-        them, strength 1 and anchor 0 (the network's output as is). Numbers are used as given."""
+        them, strength 1 and anchor 0 (the network's output as is). Numbers are used as given. Where both are
+        "auto", the haze band's confidence comes from the haze probability and sigma (``haze_confidence``); a
+        knob set by hand turns the band off, so the knobs mean what they say."""
         check_fraction("strength", strength)
         check_fraction("anchor", anchor)
         p = self.params
@@ -201,7 +216,10 @@ class PostFilter:
         noise = min(255.0, max(0.0, found.sigma)) if found is not None and found.sigma is not None else 0.0
         check = ramp(noise, *p.check_sigmas) if anchor == "auto" else 0.0
         first = scale > 0.0 and check > 0.0 and mixed(keep, p)
-        return Blend(scale, keep, noise, check, first, params=p)
+        haze = 0.0
+        if found is not None and strength == "auto" and anchor == "auto" and scale > 0.0:
+            haze = haze_confidence(found.presence, found.sigma, p.haze)
+        return Blend(scale, keep, noise, check, first, params=p, haze=haze)
 
     def finish(self, blend: Blend, source: Crop, out: torch.Tensor, restore: Callable[[Crop], torch.Tensor],
                tile: int) -> tuple[Blend, Iterator[tuple[int, torch.Tensor]]]:
@@ -210,7 +228,9 @@ class PostFilter:
         The check's sums are taken band by band over the whole image; the noise model's estimate is computed in
         crops of ``tile`` pixels a side with ``params.context`` pixels around them (``noise_estimate_crops``), so
         it equals the whole image's; where the settled blend says ``first``, ``restore`` (the network over a whole image given by
-        its crops) restores that estimate in place of the input."""
+        its crops) restores that estimate in place of the input. Where the blend has a haze band, the whole
+        mixed output is dehazed (``haze.dehaze_tensor``, the whole input as the check's reference) and the
+        settled blend carries the confidence its check left."""
         height, width = out.shape[-2:]
         settled = blend if blend.settled else blend.settle(image_residual_sums(source, out, blend.sigma, blend.params))
         estimate = None
@@ -223,6 +243,13 @@ class PostFilter:
                 return whole[:, :, y : y + th, x : x + tw].clamp(0, 1)
 
             out.copy_(restore(denoised).clamp(0, 1))
+
+        if settled.haze > 0.0:
+            t = source(0, 0, height, width).to(out)
+            finished, used = dehaze_tensor(settled.mix(t, out, estimate if estimate is not None else t), t,
+                                           settled.haze, settled.params.haze)
+            settled = replace(settled, haze=used)
+            return settled, ((y, finished[:, :, y : y + MIX_ROWS]) for y in range(0, height, MIX_ROWS))
 
         def bands() -> Iterator[tuple[int, torch.Tensor]]:
             for y in range(0, height, MIX_ROWS):

@@ -77,6 +77,9 @@ def test_rain_like_streaks_share_one_direction_and_are_brighter_than_their_surro
     assert rain[column("orientation dominance")] > scattered[column("orientation dominance")] + 0.2
     assert rain[column("best/perpendicular")] > scattered[column("best/perpendicular")] + 0.5
     assert sparse[column("white/black")] > 1.0 > -1.0 > dark[column("white/black")]  # text and wires are often dark
+    level = features(streaks([90.0] * 40, bright=True))  # mortar and text run level; rain falls near vertical
+    assert rain[column("vertical/horizontal")] > 0.5 > -0.5 > level[column("vertical/horizontal")]
+    assert rain[column("vertical share")] > 0.45 > 0.3 > level[column("vertical share")]
 
 
 def test_windows_and_regions_match_the_encoder_grid_and_every_input_kind_agrees():

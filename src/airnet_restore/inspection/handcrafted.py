@@ -30,7 +30,8 @@ from airnet_restore.baselines.dcp import dark_channel
 from airnet_restore.image_io import to_float
 from airnet_restore.inspection.features import CELL, FEATURE_SET, cell_regions, cell_windows
 
-ORIENTATIONS = 8  # line directions, every 180/8 degrees
+ORIENTATIONS = 8  # line directions, every 180/8 degrees from vertical
+VERTICAL = (ORIENTATIONS - 1, 0, 1)  # those within 22.5 degrees of vertical
 LINE = 9  # pixels of the line average
 TOPHAT = 5  # structuring element of the top-hats: bright or dark structures narrower than this
 DARK_PATCH = 15
@@ -41,6 +42,7 @@ NAMES = (
     "contrast q10", "contrast q50", "contrast q90", "corr(dark, brightness)", "corr(contrast, brightness)",
     "white top-hat", "black top-hat", "white/black", "orientation dominance", "line coherence", "line energy",
     "orientation agreement", "gradient q50", "best/perpendicular", "streak spread", "cell dominance q50",
+    "vertical share", "vertical/horizontal",
 )
 HAND_SET = f"hand{MOMENTS}x{len(NAMES)}-o{ORIENTATIONS}-l{LINE}-t{TOPHAT}-d{DARK_PATCH}"
 COMBINED_SET = f"{FEATURE_SET}+{HAND_SET}"  # a probe on the encoder's statistics followed by these
@@ -122,6 +124,8 @@ def window_features(sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
     perpendicular = e_lines[(best + ORIENTATIONS // 2) % ORIENTATIONS]
     along = lines[best] / counts  # streak energy per cell along the dominant direction: even for rain, patchy for lines
     dominance = np.log((lines[best] + EPS) / (lines.mean(axis=0) + EPS))
+    vertical = e_lines[list(VERTICAL)].mean()  # rain falls within some 45 degrees of vertical; mortar and text run level
+    horizontal = e_lines[[(k + ORIENTATIONS // 2) % ORIENTATIONS for k in VERTICAL]].mean()
     return np.array([
         *_quantiles(noise, (10, 25, 50)), common,
         *_quantiles(dark, (10, 50, 90)), float(np.median(g)), *_quantiles(sat, (10, 50, 90)),
@@ -131,6 +135,7 @@ def window_features(sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
         0.5 * math.log(e_lines[best] + EPS), agreement, 0.5 * float(np.median(np.log(grad + EPS))),
         math.log((e_lines[best] + 1e-8) / (perpendicular + 1e-8)),
         math.log((np.percentile(along, 50) + 1e-8) / (np.percentile(along, 90) + 1e-8)), float(np.median(dominance)),
+        float(vertical * len(VERTICAL) / (e_lines.sum() + EPS)), math.log((vertical + 1e-8) / (horizontal + 1e-8)),
     ])
 
 

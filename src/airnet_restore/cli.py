@@ -24,6 +24,7 @@ from airnet_restore.constants import (
 )
 from airnet_restore.data.layouts import LAYOUTS
 from airnet_restore.errors import AirNetError
+from airnet_restore.threads import wait_passively
 from airnet_restore.web import DEFAULT_HOST, DEFAULT_PORT, Limits
 
 if TYPE_CHECKING:
@@ -472,6 +473,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    wait_passively()
     try:
         return args.func(args)
     except AirNetError as e:

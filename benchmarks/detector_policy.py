@@ -13,10 +13,12 @@ photo). Choose: the detectors' regularisation and the weight of clean samples, a
 presence over ``--low`` in any family, i.e. more than that share of the correction) on
 ``data/pool/validation``. Report: on validation (and with ``--heldout`` on ``data/pool/heldout``),
 whole photos and 256-px crops, under the project's degradations and under the held-out synthesis
-(``degradations/heldout.py``), for v8's stored probe, the new probe alone and the new probe with
+(``degradations/heldout.py``), for v8's and v9's stored probes, the new probe alone and the new probe with
 its policy: the clean false-positive rate, each family's miss rate, the type accuracy over
 clean/noise/rain/haze and the haze detection rate. Every image is judged as ``Inspector.inspect``
-judges it (its 256-px windows at steps of 128 px). Embeddings are cached per photo in ``--cache``.
+judges it (its 256-px windows at steps of 128 px). The features: the encoder's map statistics beside the hand-crafted
+pixel statistics (``inspection/handcrafted.py``; ``--features encoder`` for the former alone, v9's calibration).
+Embeddings are cached per photo in ``--cache`` (the hand-crafted ones re-synthesize each degraded image).
 Writes ``--out``/README.md and results.json; ``--write`` stores v8's tensors with the new probe.
 """
 
@@ -59,6 +61,7 @@ from airnet_restore.inspection.handcrafted import COMBINED_SET, HAND_SET, hand_g
 from airnet_restore.inspection.handcrafted import NAMES as HAND_NAMES
 from airnet_restore.inspection.inspector import IMAGE_STRIDE_CELLS, IMAGE_WINDOW_CELLS
 from airnet_restore.inspection.probe import FAMILIES, DegradationProbe, Prediction, type_name
+from airnet_restore.models.airnet import AirNet
 from airnet_restore.variants import VARIANTS
 
 BASE = "airnet-general-v8"
@@ -90,7 +93,7 @@ BUDGET_CROPS = 3
 # (a factor on them after standardisation: their L2 is that factor squared smaller). The encoder's statistics alone
 # (--features encoder) get v9's grid; with the hand-crafted ones, the crop windows are samples (v9's grid chose them).
 GRID = tuple((l2, share, windows, 1.0) for l2 in (3e-4, 1e-3, 3e-3) for share in (0.2, 0.35, 0.5) for windows in (False, True))
-GRID_BOTH = tuple((l2, share, True, emphasis) for l2 in (1e-3, 3e-3, 1e-2) for share in (0.2, 0.35) for emphasis in (1.0, 3.0, 10.0))
+GRID_BOTH = tuple((l2, share, True, emphasis) for l2 in (1e-3, 3e-3, 1e-2) for share in (0.2, 0.35, 0.5) for emphasis in (1.0, 3.0))
 # Images judged on this many 256-px windows or more get thresholds of their own (a choice: 2, crops over 384 px
 # too; 10, whole photos only, since crops of 512 px have 9).
 WIDE_FROM = (2, 10)
@@ -194,7 +197,7 @@ class Embedder:
         return images
 
 
-def encoder_embedder(model: torch.nn.Module, cache: Path) -> Embedder:
+def encoder_embedder(model: AirNet, cache: Path) -> Embedder:
     """The encoder's map statistics (``features.embed``), cached under the encoder's fingerprint."""
     return Embedder(lambda px: embed(model, torch.from_numpy(px).permute(2, 0, 1).float().div_(255.0)), cache,
                     encoder_fingerprint(model)[:16])
@@ -380,6 +383,32 @@ def transfer(probes: list[tuple[str, DegradationProbe]], val: Images, budget: fl
     return "\n".join(out), numbers
 
 
+def separation(probes: list[tuple[str, DegradationProbe]], images: Images, split: str, share: float = 0.05) -> tuple[str, dict]:
+    """How well each detector, before any policy, separates images holding its family from clean ones: the share of
+    images holding the family (project degradations and held-out synthesis together) whose window-averaged detector
+    probability exceeds that of all but ``share`` of the clean images of the same view."""
+    types, labels = images.truth()
+    vw = np.array(images.views)
+    clean = np.array([t == "clean" for t in types])
+    cols = [f"{view} {family}" for view in ("whole", "crop256") for family in FAMILIES]
+    lines = ["| detectors (no policy) | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    numbers = {}
+    for label, probe in probes:
+        found = {}
+        for view in ("whole", "crop256"):
+            idx = np.flatnonzero(vw == view)
+            probs = [probe.image_probability(columns(probe, images.windows[i])) for i in idx]
+            for k, family in enumerate(FAMILIES):
+                s = np.array([p[family] for p in probs])
+                bar = np.quantile(s[clean[idx]], 1.0 - share)
+                found[f"{view} {family}"] = float(np.mean(s[labels[idx, k] == 1] > bar))
+        numbers[label] = found
+        lines.append(f"| {label} | " + " | ".join(f"{100 * found[c]:.0f} %" for c in cols) + " |")
+    head = (f"### {split}: separation before the policy (detected at the clean images' {100 * (1 - share):.0f}th percentile, "
+            "project degradations and held-out synthesis together)\n")
+    return head + "\n" + "\n".join(lines) + "\n", numbers
+
+
 def table(rows: list[tuple[str, dict[str, float]]], low: float) -> str:
     cols = [("clean FP", f"clean FP (degraded > {low:.1f})", "%"), ("clean strength", "clean mean strength", "f"),
             ("noise miss", "noise miss", "%"), ("rain miss", "rain miss", "%"), ("haze miss", "haze miss", "%"),
@@ -480,7 +509,8 @@ def main() -> int:
                                                  "grid": [[list(c), s] for c, s, _ in scores]},
                "policy": final.policy.__dict__}
     text_transfer, numbers["transfer"] = transfer([(PREVIOUS, previous_probe), ("new probe", plain)], val, args.budget, args.low, wide)
-    sections = [text_val, text_transfer]
+    text_separation, numbers["separation"] = separation(probes[:3], val, "validation")  # v8, v9 and the new detectors
+    sections = [text_val, text_separation, text_transfer]
     if args.heldout:
         held = gather(embs, "heldout", photos["heldout"], lambda e, p, i: evaluation_images(e, "heldout", p, i))
         text_held, numbers["heldout"] = evaluate("heldout", held, probes, args.low)
@@ -515,7 +545,7 @@ def render(args: argparse.Namespace, photos: dict[str, list[Path]], train: Image
         f", beside {len(HAND_NAMES)} hand-crafted pixel statistics of every window (`inspection/handcrafted.py`: noise sigma "
         "in the flattest cells and the share of the residual common to the colour channels; dark-channel, saturation and "
         "contrast quantiles and their correlation with brightness; thin bright structures, their excess over thin dark "
-        "ones, and how one line direction dominates them)")
+        "ones, how one line direction dominates them and whether it is near vertical)")
     return f"""# Detectors that generalize, and a "do no harm" policy (issue 31, item 2)
 
 Command: `python benchmarks/detector_policy.py {flags}` ({platform.machine()}, {torch.get_num_threads()} threads,

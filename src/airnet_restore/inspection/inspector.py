@@ -53,22 +53,24 @@ class Inspector:
         """Cell statistics of the degradation map of an image (see ``inspect`` for what an image may be)."""
         return self._grids(_as_image(image))[0]
 
-    def _grids(self, pixels: torch.Tensor | np.ndarray) -> list[EmbeddingGrid | HandGrid]:
-        """The cell statistics the probe reads, in its column order: the encoder's, then the hand-crafted ones."""
+    def _grids(self, pixels: torch.Tensor | np.ndarray) -> tuple[EmbeddingGrid, HandGrid | None]:
+        """The cell statistics the probe reads, in its column order: the encoder's, then the hand-crafted ones
+        (None where the probe does not read them)."""
         h, w = pixels.shape[:2] if isinstance(pixels, np.ndarray) else pixels.shape[-2:]
         if min(h, w) < CELL:
             raise AirNetError(f"a {w}x{h} image is too small to inspect: at least {CELL} px per side")
-        return [embed(self.model, pixels), *([hand_grid(pixels)] if self.hand else [])]
+        return embed(self.model, pixels), hand_grid(pixels) if self.hand else None
 
     def inspect(self, image: Any, regions: bool = False, file: str | None = None) -> Inspection:
         """Inspect one image (the average judgement of its 256-px windows); with ``regions``, also a map of
         64-px regions (each judged on the 128 px around it)."""
-        grids = self._grids(_as_image(image))
+        grid, hand = self._grids(_as_image(image))
+        grids: list[EmbeddingGrid | HandGrid] = [grid, *([hand] if hand is not None else [])]
         features = np.concatenate([g.features() for g in grids])
         p = self.probe.judge(np.hstack([g.window_features(IMAGE_WINDOW_CELLS, IMAGE_STRIDE_CELLS) for g in grids]))
         result = Inspection(p.type, p.confidence, p.sigma, p.haze_density, p.presence, file=file, features=features)
         if regions:
-            result.regions = self.region_map(*grids)
+            result.regions = self.region_map(grid, hand)
         return result
 
     def region_map(self, grid: EmbeddingGrid, hand: HandGrid | None = None) -> RegionMap:
@@ -76,8 +78,8 @@ class Inspector:
         reads them)."""
         if self.hand and hand is None:
             raise AirNetError("this probe also reads the hand-crafted pixel statistics: pass their grid")
-        feats = np.concatenate([g.region_features(REGION_CELLS, WINDOW_CELLS) for g in (grid, hand) if g is not None and
-                                (g is grid or self.hand)], axis=2)
+        grids: list[EmbeddingGrid | HandGrid] = [grid, *([hand] if self.hand and hand is not None else [])]
+        feats = np.concatenate([g.region_features(REGION_CELLS, WINDOW_CELLS) for g in grids], axis=2)
         rows, cols = feats.shape[:2]
         preds = self.probe.predict(feats.reshape(rows * cols, -1))
         types = [[preds[r * cols + c].type for c in range(cols)] for r in range(rows)]

@@ -239,3 +239,59 @@ def test_an_export_without_detectors_restores_fully_with_a_warning(exported, tmp
     with pytest.warns(UserWarning, match="carries no detectors"):
         plain = load_onnx(exported[1].path)
     assert not plain.detects and plain.inspect(np.zeros((64, 64, 3), np.uint8)) is None
+
+
+def test_onnxruntime_tiles_stay_within_its_own_ceiling(exported, monkeypatch):
+    """onnxruntime takes about 4x PyTorch's memory per pixel: its tiles are sized under its own ceiling
+    (ORT_FORWARD_BYTES, half the PyTorch path's) by its own figure, however much memory is free (issue 35)."""
+    from airnet_restore.export import ORT_FORWARD_BYTES, ort_bytes_per_pixel
+    from airnet_restore.inference.tiling import CPU_FORWARD_BYTES, auto_tile_size
+    from airnet_restore.loading import as_descriptor
+
+    model, onnx_model = exported
+    monkeypatch.setattr("airnet_restore.inference.tiling.available_ram", lambda: 64 * 2**30)
+    cpu = torch.device("cpu")
+    per_pixel = ort_bytes_per_pixel(TINY, "fp32")
+    assert onnx_model.memory_per_pixel == per_pixel and ORT_FORWARD_BYTES < CPU_FORWARD_BYTES
+    tile = auto_tile_size(4000, 4000, as_descriptor(onnx_model).bytes_per_pixel(cpu), cpu)
+    assert tile is not None and tile[0] == tile[1]
+    assert tile[0] ** 2 * per_pixel <= ORT_FORWARD_BYTES < (tile[0] + 16) ** 2 * per_pixel  # as large as it allows
+    torch_tile = auto_tile_size(4000, 4000, as_descriptor(model).bytes_per_pixel(cpu), cpu)
+    assert torch_tile is not None and torch_tile[0] > tile[0]
+
+
+def test_onnxruntime_sessions_give_their_memory_back_after_each_run(exported):
+    """No memory pattern (it doubled the peak from the second tile on) and the arena shrunk after each run, so the
+    PyTorch post-filter reuses what the tiles took; the output stays the same run after run."""
+    _, onnx_model = exported
+    assert onnx_model.session.get_session_options().enable_mem_pattern is False
+    assert onnx_model.session.get_session_options().get_session_config_entry("session.use_env_allocators") == "1"
+    assert onnx_model.run_options.get_run_config_entry("memory.enable_memory_arena_shrinkage") == "cpu:0"
+    x = torch.rand(1, 3, 48, 40, generator=torch.Generator().manual_seed(3))
+    first = onnx_model(x)
+    torch.testing.assert_close(onnx_model(x), first, rtol=0, atol=0)
+
+
+@pytest.mark.slow  # about 1-2 min: exports the default weights and restores a 1000x1000 photo in a new process
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the peak resident set from /proc")
+def test_a_megapixel_through_onnxruntime_peaks_within_2_gb(tmp_path):
+    """Issue 35: `airnet restore` of a noisy 1 MP photo with the onnxruntime backend (detectors, tiles, post-filter)
+    peaks within 2 GB of resident memory (4.0-4.3 GB with onnxruntime's memory pattern and the shared 2 GiB ceiling)."""
+    from skimage import data
+
+    from airnet_restore.constants import DEFAULT_VARIANT
+    from airnet_restore.export import export_weights
+
+    onnx_path = export_weights(DEFAULT_VARIANT, tmp_path / "default.onnx")
+    photo = np.asarray(Image.fromarray(data.astronaut()).resize((1000, 1000), Image.BICUBIC), dtype=np.float64)
+    noisy = np.clip(photo + np.random.default_rng(0).normal(0, 25, photo.shape), 0, 255).round().astype(np.uint8)
+    Image.fromarray(noisy).save(tmp_path / "mp1.png")
+    code = ("import sys\nfrom airnet_restore.cli import main\nrc = main(sys.argv[1:])\n"
+            "print(next(line.split()[1] for line in open('/proc/self/status') if line.startswith('VmHWM')), rc)")
+    run = subprocess.run([sys.executable, "-c", code, "restore", str(tmp_path / "mp1.png"), "-o", str(tmp_path / "out"),
+                          "-q", "--backend", "onnxruntime", "--weights", str(onnx_path)],
+                         capture_output=True, text=True, timeout=1200)
+    assert run.returncode == 0, run.stderr
+    peak_kib, rc = run.stdout.split()[-2:]
+    assert rc == "0" and (tmp_path / "out" / "mp1.png").is_file()
+    assert int(peak_kib) * 1024 <= 2.0e9, f"peak RSS {int(peak_kib) * 1024 / 1e9:.2f} GB"

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import base64
 import copy
+import functools
 import importlib
 import json
+import math
 import os
 import warnings
 from collections.abc import Mapping
@@ -33,7 +35,7 @@ from torch import nn
 
 from airnet_restore.atomic import atomic_write, check_can_write
 from airnet_restore.errors import AirNetError, first_line
-from airnet_restore.inference.tiling import available_ram
+from airnet_restore.inference.tiling import CPU_FORWARD_BYTES, available_ram
 from airnet_restore.inspection.probe import METADATA_KEY as PROBE_KEY
 from airnet_restore.inspection.probe import DegradationProbe
 from airnet_restore.loading import ModelDescriptor, load_model
@@ -56,16 +58,28 @@ EXPORT_DTYPES: dict[str, tuple[torch.dtype, str]] = {
 FORMAT = "airnet-restore-onnx"
 INSTALL_HINT = "pip install 'airnet-restore[onnx]'"
 # Peak bytes per pixel per feature channel of an onnxruntime CPU forward: airnet-lite (24
-# channels) measured 6.1 kB per pixel at 256 px and 7.0 kB at 1024 px (benchmarks/onnx_speed.py),
-# 8x our PyTorch path; sizes the tiles of the onnxruntime backend. A float64 export needs FP64_MEMORY times
+# channels) measured 6.1 kB per pixel at 256 px and 7.0 kB at 1024 px (benchmarks/onnx_speed.py, with onnxruntime's
+# memory pattern, since disabled); one forward of the default weights now peaks at 5.3-5.6 kB per pixel (222-233 per
+# channel), and a restore's process grows by about 6 kB per pixel of its tiles over all of them (issue 35,
+# docs/onnx.md); sizes the tiles of the onnxruntime backend. A float64 export needs FP64_MEMORY times
 # that: 11.7 kB per pixel at 512 px (2.5x float32), over 12 kB at 1024 px (killed at 12.7 GB by the OOM killer).
 ORT_BYTES_PER_PIXEL_PER_CHANNEL = 300
 FP64_MEMORY = 3
+# onnxruntime's own CPU ceiling of one tile's forward, half the PyTorch path's CPU_FORWARD_BYTES: its forward takes
+# about 4x PyTorch's memory per pixel, and a 1000x1000 restore (detectors and post-filter included) peaked at
+# 1.78-1.80 GB in 384-px tiles (issue 35: 1 MP within 2 GB; docs/onnx.md has the measurements).
+ORT_FORWARD_BYTES = 1.0 * 2**30
 
 
 def ort_bytes_per_pixel(config: AirNetConfig, precision: Precision) -> int:
     """Peak memory per pixel of an onnxruntime CPU forward of an export (a float16 one counts as float32)."""
     return ORT_BYTES_PER_PIXEL_PER_CHANNEL * config.n_feats * (FP64_MEMORY if precision == "fp64" else 1)
+
+
+def ort_tile_bytes_per_pixel(config: AirNetConfig, precision: Precision) -> int:
+    """What one pixel of a tile costs against the tiler's CPU ceiling (``CPU_FORWARD_BYTES``) so that the onnxruntime
+    backend's tiles stay within its own ceiling, ``ORT_FORWARD_BYTES``: its memory per pixel scaled by their ratio."""
+    return math.ceil(ort_bytes_per_pixel(config, precision) * CPU_FORWARD_BYTES / ORT_FORWARD_BYTES)
 
 
 def _require(module: str, purpose: str) -> ModuleType:
@@ -285,6 +299,15 @@ def _file_metadata(path: Path | None) -> dict[str, str]:
 
 
 
+@functools.cache
+def _register_arena(ort: ModuleType) -> None:
+    """Register, once per process, the CPU arena that ``OnnxRestorer`` sessions share: extended by what is requested
+    (onnxruntime's default doubles each extension). With it and the shrinkage after each run, a 1000x1000 restore in
+    384-px tiles peaked at 1.62-1.72 GB; with the shrinkage alone 1.81-2.53 GB (issue 35, docs/onnx.md)."""
+    info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
+    ort.create_and_register_allocator(info, ort.OrtArenaCfg({"arena_extend_strategy": 1}))  # 1: kSameAsRequested
+
+
 class OnnxRestorer(nn.Module):
     """An exported AirNet run by onnxruntime on CPU; the restore pipeline calls it like ``AirNet``.
 
@@ -299,6 +322,14 @@ class OnnxRestorer(nn.Module):
             raise AirNetError(f"ONNX model not found: {path}")
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
+        # No memory pattern: with it, the second run of a shape allocates the whole plan as one block beside the
+        # first run's freed chunks, and a 1 MP restore's peak grew by about 1.2 GB (issue 35, docs/onnx.md).
+        options.enable_mem_pattern = False
+        # The arena gives its memory back after each run (``run_options``), so the post-filter and the detectors, which
+        # run in PyTorch after the tiles, reuse it; it grows by what each tensor needs (kSameAsRequested, not powers of
+        # two), so the next tile's run finds room where the last one's was rather than growing the heap.
+        options.add_session_config_entry("session.use_env_allocators", "1")
+        _register_arena(ort)
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime's exception types share no base but Exception
@@ -313,7 +344,10 @@ class OnnxRestorer(nn.Module):
         self.config = AirNetConfig.from_dict(json.loads(self.metadata["config"]))
         self.input_name = self.session.get_inputs()[0].name
         precision: Precision = "fp64" if self.metadata.get("precision") == EXPORT_DTYPES["fp64"][1] else "fp32"
-        self.bytes_per_pixel = ort_bytes_per_pixel(self.config, precision)
+        self.memory_per_pixel = ort_bytes_per_pixel(self.config, precision)  # a forward's peak
+        self.bytes_per_pixel = ort_tile_bytes_per_pixel(self.config, precision)  # sizes the tiles (ORT_FORWARD_BYTES)
+        self.run_options = ort.RunOptions()
+        self.run_options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Restore (B,3,H,W) floats; returns float32 on CPU, unclamped like ``AirNet``.
@@ -321,12 +355,12 @@ class OnnxRestorer(nn.Module):
         A tile that would not fit in half the available memory raises an out-of-memory
         ``RuntimeError`` before it runs (a real one would kill the process), so the tiler splits it.
         """
-        needed = x.shape[0] * x.shape[-2] * x.shape[-1] * self.bytes_per_pixel
+        needed = x.shape[0] * x.shape[-2] * x.shape[-1] * self.memory_per_pixel
         if needed > 0.5 * available_ram():
             raise RuntimeError(f"out of memory: onnxruntime would need about {needed / 2**30:.1f} GiB for this tile")
         feed = np.ascontiguousarray(x.detach().cpu().float().numpy())
         try:
-            out = self.session.run(None, {self.input_name: feed})[0]
+            out = self.session.run(None, {self.input_name: feed}, self.run_options)[0]
         except Exception as e:  # onnxruntime's exception types share no base but Exception
             if "allocate" in str(e).lower():
                 raise RuntimeError(f"out of memory in onnxruntime: {first_line(e)}") from None  # the tiler retries smaller

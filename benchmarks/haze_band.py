@@ -150,7 +150,7 @@ def table(condition: str, base: np.ndarray, columns: dict[str, list[float]], aga
 
 def score(args: argparse.Namespace) -> None:
     names = sorted(f.name for f in args.photos.glob("*.png"))[:: args.every]
-    chosen = {k: v for k, v in variants().items() if not args.variants or k in args.variants.split(",")}
+    chosen = {k: v for k, v in variants().items() if not args.variants or k in args.variants.split(";")}
     for weights in args.weights:
         print(f"\n## {weights}")
         for condition in args.conditions:
@@ -226,7 +226,7 @@ def main() -> None:
     c.add_argument("--every", type=int, default=1, help="keep every N-th photo")
     c.add_argument("--weights", action="append", default=None)
     c.add_argument("--conditions", default=",".join(CONDITIONS))
-    c.add_argument("--variants", default="", help="comma-separated names of variants() (default: all)")
+    c.add_argument("--variants", default="", help="names of variants() separated by ';' (default: all)")
     c.add_argument("--verbose", action="store_true", help="per photo: detections and PSNRs")
     c = sub.add_parser("order")
     c.add_argument("photos", type=Path)

@@ -67,7 +67,7 @@ ORT_BYTES_PER_PIXEL_PER_CHANNEL = 300
 FP64_MEMORY = 3
 # onnxruntime's own CPU ceiling of one tile's forward, half the PyTorch path's CPU_FORWARD_BYTES: its forward takes
 # about 4x PyTorch's memory per pixel, and a 1000x1000 restore (detectors and post-filter included) peaked at
-# 1.78-1.80 GB in 384-px tiles (issue 35: 1 MP within 2 GB; docs/onnx.md has the measurements).
+# 1.66-1.88 GB in 384-px tiles (five processes) (issue 35: 1 MP within 2 GB; docs/onnx.md has the measurements).
 ORT_FORWARD_BYTES = 1.0 * 2**30
 
 
@@ -303,7 +303,7 @@ def _file_metadata(path: Path | None) -> dict[str, str]:
 def _register_arena(ort: ModuleType) -> None:
     """Register, once per process, the CPU arena that ``OnnxRestorer`` sessions share: extended by what is requested
     (onnxruntime's default doubles each extension). With it and the shrinkage after each run, a 1000x1000 restore in
-    384-px tiles peaked at 1.62-1.72 GB; with the shrinkage alone 1.81-2.53 GB (issue 35, docs/onnx.md)."""
+    384-px tiles peaked at 1.66-1.88 GB; with the shrinkage alone 1.86-2.59 GB (issue 35, docs/onnx.md)."""
     info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
     ort.create_and_register_allocator(info, ort.OrtArenaCfg({"arena_extend_strategy": 1}))  # 1: kSameAsRequested
 

@@ -93,6 +93,11 @@ COMMANDS: dict[str, Plan] = {
     "airnet restore photo.jpg -o unchanged --strength 0": Plan(creates=("unchanged/photo.jpg",)),
     "airnet restore photo.jpg -o denoised --anchor 1": Plan(creates=("denoised/photo.jpg",)),
     "airnet restore photo.jpg -o out": Plan(creates=("out/photo.jpg",)),
+    "cp src/airnet_restore/assets/airnet-general-v8.safetensors v8-haze.safetensors": Plan(
+        creates=("v8-haze.safetensors",)),
+    "python training/store_postfilter.py v8-haze.safetensors --params \"$(python -c 'from airnet_restore.postfilter.params "
+    "import PostFilterParams, HazeSettings; print(PostFilterParams(haze=HazeSettings(enabled=True)).to_json())')\"": Plan(),
+    "airnet restore hazy.jpg -o out --weights v8-haze.safetensors": Plan(creates=("out/hazy.jpg",)),
     "airnet convert All.pth all.safetensors": Plan(creates=("all.safetensors",)),
     "python benchmarks/hostile_suite.py": Plan(skip="every hostile case; the default test run runs each as a test (tests/hostile)"),
     "python benchmarks/strip_speed.py --length 100000 --thickness 3 --thickness 12": Plan(
@@ -289,9 +294,10 @@ def sandbox(tmp_path: Path) -> Path:
                                                      for n in names}))
     shutil.copytree(REPO / "configs", work / "configs")
     shutil.copytree(REPO / "benchmarks", work / "benchmarks")
-    for name in ("sprint.py", "airnet-lite/state.pt", "airnet-general/state.pt"):  # read only
-        (work / "training" / name).parent.mkdir(parents=True, exist_ok=True)
-        (work / "training" / name).symlink_to(REPO / "training" / name)
+    for name in ("training/sprint.py", "training/store_postfilter.py", "training/airnet-lite/state.pt",
+                 "training/airnet-general/state.pt", "src/airnet_restore/assets/airnet-general-v8.safetensors"):
+        (work / name).parent.mkdir(parents=True, exist_ok=True)  # read only: the documented commands copy them
+        (work / name).symlink_to(REPO / name)
     # configs/my.yaml of docs/training.md: a model wider than the default, initialised from it where shapes fit.
     (work / "configs" / "my.yaml").write_text(
         "model: {n_feats: 32, n_groups: 3, n_blocks: 3, enc_channels: [24, 64, 128], dim: 128}\n"
@@ -301,7 +307,7 @@ def sandbox(tmp_path: Path) -> Path:
     # noisy.png is really noisy (sigma 25), so the examples that inspect it print what they say they print.
     noisy = photo(128, 160, 3).astype(np.float32) + np.random.default_rng(0).normal(0, 25, (128, 160, 3))
     save(work / "noisy.png", np.clip(noisy, 0, 255).round().astype(np.uint8))
-    for name, i in (("photo.jpg", 1), ("big.jpg", 2), ("scans/a.png", 4), ("scans/old/b.png", 5),
+    for name, i in (("photo.jpg", 1), ("big.jpg", 2), ("hazy.jpg", 11), ("scans/a.png", 4), ("scans/old/b.png", 5),
                     ("shots/day1.png", 6), ("shots/x/day2.png", 7), ("new_photos/new.png", 8)):
         save(work / name, photo(48, 64, i))
     cv2.imwrite(str(work / "raw16.tif"), photo(40, 56, 9).astype(np.uint16) * 257)

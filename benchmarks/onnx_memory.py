@@ -2,6 +2,7 @@
 
     python benchmarks/onnx_memory.py PHOTO --weights default.onnx [--memory-pattern] [--no-shrink] [--doubling-arena]
         [--ceiling GIB]
+    python benchmarks/onnx_memory.py --forward 512 --weights default.onnx   # one forward alone
 
 Runs ``airnet restore PHOTO -o OUT -q --backend onnxruntime --weights ...`` in this process (OUT: a temporary folder)
 and prints the resident set (VmRSS) and its peak so far (VmHWM), in GB, after the session is made, after the
@@ -9,7 +10,9 @@ detectors, after each tile's forward and after the post-filter. The switches put
 at a time: ``--memory-pattern`` onnxruntime's memory pattern, ``--no-shrink`` the arena kept between runs,
 ``--doubling-arena`` the session's own arena (extended in powers of two) instead of the shared one extended by what
 is requested; ``--ceiling`` sets onnxruntime's tile ceiling in GiB (``ORT_FORWARD_BYTES``; 2 was the PyTorch
-path's, shared before). Run one configuration per process: the peak is the process's.
+path's, shared before). Run one configuration per process: the peak is the process's. ``--forward SIZE`` instead
+runs two forwards of a random SIZE x SIZE image through ``OnnxRestorer`` and prints each one's peak over the resident
+set before the first, per pixel.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ def status(key: str) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("photo")
+    parser.add_argument("photo", nargs="?")
+    parser.add_argument("--forward", type=int, metavar="SIZE", help="time and measure forwards alone, no restore")
     parser.add_argument("--weights", required=True, help="an `airnet export` file")
     parser.add_argument("--memory-pattern", action="store_true")
     parser.add_argument("--no-shrink", action="store_true")
@@ -49,6 +53,24 @@ def main() -> None:
     from airnet_restore.postfilter.stage import PostFilter
 
     log("imported")
+    if args.forward:
+        import torch
+
+        from airnet_restore.memory import tune_allocator
+
+        tune_allocator()  # as airnet restore does
+        net = export.OnnxRestorer(args.weights)
+        x = torch.rand(1, 3, args.forward, args.forward, generator=torch.Generator().manual_seed(0))
+        before = status("VmRSS")
+        for i in range(2):
+            t0 = time.perf_counter()
+            net(x)
+            grown = (status("VmHWM") - before) * 1e9
+            print(f"forward {i + 1}: {time.perf_counter() - t0:.1f} s, peak {grown / 1e9:.2f} GB over the process "
+                  f"({grown / args.forward**2:,.0f} B per pixel)", flush=True)
+        return
+    if args.photo is None:
+        parser.error("give a PHOTO to restore, or --forward SIZE")
     if args.ceiling is not None:
         export.ORT_FORWARD_BYTES = args.ceiling * 2**30
     init, forward, inspect, finish = (export.OnnxRestorer.__init__, export.OnnxRestorer.forward,

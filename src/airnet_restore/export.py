@@ -59,8 +59,8 @@ FORMAT = "airnet-restore-onnx"
 INSTALL_HINT = "pip install 'airnet-restore[onnx]'"
 # Peak bytes per pixel per feature channel of an onnxruntime CPU forward: airnet-lite (24
 # channels) measured 6.1 kB per pixel at 256 px and 7.0 kB at 1024 px (benchmarks/onnx_speed.py, with onnxruntime's
-# memory pattern, since disabled); one forward of the default weights now peaks at 5.3-5.6 kB per pixel (222-233 per
-# channel), and a restore's process grows by about 6 kB per pixel of its tiles over all of them (issue 35,
+# memory pattern, since disabled); one forward of the default weights now peaks at 5.4-5.5 kB per pixel (225-228 per
+# channel; benchmarks/onnx_memory.py --forward), and a restore's process grows by about 6 kB per pixel of its tiles over all of them (issue 35,
 # docs/onnx.md); sizes the tiles of the onnxruntime backend. A float64 export needs FP64_MEMORY times
 # that: 11.7 kB per pixel at 512 px (2.5x float32), over 12 kB at 1024 px (killed at 12.7 GB by the OOM killer).
 ORT_BYTES_PER_PIXEL_PER_CHANNEL = 300
@@ -305,7 +305,11 @@ def _register_arena(ort: ModuleType) -> None:
     (onnxruntime's default doubles each extension). With it and the shrinkage after each run, a 1000x1000 restore in
     384-px tiles peaked at 1.66-1.88 GB; with the shrinkage alone 1.86-2.59 GB (issue 35, docs/onnx.md)."""
     info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
-    ort.create_and_register_allocator(info, ort.OrtArenaCfg({"arena_extend_strategy": 1}))  # 1: kSameAsRequested
+    try:
+        ort.create_and_register_allocator(info, ort.OrtArenaCfg({"arena_extend_strategy": 1}))  # 1: kSameAsRequested
+    except Exception as e:  # onnxruntime's exception types share no base but Exception; sessions then use their own
+        warnings.warn(f"onnxruntime {ort.__version__}: no shared arena ({first_line(e)}); restoring takes more memory",
+                      stacklevel=3)
 
 
 class OnnxRestorer(nn.Module):

@@ -46,6 +46,7 @@ from airnet_restore.data.aio import load_rgb8
 from airnet_restore.data.layouts import clean_folder
 from airnet_restore.degradations import HELDOUT_KINDS, REGISTRY
 from airnet_restore.inspection.calibrate import (
+    COUNTS,
     PRESENCE,
     CalibrationSet,
     degrade_measured,
@@ -97,6 +98,12 @@ GRID_BOTH = tuple((l2, share, True, emphasis) for l2 in (1e-3, 3e-3, 1e-2) for s
 # Images judged on this many 256-px windows or more get thresholds of their own (a choice: 2, crops over 384 px
 # too; 10, whole photos only, since crops of 512 px have 9).
 WIDE_FROM = (2, 10)
+# How the policy's budget is counted (--count), in the report's words.
+COUNT_TEXT = {"view": "per clean image of each view (whole photos, 256-px crops, 128-512-px crops, each view separately)",
+              "photo": "per photo within each view (whole photos, 256-px crops, 128-512-px crops): a photo counts once "
+                       "where any of its clean images of that view is over",
+              "weighted": "per photo within each view (whole photos, 256-px crops, 128-512-px crops): each clean image "
+                          "weighs 1 / the number of its photo's images of that view"}
 PROTOCOL = 1  # bump when what is cached per photo changes
 
 
@@ -318,6 +325,8 @@ def metrics(probe: DegradationProbe, images: Images, low: float) -> dict[str, fl
     clean = np.array([t == "clean" for t in types])
     out: dict[str, float] = {"n": len(preds), "clean n": int(clean.sum())}
     out[f"clean FP (degraded > {low:.1f})"] = float(np.mean(degraded[clean] > low)) if clean.any() else np.nan
+    hit = [degraded[clean & (np.array(images.photos) == ph)].max() > low for ph in sorted(set(np.array(images.photos)[clean]))]
+    out["clean FP per photo"] = float(np.mean(hit)) if hit else np.nan  # photos with any clean image of the view over low
     out["clean mean strength"] = float(degraded[clean].mean()) if clean.any() else np.nan
     for k, family in enumerate(FAMILIES):
         has = labels[:, k] == 1
@@ -350,21 +359,24 @@ def objective(probe: DegradationProbe, val: Images, low: float) -> float:
     return float(np.mean([metrics(probe, v, low)["type accuracy, mean of types"] for v in views(val, PROJECT).values()]))
 
 
-def with_policy(probe: DegradationProbe, val: Images, budget: float, low: float, wide_from: int) -> DegradationProbe:
-    """A copy of ``probe`` with the policy fitted on the validation images."""
+def with_policy(probe: DegradationProbe, val: Images, budget: float, low: float, wide_from: int, count: str = "view") -> DegradationProbe:
+    """A copy of ``probe`` with the policy fitted on the validation images (the clean budget counted per ``count``:
+    ``calibrate.COUNTS``)."""
     vw = np.array(val.views)
     types, labels = val.truth()
     clean = np.array([t == "clean" for t in types])
     clean_views = {v: [columns(probe, val.windows[i]) for i in np.flatnonzero(clean & (vw == v))] for v in ("whole", "crop256", "crop")}
+    photos = {v: [val.photos[i] for i in np.flatnonzero(clean & (vw == v))] for v in clean_views}
     labelled = np.isin(np.array(val.names), ("clean", *PROJECT)) & np.isin(vw, ("whole", "crop256"))
     idx = np.flatnonzero(labelled)
     order = [FAMILIES.index(f) for f in probe.families]
     policy = fit_policy(probe, clean_views, [columns(probe, val.windows[i]) for i in idx], labels[idx][:, order], budget=budget, low=low,
-                        wide_from=wide_from)
+                        wide_from=wide_from, photos=photos, count=count)
     return DegradationProbe(**{**probe.__dict__, "policy": policy})
 
 
-def transfer(probes: list[tuple[str, DegradationProbe]], val: Images, budget: float, low: float, wide_from: int) -> tuple[str, dict]:
+def transfer(probes: list[tuple[str, DegradationProbe]], val: Images, budget: float, low: float, wide_from: int,
+             count: str = "view") -> tuple[str, dict]:
     """How the policy carries to photos it was not fitted on, within validation: for each detector set of ``probes``
     (policy refitted), the policy fitted on every other validation photo and judged on the rest, both ways."""
     photos = sorted(set(val.photos))
@@ -375,7 +387,7 @@ def transfer(probes: list[tuple[str, DegradationProbe]], val: Images, budget: fl
             rows = []
             for label, probe in probes:
                 for a in (0, 1):
-                    fitted = with_policy(probe, val.select(half == a), budget, low, wide_from)
+                    fitted = with_policy(probe, val.select(half == a), budget, low, wide_from, count)
                     judged = views(val.select(half != a), family)[view]
                     rows.append((f"{label}, policy from half {a}, judged on half {1 - a}", metrics(fitted, judged, low)))
             numbers[f"{fam_label} / {view}"] = dict(rows)
@@ -410,7 +422,7 @@ def separation(probes: list[tuple[str, DegradationProbe]], images: Images, split
 
 
 def table(rows: list[tuple[str, dict[str, float]]], low: float) -> str:
-    cols = [("clean FP", f"clean FP (degraded > {low:.1f})", "%"), ("clean strength", "clean mean strength", "f"),
+    cols = [("clean FP", f"clean FP (degraded > {low:.1f})", "%"), ("clean FP per photo", "clean FP per photo", "%"), ("clean strength", "clean mean strength", "f"),
             ("noise miss", "noise miss", "%"), ("rain miss", "rain miss", "%"), ("haze miss", "haze miss", "%"),
             ("haze detected", "haze miss", "1-%"), ("type acc.", "type accuracy", "%"),
             ("clean", "accuracy clean", "%"), ("noise", "accuracy noise", "%"), ("rain", "accuracy rain", "%"),
@@ -423,7 +435,7 @@ def table(rows: list[tuple[str, dict[str, float]]], low: float) -> str:
             if key is None:
                 cells.append(f"{m['clean n']}/{m['type accuracy n']}")
                 continue
-            v = m[key]
+            v = m.get(key, np.nan)
             cells.append("-" if np.isnan(v) else f"{100 * (1 - v):.1f} %" if fmt == "1-%" else f"{100 * v:.1f} %" if fmt == "%" else f"{v:.2f}")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -451,6 +463,9 @@ def main() -> int:
     parser.add_argument("--write", metavar="OUT.safetensors", help=f"write {BASE}'s tensors with the new probe")
     parser.add_argument("--budget", type=float, default=0.05, help="share of clean validation images allowed over --low")
     parser.add_argument("--low", type=float, default=0.2, help="presence (share of the correction) a clean image may get")
+    parser.add_argument("--count", choices=COUNTS, default="view",
+                        help="the budget per clean image of each view (v9), per photo (any of its images of a view over "
+                             "--low counts the photo once), or per photo weighted (each image 1 / its photo's images)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--features", choices=("encoder", "both"), default="both",
                         help="the encoder's map statistics alone, or beside the hand-crafted pixel statistics (default)")
@@ -483,12 +498,12 @@ def main() -> int:
         probe = fit_probe(fit_set(train, windows), l2=l2, clean_share=weight, feature=feature, emphasis=factors)
         probe.encoder_sha256 = base_probe.encoder_sha256
         for wide in WIDE_FROM:
-            score = objective(with_policy(probe, val, args.budget, args.low, wide), val, args.low)
+            score = objective(with_policy(probe, val, args.budget, args.low, wide, args.count), val, args.low)
             scores.append(((l2, weight, windows, emphasis, wide), score, probe))
             print(f"l2 {l2:g}, clean share {weight:g}, crop windows {windows}, emphasis {emphasis:g}, wide from {wide}: "
                   f"validation score {score:.4f}", file=sys.stderr, flush=True)
     (l2, weight, windows, emphasis, wide), best_score, plain = max(scores, key=lambda s: s[1])
-    final = with_policy(plain, val, args.budget, args.low, wide)
+    final = with_policy(plain, val, args.budget, args.low, wide, args.count)
     samples = len(fit_set(train, windows).names)
     final.calibration = {
         "base": BASE, "fit photos": f"{len(photos['training'])} of data/pool/training",
@@ -498,17 +513,19 @@ def main() -> int:
         "hand-crafted emphasis": emphasis, "wide from": wide,
         "policy": f"at most {args.budget:.0%} of clean validation photos and crops (whole, 256-px, 128-512-px) get presence "
                   f"over {args.low} in any family; detection (presence 0.5) where the balanced accuracy is best",
+        "budget counted": COUNT_TEXT[args.count],
         "command": "python benchmarks/detector_policy.py " + " ".join(sys.argv[1:]),
     }
     fitted = time.perf_counter() - start - embedded
     probes = [(f"{BASE} (stored probe)", base_probe), (f"{PREVIOUS} (stored probe + policy)", previous_probe),
               ("new probe, no policy", plain), ("new probe + policy", final)]
     text_val, num_val = evaluate("validation", val, probes, args.low)
-    numbers = {"validation": num_val, "choice": {"l2": l2, "clean share": weight, "crop windows": windows, "emphasis": emphasis,
+    numbers = {"validation": num_val, "count": args.count, "choice": {"l2": l2, "clean share": weight, "crop windows": windows, "emphasis": emphasis,
                                                  "wide from": wide, "samples": samples, "score": best_score,
                                                  "grid": [[list(c), s] for c, s, _ in scores]},
                "policy": final.policy.__dict__}
-    text_transfer, numbers["transfer"] = transfer([(PREVIOUS, previous_probe), ("new probe", plain)], val, args.budget, args.low, wide)
+    text_transfer, numbers["transfer"] = transfer([(PREVIOUS, previous_probe), ("new probe", plain)], val, args.budget, args.low, wide,
+                                                  args.count)
     text_separation, numbers["separation"] = separation(probes[:3], val, "validation")  # v8, v9 and the new detectors
     sections = [text_val, text_separation, text_transfer]
     if args.heldout:
@@ -566,8 +583,8 @@ fitting and choosing). Features `{final.feature}`: the statistics of {BASE}'s en
   with the policy fitted for each), then the policy.
 - **Policy** (stored in the probe, `Policy`): presence of a family is an affine map, in logit space, of the detectors'
   window-averaged probability: presence {policy.low} at the *clean* threshold, 0.5 at the *detect* threshold. The clean
-  thresholds come from the budget: at most **{100 * policy.budget:.0f} %** of the clean validation photos and crops
-  (whole photos, 256-px crops and 128-512-px crops, each view separately) get presence over {policy.low} in any family,
+  thresholds come from the budget: at most **{100 * policy.budget:.0f} %** of the clean validation photos and crops,
+  counted {COUNT_TEXT[args.count]}, get presence over {policy.low} in any family,
   that is more than {policy.low} of the correction under `--strength auto`. The detect threshold of each family is where the
   decision "present" has the best balanced accuracy on the validation images (project degradations), at least 0.5
   above the clean threshold. Images judged on many windows (whole photos) get thresholds of their own: a single
@@ -591,6 +608,8 @@ is over {policy.low}; "type acc.": the detected type equals the true one, over i
 
 "validation halves": the policy refitted on every other validation photo and judged on the rest (both ways), for
 {PREVIOUS}'s detectors and the new ones: what a 5 % budget set on about 22 photos gives on photos it did not see.
+"clean FP per photo": the share of photos with any clean image of the table's view over {policy.low} (whole photos: the same
+as "clean FP"; 256-px crops: 2 per photo).
 
 {chr(10).join(sections)}
 """

@@ -15,6 +15,7 @@ from airnet_restore.inspection.calibrate import (
     _balance,
     clean_thresholds,
     detect_threshold,
+    false_positive_share,
     fit_policy,
     fit_probe,
     image_scores,
@@ -38,6 +39,39 @@ def test_clean_thresholds_keep_every_view_within_the_budget_and_spend_it_where_i
     spent = clean_thresholds(views, 0.05, hazy)
     assert spent[0] < t[0] and np.all(spent[1:] == t[1:])  # all of the budget to haze, the only family with images
     assert max(np.mean((s > spent).any(axis=1)) for s in views.values()) <= 0.05
+
+
+def test_false_positive_share_counts_per_image_per_photo_or_weighted():
+    exceed = np.array([True, True, True, False, False, True])
+    photos = ["a", "a", "a", "b", "c", "c"]
+    assert false_positive_share(exceed) == pytest.approx(4 / 6)
+    assert false_positive_share(exceed, photos, "photo") == pytest.approx(2 / 3)  # a and c, b stays clean
+    assert false_positive_share(exceed, photos, "weighted") == pytest.approx((1 + 0 + 0.5) / 3)
+    grid = np.stack([exceed, ~exceed], axis=1)  # two threshold choices side by side
+    np.testing.assert_allclose(false_positive_share(grid, photos, "photo"), [2 / 3, 2 / 3])
+    with pytest.raises(AirNetError, match="photo"):
+        false_positive_share(exceed, None, "photo")
+    with pytest.raises(AirNetError, match="count"):
+        false_positive_share(exceed, photos, "crop")
+
+
+def test_clean_thresholds_per_photo_let_one_photo_take_the_budget_where_per_image_cannot():
+    rng = np.random.default_rng(3)
+    crops = rng.normal(0, 1, (100, 3))
+    crops[:8, 0] = rng.uniform(4.0, 5.0, 8)  # 8 crops of one photo ("brick") score high for family 0
+    views = {"whole": rng.normal(-3, 0.5, (100, 3)), "crops": crops}  # the candidates: the pooled 95-100th percentiles
+    photos = {"whole": [f"w{k}" for k in range(100)], "crops": ["brick"] * 8 + [f"p{k // 4}" for k in range(92)]}
+    rainy = [rng.uniform(3.0, 4.5, 50), np.array([]), np.array([])]
+    per_image = clean_thresholds(views, 0.05, rainy)
+    per_photo = clean_thresholds(views, 0.05, rainy, photos=photos, count="photo")
+    weighted = clean_thresholds(views, 0.05, rainy, photos=photos, count="weighted")
+    assert per_image[0] >= np.sort(crops[:8, 0])[2]  # per image at most 5 of the 8 crops may be over
+    assert per_photo[0] < per_image[0] and weighted[0] < per_image[0]
+    for t in (per_photo, weighted):
+        over = (crops > t).any(axis=1)
+        assert np.mean(over) > 0.05 and set(np.array(photos["crops"])[over]) == {"brick"}  # one photo in 24
+        assert not (views["whole"] > t).any()
+    assert clean_thresholds(views, 0.05, rainy, photos=photos, count="view") == pytest.approx(per_image)
 
 
 def test_detect_threshold_separates_the_labels_above_the_clean_threshold():
@@ -68,6 +102,13 @@ def test_fit_policy_leaves_clean_images_under_low_presence_and_judges_wide_image
         fit_policy(probe, clean, labelled, present, budget=0.0)
     with pytest.raises(AirNetError, match="single window"):
         fit_policy(probe, {"whole": clean["whole"]}, labelled, present)
+    names = {"whole": [f"p{k}" for k in range(40)], "crops": [f"p{k // 2}" for k in range(60)]}
+    per_photo = fit_policy(probe, clean, labelled, present, photos=names, count="photo")
+    assert per_photo.wide == policy.wide  # whole photos: one image a photo, the same count
+    with pytest.raises(AirNetError, match="photo"):
+        fit_policy(probe, clean, labelled, present, count="photo")
+    with pytest.raises(AirNetError, match="count"):
+        fit_policy(probe, clean, labelled, present, photos=names, count="crop")
 
 
 def test_image_scores_are_the_logits_of_the_window_average():

@@ -239,29 +239,70 @@ def image_scores(probe: DegradationProbe, windows: Sequence[np.ndarray]) -> np.n
     return logit(np.array([[r[f] for f in probe.families] for r in rows], np.float64).reshape(len(rows), len(probe.families)))
 
 
+COUNTS = ("view", "photo", "weighted")  # how the clean budget is counted (``clean_thresholds``)
+
+
+def false_positive_share(exceed: np.ndarray, photos: Sequence[str] | None = None, count: str = "view") -> np.ndarray:
+    """The share of clean false positives of one view from ``exceed`` (images, ...) booleans (image over the
+    threshold, for each of any number of threshold choices in the trailing axes): ``view``, per image;
+    ``photo``, per photo (``photos``: each image's photo), a photo counting once where any of its images exceeds;
+    ``weighted``, per photo, each image weighing 1 / the number of its photo's images."""
+    if count not in COUNTS:
+        raise AirNetError(f"budget count must be one of {', '.join(COUNTS)}, got {count!r}")
+    n = len(exceed)
+    if count == "view" or n == 0:
+        return exceed.sum(axis=0) / max(n, 1)
+    if photos is None or len(photos) != n:
+        raise AirNetError(f"budget counted per {count}: give each clean image's photo")
+    _, inverse, sizes = np.unique(np.asarray(photos), return_inverse=True, return_counts=True)
+    if count == "photo":
+        hit = np.stack([exceed[inverse == k].any(axis=0) for k in range(len(sizes))])
+        return hit.sum(axis=0) / len(sizes)
+    weight = 1.0 / sizes[inverse]
+    return np.tensordot(weight, exceed.astype(np.float64), axes=(0, 0)) / len(sizes)
+
+
 def clean_thresholds(clean: Mapping[str, np.ndarray], budget: float, positives: Sequence[np.ndarray] | None = None,
-                     steps: int = 10) -> np.ndarray:
+                     steps: int = 10, photos: Mapping[str, Sequence[str]] | None = None, count: str = "view") -> np.ndarray:
     """Per family the score above which a clean image counts as a false positive, such that every view
-    (``clean``: view -> (n, families) scores) has at most ``budget`` of its images above it in any family.
+    (``clean``: view -> (n, families) scores) has at most ``budget`` of its images above it in any family
+    (counted as ``count`` says, ``false_positive_share``; ``photos``: view -> each image's photo).
 
     Each family's threshold is a quantile of the pooled clean scores at 1 - ``budget`` * k / ``steps``
     (k = 0 .. steps); of the allowed combinations, the one under which most images holding each family
     (``positives``: per family, the scores of those images; default none) pass its threshold, on average
-    over the families, and of equal ones the highest thresholds."""
+    over the families, and of equal ones the highest thresholds (the first of equal ones)."""
     pooled = np.concatenate(list(clean.values()))
     families = pooled.shape[1]
     levels = 1.0 - budget * np.arange(steps + 1) / steps
     candidates = np.quantile(pooled, levels, axis=0)  # (steps + 1, families)
-    best, best_key = candidates[0], (-1.0, 0.0)
-    for combo in np.ndindex(*(steps + 1,) * families):
-        t = candidates[list(combo), range(families)]
-        if max(float(np.mean((v > t).any(axis=1))) for v in clean.values() if len(v)) > budget:
+    shape = (steps + 1,) * families
+
+    def along(k: int, values: np.ndarray) -> np.ndarray:  # values (..., steps + 1) on family k's axis of the combos
+        return values.reshape(values.shape[:-1] + (1,) * k + (steps + 1,) + (1,) * (families - 1 - k))
+
+    worst = np.zeros(shape)
+    for view, scores in clean.items():
+        if not len(scores):
             continue
-        found = np.mean([np.mean(p > t[k]) if len(p) else 0.0 for k, p in enumerate(positives)]) if positives else 0.0
-        key = (float(found), float(t.sum()))
-        if key > best_key:
-            best, best_key = t, key
-    return best
+        exceed = np.zeros((len(scores), *shape), bool)
+        for k in range(families):
+            exceed |= along(k, scores[:, k, None] > candidates[None, :, k])
+        worst = np.maximum(worst, false_positive_share(exceed, None if photos is None else photos.get(view), count))
+    allowed = (worst <= budget + 1e-12).ravel()
+    if not allowed.any():
+        return candidates[0]
+    found, total = np.zeros(shape), np.zeros(shape)
+    for k in range(families):
+        if positives:
+            p = positives[k]
+            found = found + along(k, np.array([np.mean(p > c) if len(p) else 0.0 for c in candidates[:, k]]))
+        total = total + along(k, candidates[:, k])
+    found = (found / families).ravel() if positives else found.ravel()
+    index = np.flatnonzero(allowed)
+    index = index[found[index] == found[index].max()]
+    best = index[int(np.argmax(total.ravel()[index]))]
+    return candidates[list(np.unravel_index(best, shape)), range(families)]
 
 
 def detect_threshold(scores: np.ndarray, present: np.ndarray, clean: float, gaps: tuple[float, float] = (0.5, 8.0)) -> float:
@@ -287,6 +328,8 @@ def fit_policy(
     budget: float = 0.05,
     low: float = 0.2,
     wide_from: int = 2,
+    photos: Mapping[str, Sequence[str]] | None = None,
+    count: str = "view",
 ) -> Policy:
     """The "do no harm" policy of ``probe`` from photos it was not fitted on.
 
@@ -295,9 +338,15 @@ def fit_policy(
     {1, 0, -1 (too weak to say)} in ``probe.families`` order. Images judged on one window and those judged on
     ``wide_from`` or more get thresholds of their own. The clean thresholds (presence ``low``) come from the
     budget, shared among the families where it lets most labelled images through (``clean_thresholds``), the
-    detection thresholds from ``detect_threshold``."""
+    detection thresholds from ``detect_threshold``. ``count``: the budget per clean image of each view (``view``)
+    or per photo (``photo``: a photo whose images of a view exceed counts once; ``weighted``: each image weighs
+    1 / its photo's images of the view), ``photos`` naming each clean image's photo (view -> names)."""
     if not 0.0 < budget < 1.0 or not 0.0 < low < 0.5:
         raise AirNetError(f"policy: budget must be in (0, 1) and low in (0, 0.5), got {budget} and {low}")
+    if count not in COUNTS:
+        raise AirNetError(f"policy: budget count must be one of {', '.join(COUNTS)}, got {count!r}")
+    if count != "view" and (photos is None or any(len(photos.get(v, ())) != len(images) for v, images in clean.items())):
+        raise AirNetError(f"policy: a budget counted per {count} needs each clean image's photo")
     tables: list[dict[str, list[float]]] = []
     for wide in (False, True):
         def keep(w: np.ndarray, wide: bool = wide) -> bool:
@@ -305,13 +354,15 @@ def fit_policy(
 
         views = {v: image_scores(probe, [w for w in images if keep(w)]) for v, images in clean.items()}
         views = {v: s for v, s in views.items() if len(s)}
+        names = None if photos is None else {
+            v: [p for p, w in zip(photos[v], clean[v]) if keep(w)] for v in views}
         rows = [i for i, w in enumerate(labelled) if keep(w)]
         if not views:
             tables.append({})
             continue
         scores, labels = image_scores(probe, [labelled[i] for i in rows]), present[rows]
         positives = [scores[labels[:, k] == 1, k] for k in range(len(probe.families))]
-        lows = clean_thresholds(views, budget, positives)
+        lows = clean_thresholds(views, budget, positives, photos=names, count=count)
         tables.append({family: [float(lows[k]), detect_threshold(scores[:, k], labels[:, k], float(lows[k]))]
                        for k, family in enumerate(probe.families)})
     if not tables[0]:

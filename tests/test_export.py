@@ -244,19 +244,22 @@ def test_an_export_without_detectors_restores_fully_with_a_warning(exported, tmp
 def test_onnxruntime_tiles_stay_within_its_own_ceiling(exported, monkeypatch):
     """onnxruntime takes about 4x PyTorch's memory per pixel: its tiles are sized under its own ceiling
     (ORT_FORWARD_BYTES, half the PyTorch path's) by its own figure, however much memory is free (issue 35)."""
+    from airnet_restore.constants import CPU_FORWARD_BYTES
     from airnet_restore.export import ORT_FORWARD_BYTES, ort_bytes_per_pixel
-    from airnet_restore.inference.tiling import CPU_FORWARD_BYTES, auto_tile_size
+    from airnet_restore.inference.tiling import auto_tile_size
     from airnet_restore.loading import as_descriptor
 
     model, onnx_model = exported
     monkeypatch.setattr("airnet_restore.inference.tiling.available_ram", lambda: 64 * 2**30)
     cpu = torch.device("cpu")
     per_pixel = ort_bytes_per_pixel(TINY, "fp32")
-    assert onnx_model.memory_per_pixel == per_pixel and ORT_FORWARD_BYTES < CPU_FORWARD_BYTES
-    tile = auto_tile_size(4000, 4000, as_descriptor(onnx_model).bytes_per_pixel(cpu), cpu)
+    ort, torch_desc = as_descriptor(onnx_model), as_descriptor(model)
+    assert ort.bytes_per_pixel(cpu) == per_pixel and ort.forward_bytes == ORT_FORWARD_BYTES < CPU_FORWARD_BYTES
+    assert torch_desc.forward_bytes == CPU_FORWARD_BYTES
+    tile = auto_tile_size(4000, 4000, per_pixel, cpu, ceiling=ort.forward_bytes)
     assert tile is not None and tile[0] == tile[1]
     assert tile[0] ** 2 * per_pixel <= ORT_FORWARD_BYTES < (tile[0] + 16) ** 2 * per_pixel  # as large as it allows
-    torch_tile = auto_tile_size(4000, 4000, as_descriptor(model).bytes_per_pixel(cpu), cpu)
+    torch_tile = auto_tile_size(4000, 4000, torch_desc.bytes_per_pixel(cpu), cpu, ceiling=torch_desc.forward_bytes)
     assert torch_tile is not None and torch_tile[0] > tile[0]
 
 

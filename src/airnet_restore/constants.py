@@ -51,3 +51,12 @@ BYTES_PER_PIXEL_PER_CHANNEL: dict[str, int] = {"cpu": 72, "cuda": 96}
 def bytes_per_pixel_per_channel(device_type: str) -> int:
     """The peak-memory constant of a device type ("cpu", "cuda"; the largest one for an unmeasured type)."""
     return BYTES_PER_PIXEL_PER_CHANNEL.get(device_type, max(BYTES_PER_PIXEL_PER_CHANNEL.values()))
+
+# On a CPU, a forward may use at most this much on top of the image buffers (and half the available
+# memory). Tiles cost their overlaps: a 1000x1000 photo in the 744-px tiles of the former 0.6 GiB
+# ceiling took 1.7x its whole forward (issue 35), so tiles are as large as this allows: with the
+# measured 72 bytes per pixel and channel (above), the default weights (24 channels) run an
+# image of up to 1.24 megapixels whole and a larger one in tiles of about 1112 px, each forward
+# peaking about 2 GB over the process's 0.75 GB (benchmarks/profile_restore.py --memory).
+# A network may state a lower ceiling of its own (``forward_bytes``: onnxruntime's, export.py).
+CPU_FORWARD_BYTES = 2.0 * 2**30

@@ -17,7 +17,6 @@ import copy
 import functools
 import importlib
 import json
-import math
 import os
 import warnings
 from collections.abc import Mapping
@@ -35,7 +34,7 @@ from torch import nn
 
 from airnet_restore.atomic import atomic_write, check_can_write
 from airnet_restore.errors import AirNetError, first_line
-from airnet_restore.inference.tiling import CPU_FORWARD_BYTES, available_ram
+from airnet_restore.inference.tiling import available_ram
 from airnet_restore.inspection.probe import METADATA_KEY as PROBE_KEY
 from airnet_restore.inspection.probe import DegradationProbe
 from airnet_restore.loading import ModelDescriptor, load_model
@@ -74,12 +73,6 @@ ORT_FORWARD_BYTES = 1.0 * 2**30
 def ort_bytes_per_pixel(config: AirNetConfig, precision: Precision) -> int:
     """Peak memory per pixel of an onnxruntime CPU forward of an export (a float16 one counts as float32)."""
     return ORT_BYTES_PER_PIXEL_PER_CHANNEL * config.n_feats * (FP64_MEMORY if precision == "fp64" else 1)
-
-
-def ort_tile_bytes_per_pixel(config: AirNetConfig, precision: Precision) -> int:
-    """What one pixel of a tile costs against the tiler's CPU ceiling (``CPU_FORWARD_BYTES``) so that the onnxruntime
-    backend's tiles stay within its own ceiling, ``ORT_FORWARD_BYTES``: its memory per pixel scaled by their ratio."""
-    return math.ceil(ort_bytes_per_pixel(config, precision) * CPU_FORWARD_BYTES / ORT_FORWARD_BYTES)
 
 
 def _require(module: str, purpose: str) -> ModuleType:
@@ -348,8 +341,8 @@ class OnnxRestorer(nn.Module):
         self.config = AirNetConfig.from_dict(json.loads(self.metadata["config"]))
         self.input_name = self.session.get_inputs()[0].name
         precision: Precision = "fp64" if self.metadata.get("precision") == EXPORT_DTYPES["fp64"][1] else "fp32"
-        self.memory_per_pixel = ort_bytes_per_pixel(self.config, precision)  # a forward's peak
-        self.bytes_per_pixel = ort_tile_bytes_per_pixel(self.config, precision)  # sizes the tiles (ORT_FORWARD_BYTES)
+        self.bytes_per_pixel = ort_bytes_per_pixel(self.config, precision)  # a forward's peak: sizes the tiles
+        self.forward_bytes = ORT_FORWARD_BYTES  # within which the tiler keeps them
         self.run_options = ort.RunOptions()
         self.run_options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
 
@@ -359,7 +352,7 @@ class OnnxRestorer(nn.Module):
         A tile that would not fit in half the available memory raises an out-of-memory
         ``RuntimeError`` before it runs (a real one would kill the process), so the tiler splits it.
         """
-        needed = x.shape[0] * x.shape[-2] * x.shape[-1] * self.memory_per_pixel
+        needed = x.shape[0] * x.shape[-2] * x.shape[-1] * self.bytes_per_pixel
         if needed > 0.5 * available_ram():
             raise RuntimeError(f"out of memory: onnxruntime would need about {needed / 2**30:.1f} GiB for this tile")
         feed = np.ascontiguousarray(x.detach().cpu().float().numpy())

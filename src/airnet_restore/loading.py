@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from airnet_restore.constants import DEFAULT_VARIANT, Impl
+from airnet_restore.constants import CPU_FORWARD_BYTES, DEFAULT_VARIANT, Impl
 from airnet_restore.device import resolve_device
 from airnet_restore.errors import AirNetError
 from airnet_restore.inspection.calibrate import read_metadata
@@ -64,6 +64,13 @@ class ModelDescriptor:
         """Peak bytes one pixel of a tile takes in an inference forward on ``device`` (sizes the tiles)."""
         own = getattr(self.network, "bytes_per_pixel", None)  # an onnxruntime session measures its own
         return int(own) if isinstance(own, int) else self.variant.bytes_per_pixel(device)
+
+    @property
+    def forward_bytes(self) -> float:
+        """The CPU ceiling of one tile's forward: the network's own (an onnxruntime session has a lower one) or the
+        tiler's ``CPU_FORWARD_BYTES``."""
+        own = getattr(self.network, "forward_bytes", None)
+        return float(own) if isinstance(own, (int, float)) else CPU_FORWARD_BYTES
 
     @property
     def detects(self) -> bool:

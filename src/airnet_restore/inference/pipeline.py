@@ -156,8 +156,8 @@ def _restore_rows(
     finishes it from the whole output (``PostFilter.finish``)."""
     (top, bottom), (left, right) = _padding(h, w, desc.min_side)
     height, width = h + top + bottom, w + left + right
-    size: TileShape | int | None = (auto_tile_size(height, width, desc.bytes_per_pixel(device), device, o.tile_overlap)
-                                    if o.tile == "auto" else o.tile)
+    size: TileShape | int | None = (auto_tile_size(height, width, desc.bytes_per_pixel(device), device, o.tile_overlap,
+                                                   desc.forward_bytes) if o.tile == "auto" else o.tile)
 
     def run(source: Crop) -> Iterator[tuple[int, torch.Tensor]]:
         return tiled_bands(network, source, height, width, device, size, o.tile_overlap, o.progress, home)

@@ -20,17 +20,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from airnet_restore.constants import DEFAULT_OVERLAP, MIN_TILE
+from airnet_restore.constants import CPU_FORWARD_BYTES, DEFAULT_OVERLAP, MIN_TILE
 from airnet_restore.errors import AirNetError
 from airnet_restore.postfilter.wiener import BYTES_PER_PIXEL as WIENER_BYTES_PER_PIXEL
 
-# On a CPU, a forward may use at most this much on top of the image buffers (and half the available
-# memory). Tiles cost their overlaps: a 1000x1000 photo in the 744-px tiles of the former 0.6 GiB
-# ceiling took 1.7x its whole forward (issue 35), so tiles are as large as this allows: with the
-# measured 72 bytes per pixel and channel (constants.py), the default weights (24 channels) run an
-# image of up to 1.24 megapixels whole and a larger one in tiles of about 1112 px, each forward
-# peaking about 2 GB over the process's 0.75 GB (benchmarks/profile_restore.py --memory).
-CPU_FORWARD_BYTES = 2.0 * 2**30
 CPU = torch.device("cpu")
 
 
@@ -70,16 +63,17 @@ TileShape = tuple[int, int]
 
 
 def auto_tile_size(
-    height: int, width: int, bytes_per_pixel: int, device: torch.device, overlap: int = DEFAULT_OVERLAP
+    height: int, width: int, bytes_per_pixel: int, device: torch.device, overlap: int = DEFAULT_OVERLAP,
+    ceiling: float = CPU_FORWARD_BYTES,
 ) -> TileShape | None:
-    """The largest tile whose forward fits in free memory (on a CPU also in ``CPU_FORWARD_BYTES``), or None if
-    the whole image fits. Square (each side at least 4 x overlap) unless the image is thinner than that square:
+    """The largest tile whose forward fits in free memory (on a CPU also in ``ceiling``: the network's own, or
+    ``CPU_FORWARD_BYTES``), or None if the whole image fits. Square (each side at least 4 x overlap) unless the image is thinner than that square:
     then as high (or wide) as the image and as long as the budget allows, so a strip costs what its area costs
     rather than hundreds of small tiles."""
     if device.type == "cuda":
         budget = 0.8 * free_cuda_memory(device)
     else:
-        budget = min(0.5 * available_ram(), CPU_FORWARD_BYTES)
+        budget = min(0.5 * available_ram(), ceiling)
     pixels = budget / bytes_per_pixel
     if height * width <= pixels:
         return None

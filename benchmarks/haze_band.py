@@ -46,7 +46,7 @@ def db(a: np.ndarray, b: np.ndarray) -> float:
     return 99.0 if mse == 0 else min(99.0, 10 * np.log10(255**2 / mse))
 
 
-def order(names: list[str], every: int) -> list[str]:
+def every_first(names: list[str], every: int) -> list[str]:
     """Every ``every``-th photo first, then the rest (a partial cache is the ``--every`` subset)."""
     first = names[::every]
     return first + [n for n in names if n not in first]
@@ -73,7 +73,7 @@ def cache(args: argparse.Namespace) -> None:
     start = time.perf_counter()
     for weights in args.weights:
         model = without_haze_band(load_model(weights, device="cpu"))
-        for name in order(names, args.every):
+        for name in every_first(names, args.every):
             for condition in args.conditions:
                 path = args.cache / weights / condition / f"{Path(name).stem}.npz"
                 if path.exists():

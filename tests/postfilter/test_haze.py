@@ -31,7 +31,7 @@ def scene(size: int = 64) -> np.ndarray:
 def hazy(clean: np.ndarray, t: float) -> np.ndarray:
     """``clean`` under haze of transmission ``t`` and airlight ``LIGHT``, its top 12 rows a distant horizon
     (transmission 0.02: the airlight itself, where the prior finds it)."""
-    tmap = np.full(clean.shape[:2] + (1,), t)
+    tmap = np.full((*clean.shape[:2], 1), t)
     tmap[:12] = 0.02
     return clean * tmap + LIGHT * (1 - tmap)
 

@@ -214,39 +214,25 @@ def order(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    c = sub.add_parser("cache")
-    c.add_argument("photos", type=Path)
-    c.add_argument("cache", type=Path)
-    c.add_argument("--every", type=int, default=3, help="do every N-th photo first")
-    c.add_argument("--weights", action="append", default=None)
-    c.add_argument("--conditions", default=",".join(CONDITIONS))
-    c = sub.add_parser("score")
-    c.add_argument("photos", type=Path)
-    c.add_argument("cache", type=Path)
-    c.add_argument("--every", type=int, default=1, help="keep every N-th photo")
-    c.add_argument("--weights", action="append", default=None)
-    c.add_argument("--conditions", default=",".join(CONDITIONS))
+
+    def command(name: str, every: int, every_help: str, conditions: str) -> argparse.ArgumentParser:
+        c = sub.add_parser(name)
+        c.add_argument("photos", type=Path)
+        c.add_argument("cache", type=Path)
+        c.add_argument("--every", type=int, default=every, help=every_help)
+        c.add_argument("--weights", action="append", default=None, help="default: airnet-general-v8")
+        c.add_argument("--conditions", default=conditions)
+        return c
+
+    command("cache", 3, "do every N-th photo first", ",".join(CONDITIONS))
+    c = command("score", 1, "keep every N-th photo", ",".join(CONDITIONS))
     c.add_argument("--variants", default="", help="names of variants() separated by ';' (default: all)")
     c.add_argument("--verbose", action="store_true", help="per photo: detections and PSNRs")
-    c = sub.add_parser("order")
-    c.add_argument("photos", type=Path)
-    c.add_argument("cache", type=Path)
-    c.add_argument("--every", type=int, default=3, help="keep every N-th photo")
-    c.add_argument("--weights", action="append", default=None)
-    c.add_argument("--conditions", default="haze,ho_haze,haze_any+noise_any,ho_haze_noise")
+    command("order", 3, "keep every N-th photo", "haze,ho_haze,haze_any+noise_any,ho_haze_noise")
     args = parser.parse_args()
-    if args.command == "order":
-        args.weights = args.weights or ["airnet-general-v8"]
-        args.conditions = args.conditions.split(",")
-        order(args)
-    elif args.command == "score":
-        args.weights = args.weights or ["airnet-general-v8"]
-        args.conditions = args.conditions.split(",")
-        score(args)
-    elif args.command == "cache":
-        args.weights = args.weights or ["airnet-general-v8"]
-        args.conditions = args.conditions.split(",")
-        cache(args)
+    args.weights = args.weights or ["airnet-general-v8"]
+    args.conditions = args.conditions.split(",")
+    {"cache": cache, "score": score, "order": order}[args.command](args)
 
 
 if __name__ == "__main__":

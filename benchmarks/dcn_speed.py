@@ -7,6 +7,7 @@ resident-set growth sampled every 2 ms; CUDA: torch's peak allocation).
     python benchmarks/dcn_speed.py                  # CPU, the machine's threads
     python benchmarks/dcn_speed.py --device cuda    # on a GPU
     python benchmarks/dcn_speed.py --quick          # layers only
+    python benchmarks/dcn_speed.py --model-size 1000x1000 --impls numba --no-layers   # the whole model at 1 MP
 """
 
 from __future__ import annotations
@@ -158,24 +159,31 @@ def main() -> None:
     parser.add_argument("--model-repeats", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="single layers only")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON")
+    parser.add_argument("--model-size", action="append", metavar="HxW",
+                        help="the whole model at this size instead of 256x256 and 321x481 (repeatable)")
+    parser.add_argument("--impls", help="comma list of DCN implementations (default: torchvision and the fast ones)")
+    parser.add_argument("--no-layers", action="store_true", help="the whole model only")
     args = parser.parse_args()
     device = torch.device(args.device)
     fast = ["numba", "grid_sample"] if device.type == "cpu" else ["grid_sample"]
-    impls = ["torchvision", *fast]
+    impls = args.impls.split(",") if args.impls else ["torchvision", *fast]
+    model_sizes = ([tuple(int(v) for v in size.lower().split("x")) for size in args.model_size] if args.model_size
+                   else [(256, 256), (321, 481)])
     print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{torch.get_num_threads()} threads'}), "
           f"torch {torch.__version__}")
-    rows = layer_cases(device, impls, [256, 512], args.repeats)
+    rows = [] if args.no_layers else layer_cases(device, impls, [256, 512], args.repeats)
     if not args.quick:
-        rows += model_cases(device, impls, [(256, 256), (321, 481)], args.model_repeats)
+        rows += model_cases(device, impls, model_sizes, args.model_repeats)
     base = {r["case"]: r["seconds"] for r in rows if r["impl"] == "torchvision"}
     bound = {r["case"]: r["seconds"] for r in rows if r["impl"].startswith(("plain", "conv3x3"))}
     print("| case | implementation | median s | speed-up vs torchvision | time / plain conv | peak MB | max abs diff |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
-        r["speedup"] = base[r["case"]] / r["seconds"]
+        r["speedup"] = base[r["case"]] / r["seconds"] if r["case"] in base else float("nan")
         r["vs_plain_conv"] = r["seconds"] / bound[r["case"]]
         diff = f"{r['max_abs_diff']:.1e}" if "max_abs_diff" in r else ""
-        print(f"| {r['case']} | {r['impl']} | {r['seconds']:.4f} | {r['speedup']:.2f}x | {r['vs_plain_conv']:.2f}x | {r['peak_mb']:.0f} | {diff} |")
+        speedup = f"{r['speedup']:.2f}x" if r["case"] in base else "-"
+        print(f"| {r['case']} | {r['impl']} | {r['seconds']:.4f} | {speedup} | {r['vs_plain_conv']:.2f}x | {r['peak_mb']:.0f} | {diff} |")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 

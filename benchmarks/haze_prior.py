@@ -26,7 +26,7 @@ from airnet_restore.evaluate import build_tasks
 from airnet_restore.inference.pipeline import restore_image
 from airnet_restore.loading import load_model
 from airnet_restore.metrics import get_protocol
-from airnet_restore.postfilter.stage import ramp
+from airnet_restore.postfilter.params import ramp
 
 CONDITIONS = ("clean", "haze", "haze_any", "ho_haze", "haze_any+noise_any", "ho_haze_noise")
 GATES = ((0.0, 0.0), (0.5, 0.0), (0.5, 0.5), (0.5, 0.9), (1.0, 0.0), (1.0, 0.5), (1.0, 0.9))  # (w, lo); w 0: the default

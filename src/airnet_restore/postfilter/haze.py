@@ -24,16 +24,12 @@ import numpy as np
 import torch
 
 from airnet_restore.baselines.dcp import atmospheric_light, dark_channel, transmission
-from airnet_restore.postfilter.params import HazeSettings
+from airnet_restore.postfilter.params import HazeSettings, ramp
 
 # Beyond this (0-1 scale) a recovered value counts as clipped.
 CLIP_MARGIN = 1.0 / 255.0
 # Halvings of the confidence before the check gives up and leaves the image as it is.
 HALVINGS = 4
-
-
-def _ramp(value: float, low: float, high: float) -> float:
-    return min(1.0, max(0.0, (value - low) / (high - low)))
 
 
 def haze_confidence(presence: dict[str, float], sigma: float | None, settings: HazeSettings) -> float:
@@ -46,8 +42,8 @@ def haze_confidence(presence: dict[str, float], sigma: float | None, settings: H
     for family, p in presence.items():
         if family not in ("haze", "noise"):
             others *= 1.0 - p
-    return (_ramp(presence.get("haze", 0.0), *settings.sure) * others**settings.others
-            * (1.0 - _ramp(sigma or 0.0, *settings.noise_sigmas)))
+    return (ramp(presence.get("haze", 0.0), *settings.sure) * others**settings.others
+            * (1.0 - ramp(sigma or 0.0, *settings.noise_sigmas)))
 
 
 def haziness(image: np.ndarray, settings: HazeSettings) -> float:
@@ -82,7 +78,7 @@ def dehaze(image: np.ndarray, reference: np.ndarray, confidence: float, settings
     transmission are estimated once; the check's halvings only bound the transmission again."""
     if confidence <= 0.0:
         return image, 0.0
-    confidence *= _ramp(haziness(reference.astype(np.float64), settings), *settings.hazy_dark)
+    confidence *= ramp(haziness(reference.astype(np.float64), settings), *settings.hazy_dark)
     if confidence <= 0.0:
         return image, 0.0
     img = image.astype(np.float64)

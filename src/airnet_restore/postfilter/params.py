@@ -184,6 +184,12 @@ class PostFilterParams:
         return cls.from_json(metadata[METADATA_KEY], source) if METADATA_KEY in metadata else cls()
 
 
+def ramp(value: float, low: float, high: float) -> float:
+    """0 up to ``low``, 1 from ``high``, linear in between: how the stage reads a (low, high) pair of its
+    parameters (``check_sigmas``, ``detectors_sure``, the haze band's ``sure`` and ``noise_sigmas``, ...)."""
+    return min(1.0, max(0.0, (value - low) / (high - low)))
+
+
 def _check_int(name: str, value: object, low: int, high: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise AirNetError(f"{name} must be an integer from {low} to {high}, got {value!r}")

@@ -60,7 +60,7 @@ import torch.nn.functional as F
 
 from airnet_restore.errors import AirNetError
 from airnet_restore.postfilter.haze import dehaze_tensor, haze_confidence
-from airnet_restore.postfilter.params import PostFilterParams
+from airnet_restore.postfilter.params import PostFilterParams, ramp
 from airnet_restore.postfilter.wiener import NEGLIGIBLE_SIGMA, wiener
 
 if TYPE_CHECKING:
@@ -333,11 +333,6 @@ def noise_likeness(sums: torch.Tensor, params: PostFilterParams) -> float:
 def mixed(anchor: float, params: PostFilterParams) -> bool:
     """Whether an anchor leaves haze, rain or another corruption beside the noise as likely as ``mixed`` or more."""
     return 1.0 - anchor >= params.mixed
-
-
-def ramp(value: float, low: float, high: float) -> float:
-    """0 up to ``low``, 1 from ``high``, linear in between."""
-    return min(1.0, max(0.0, (value - low) / (high - low)))
 
 
 def clipped_noise_mean(y: torch.Tensor, sigma: float) -> torch.Tensor:

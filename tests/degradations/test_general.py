@@ -86,3 +86,18 @@ def test_mixtures_compose_in_order(texture):
     rng_a, rng_b = np.random.default_rng(3), np.random.default_rng(3)
     mixed = get_degradation("haze_any+noise_any")(texture, rng_a)
     np.testing.assert_array_equal(mixed, noise_any(haze_any(texture, rng_b), rng_b))
+
+
+def test_rain_drawn_streak_by_streak_keeps_each_streaks_own_opacity():
+    """The drawn layer is not normalised: no streak exceeds the largest opacity (0.9), and separate
+    streaks have clearly different peaks (faint and strong rain in one shower)."""
+    import cv2
+
+    from airnet_restore.degradations.general import _segments
+
+    for seed in range(6):
+        layer = _segments(160, 160, np.random.default_rng(seed), angle=10.0)
+        assert 0.1 < layer.max() <= 0.9
+        count, labels = cv2.connectedComponents((layer > 0.02).astype(np.uint8))
+        peaks = np.array([layer[labels == k].max() for k in range(1, count)])
+        assert len(peaks) >= 3 and peaks.std() > 0.08 and peaks.min() < 0.4

@@ -84,16 +84,39 @@ def _streaks(h: int, w: int, rng: np.random.Generator, angle: float) -> np.ndarr
     return np.clip(layer / max(peak, 1e-6), 0, 1)
 
 
+def _segments(h: int, w: int, rng: np.random.Generator, angle: float) -> np.ndarray:
+    """One layer of rain drawn streak by streak, in [0, 1]: each its own length (4-70 px), thickness,
+    opacity (0.15-0.9) and a slant near ``angle``; sparse or dense, softened. Unlike ``_streaks`` nothing is
+    normalised, so faint streaks stay faint."""
+    coverage = float(rng.uniform(0.01, 0.12))
+    mean_length = float(rng.uniform(8, 45))
+    count = int(coverage * h * w / mean_length) + 1
+    layer = np.zeros((h, w), np.float32)
+    for _ in range(count):
+        x, y = float(rng.uniform(-0.1, 1.1)) * w, float(rng.uniform(-0.1, 1.1)) * h
+        length = float(np.clip(rng.normal(mean_length, 0.35 * mean_length), 4, 70))
+        a = np.radians(angle + float(rng.normal(0.0, 4.0)))
+        dx, dy = 0.5 * length * np.sin(a), 0.5 * length * np.cos(a)
+        thickness = int(rng.choice([1, 1, 1, 2, 2, 3]))
+        alpha = float(rng.uniform(0.15, 0.9))
+        cv2.line(layer, (round(x - dx), round(y - dy)), (round(x + dx), round(y + dy)), alpha, thickness, cv2.LINE_AA)
+    return cv2.GaussianBlur(layer, (0, 0), float(rng.uniform(0.3, 1.2)), borderType=cv2.BORDER_REFLECT)
+
+
 def rain_any(clean: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Rain as a randomised family: one to three streak layers (length 6-60 px, width 1-3, density,
-    softness and brightness random; angles near one common direction), added or screened, with an
-    optional bright veil of rain mist."""
+    """Rain as a randomised family: one to three streak layers, each either smeared seeds (length 6-60 px,
+    width 1-3, density, softness and brightness random) or streaks drawn one by one with their own opacity;
+    angles near one common direction; added or screened, with an optional bright veil of rain mist."""
     h, w = clean.shape[:2]
     base_angle = float(rng.uniform(-40, 40))
     rain = np.zeros((h, w), np.float32)
     for _ in range(int(rng.integers(1, 4))):
-        layer = _streaks(h, w, rng, base_angle + float(rng.uniform(-8, 8)))
-        rain = np.maximum(rain, layer * float(rng.uniform(0.25, 0.8)))
+        angle = base_angle + float(rng.uniform(-8, 8))
+        if rng.random() < 0.5:
+            layer = _streaks(h, w, rng, angle) * float(rng.uniform(0.25, 0.8))
+        else:
+            layer = _segments(h, w, rng, angle) * float(rng.uniform(0.6, 1.0))
+        rain = np.maximum(rain, layer)
     x = clean.astype(np.float32) / 255.0
     tint = 1.0 - float(rng.uniform(0.0, 0.15)) * rng.random(3).astype(np.float32)  # slightly coloured streaks
     r = rain[:, :, None] * tint

@@ -33,6 +33,28 @@ def test_convert_of_a_bad_file_is_one_clear_line_and_exit_2(tmp_path, capsys):
     assert not (tmp_path / "o.safetensors").exists()
 
 
+def test_convert_copies_detectors_to_weights_that_share_their_encoder(tmp_path, capsys):
+    """Weights fine-tuned with the encoder frozen keep their detectors: v8's tensors with v9's detectors
+    load with v9's probe and post-filter; weights with another encoder are refused in one line."""
+    from airnet_restore.loading import load_model
+    from airnet_restore.variants import VARIANTS
+
+    out = tmp_path / "grafted.safetensors"
+    assert main(["convert", str(VARIANTS["airnet-general-v8"].weights_path()), str(out),
+                 "--detectors-from", "airnet-general-v9", "--meta", "variant=grafted"]) == 0
+    grafted, v9 = load_model(out, device="cpu"), load_model("airnet-general-v9", device="cpu")
+    assert grafted.probe is not None and grafted.probe.to_json() == v9.probe.to_json()
+    assert grafted.postfilter.params == v9.postfilter.params and grafted.detects
+    assert load_state_dict(out)[1]["variant"] == "grafted"
+
+    tiny = tmp_path / "tiny.pth"
+    torch.save(OrderedDict(make_tiny().state_dict()), tiny)
+    capsys.readouterr()
+    assert main(["convert", str(tiny), str(tmp_path / "t.safetensors"), "--detectors-from", "airnet-general-v9"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "another encoder" in err and "\n" not in err and not (tmp_path / "t.safetensors").exists()
+
+
 def test_module_entry_point_runs():
     result = subprocess.run([sys.executable, "-m", "airnet_restore", "info"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "8,930,313" in result.stdout

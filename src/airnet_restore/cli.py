@@ -45,6 +45,11 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     meta = dict(item.split("=", 1) for item in args.meta if "=" in item)
     if len(meta) != len(args.meta):
         raise AirNetError("--meta takes KEY=VALUE")
+    if args.detectors_from:
+        from airnet_restore.loading import detector_metadata
+        from airnet_restore.weights import build_model
+
+        meta = {**detector_metadata(args.detectors_from, build_model(args.src)[0]), **meta}
     out = convert(args.src, args.dst, full=args.full, half=args.half, metadata=meta)
     print(f"wrote {out}")
     return 0
@@ -467,6 +472,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--full", action="store_true", help="keep the full training state (key encoder, queue)")
     p.add_argument("--half", action="store_true", help="store float tensors as float16")
     p.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE", help="add or replace a metadata field (e.g. licence=CC0)")
+    p.add_argument("--detectors-from", metavar="WEIGHTS",
+                   help="copy the detectors and post-filter parameters of WEIGHTS (a variant or file) whose encoder SRC "
+                        "shares (weights fine-tuned with train.freeze: [encoder])")
     p.set_defaults(func=_cmd_convert)
     return parser
 

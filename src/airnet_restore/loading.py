@@ -30,6 +30,7 @@ from airnet_restore.inspection.probe import DegradationProbe
 from airnet_restore.inspection.results import Inspection
 from airnet_restore.models.airnet import AirNet, AirNetConfig
 from airnet_restore.ops.deform_conv import check_impl
+from airnet_restore.postfilter import METADATA_KEY as POSTFILTER_KEY
 from airnet_restore.postfilter import PostFilter, PostFilterParams
 from airnet_restore.variants import VARIANTS, Variant, describe
 from airnet_restore.weights import build_model
@@ -151,6 +152,23 @@ def as_descriptor(model: ModelDescriptor | nn.Module) -> ModelDescriptor:
         return ModelDescriptor(model, describe("custom", config, metadata), None,
                                PostFilter(PostFilterParams.from_metadata(metadata)))
     raise AirNetError(f"expected a model from load_model (or export.load_onnx) or an AirNet, got {type(model).__name__}")
+
+
+def detector_metadata(donor: str | os.PathLike[str], network: AirNet) -> dict[str, str]:
+    """The detectors (probe) and post-filter parameters of ``donor`` (a registered variant or a weights file) as
+    metadata entries for ``network``, which must have the donor's encoder (fine-tuned with ``train.freeze:
+    [encoder]``); a one-line ``AirNetError`` where the donor has no detectors or its encoder differs."""
+    name = str(donor)
+    path = VARIANTS[name].checked_weights() if name in VARIANTS else Path(donor)
+    metadata = read_metadata(path)
+    if PROBE_KEY not in metadata:
+        raise AirNetError(f"{name}: holds no detectors to copy")
+    probe = DegradationProbe.from_json(metadata[PROBE_KEY], name)
+    if probe.encoder_sha256 != encoder_fingerprint(network):
+        raise AirNetError(f"{name}: its detectors were computed for another encoder; fine-tune with train.freeze: [encoder] "
+                          "to keep them, or run airnet inspect --calibrate")
+    params = PostFilterParams.from_metadata(metadata, name)
+    return {PROBE_KEY: metadata[PROBE_KEY], POSTFILTER_KEY: params.to_json()}
 
 
 @lru_cache(maxsize=1)

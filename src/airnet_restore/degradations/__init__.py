@@ -53,7 +53,7 @@ REGISTRY: dict[str, Degradation] = {
         # the general training family (degradations/general.py)
         Degradation("clean", 11, identity, "the clean image unchanged (teaches leaving good photos alone)"),
         Degradation("noise_any", 12, noise_any, "noise sigma 0-55: Gaussian, Poisson-Gaussian or channel-correlated; JPEG 1 in 4"),
-        Degradation("rain_any", 13, rain_any, "randomised rain: 1-3 streak layers, any length/width/angle/density, optional veil"),
+        Degradation("rain_any", 13, rain_any, "randomised rain: 1-3 streak layers (smeared, or drawn one by one with their own opacity), any length/width/angle/density, optional veil"),
         Degradation("haze_any", 14, haze_any, "randomised haze: several depth proxies, beta 0.1-2.0, coloured airlight, uneven density"),
         # the held-out evaluation family (degradations/heldout.py): never used for training
         Degradation("ho_noise15", 100, partial(ho_noise, sigma=15), "held-out Gaussian noise sigma 15 (Box-Muller, rounded)"),

@@ -53,3 +53,17 @@ def test_missing_validation_file_names_the_folder(photos):
 
     with pytest.raises(AirNetError, match=f"files not found in {photos}: nope.png"):
         build_val_tasks(smoke_config(photos, "val.files=[nope.png]"))
+
+
+@pytest.mark.parametrize(("iters", "expected_step"), [(1, 1), (2, 1)])
+def test_a_stopped_run_validates_where_it_stands_once(photos, tmp_path, iters, expected_step):
+    """Stopped at the end of an epoch just validated, the run does not score the same weights again;
+    stopped within an epoch, it still validates where it stands."""
+    run = tmp_path / "run"
+    overrides = [f"data.types.{i}.clean={photos}" for i in range(3)] + [
+        f"val.clean={photos}", "val.files=[p0.png]", "val.crop=32", "val.degradations=[noise25]", "val.every=1",
+        "train.epochs=3", "train.epochs_encoder=0", f"train.iters_per_epoch={iters}", "train.max_minutes=1e-9"]
+    assert main(["train", str(SMOKE), "--run-dir", str(run), "--device", "cpu", *(a for o in overrides for a in ("--set", o))]) == 0
+    logged = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in logged if r.get("event") == "validation"] == [expected_step]
+    assert [r for r in logged if r.get("event") == "stopped"]

@@ -163,6 +163,7 @@ class Trainer:
                                   self.dist.world_size, per_type=config.data.per_type)
         self.epoch, self.iteration, self.global_step = 0, 0, 0
         self.best = -math.inf
+        self.validated_step = -1  # the step the last validation scored (a stop right after it need not repeat it)
         self.stop_requested = False
         self.writer: SummaryWriter | None = None
         if resume:
@@ -446,7 +447,7 @@ class Trainer:
                     self.save_checkpoint()
                     last_ckpt = time.monotonic()
             if self.stop_requested:
-                if self.dist.is_main and self.epoch >= t.epochs_encoder:
+                if self.dist.is_main and self.epoch >= t.epochs_encoder and self.validated_step != self.global_step:
                     self._after_validation(self.validate())  # a stopped run still reports where it stands
                 path = self.save_checkpoint()
                 self.log({"event": "stopped", "epoch": self.epoch, "iteration": self.iteration, "state": str(path)})
@@ -460,6 +461,7 @@ class Trainer:
     def _after_validation(self, results: dict[str, float]) -> None:
         if not results:
             return
+        self.validated_step = self.global_step
         self.log({"event": "validation", "epoch": self.epoch, "step": self.global_step, **results})
         if self.progress:
             psnr = ", ".join(f"{k.removesuffix('/psnr')} {v:.2f}" for k, v in results.items() if k.endswith("/psnr"))

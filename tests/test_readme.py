@@ -186,7 +186,8 @@ COMMANDS: dict[str, Plan] = {
     "airnet convert runs/lite/best.safetensors src/airnet_restore/assets/airnet-lite.safetensors --half": Plan(
         creates=("src/airnet_restore/assets/airnet-lite.safetensors",)),
     # GPU and several GPUs
-    "python training/sprint.py --config configs/general.yaml --resume training/airnet-general/state.pt --minutes 8 "
+    "python training/sprint.py --config configs/general.yaml --resume training/airnet-general-pool/state.pt "
+    "--set 'train.freeze=[encoder]' --set train.lr=1e-4 --set train.lr_joint=1e-4 --minutes 8 "
     "--out OUT --device cuda --name airnet-general --wheels .whl": Plan(
         cuda=True, extra="--minutes 0.1 --set data.patch_size=32 --set val.crop=32" + PHOTOS_GENERAL, creates=("OUT/state.pt",)),
     "PYTHONPATH=src python benchmarks/gpu_check.py OUT --quick": Plan(cuda=True, creates=("OUT/gpu_check.md",)),
@@ -295,7 +296,8 @@ def sandbox(tmp_path: Path) -> Path:
     shutil.copytree(REPO / "configs", work / "configs")
     shutil.copytree(REPO / "benchmarks", work / "benchmarks")
     for name in ("training/sprint.py", "training/store_postfilter.py", "training/airnet-lite/state.pt",
-                 "training/airnet-general/state.pt", "src/airnet_restore/assets/airnet-general-v8.safetensors"):
+                 "training/airnet-general-pool/state.pt",
+                 "src/airnet_restore/assets/airnet-general-v8.safetensors"):
         (work / name).parent.mkdir(parents=True, exist_ok=True)  # read only: the documented commands copy them
         (work / name).symlink_to(REPO / name)
     # configs/my.yaml of docs/training.md: a model wider than the default, initialised from it where shapes fit.

@@ -6,8 +6,8 @@ with bf16 autocast (the deformable convolutions stay in fp32), a batch and crop 
 checkpoints on a timer and on SIGTERM, validates when the time is up, and copies into ``--out``
 the few files worth keeping: the training state, best/last safetensors, the log and a summary.
 
-    python training/sprint.py --config configs/general.yaml --resume training/airnet-general/state.pt \\
-        --minutes 7 --out OUT --device cuda --wheels .whl
+    python training/sprint.py --config configs/general.yaml --resume training/airnet-general-pool/state.pt \\
+        --set 'train.freeze=[encoder]' --minutes 7 --out OUT --device cuda --wheels .whl
 """
 
 from __future__ import annotations

@@ -85,16 +85,16 @@ def _streaks(h: int, w: int, rng: np.random.Generator, angle: float) -> np.ndarr
 
 
 def _segments(h: int, w: int, rng: np.random.Generator, angle: float) -> np.ndarray:
-    """One layer of rain drawn streak by streak, in [0, 1]: each its own length (4-70 px), thickness,
+    """One layer of rain drawn streak by streak, in [0, 1]: each its own length (8-70 px), thickness,
     opacity (0.15-0.9) and a slant near ``angle``; sparse or dense, softened. Unlike ``_streaks`` nothing is
     normalised, so faint streaks stay faint."""
     coverage = float(rng.uniform(0.01, 0.12))
-    mean_length = float(rng.uniform(8, 45))
+    mean_length = float(rng.uniform(12, 45))
     count = int(coverage * h * w / mean_length) + 1
     layer = np.zeros((h, w), np.float32)
     for _ in range(count):
         x, y = float(rng.uniform(-0.1, 1.1)) * w, float(rng.uniform(-0.1, 1.1)) * h
-        length = float(np.clip(rng.normal(mean_length, 0.35 * mean_length), 4, 70))
+        length = float(np.clip(rng.normal(mean_length, 0.35 * mean_length), 8, 70))
         a = np.radians(angle + float(rng.normal(0.0, 4.0)))
         dx, dy = 0.5 * length * np.sin(a), 0.5 * length * np.cos(a)
         thickness = int(rng.choice([1, 1, 1, 2, 2, 3]))

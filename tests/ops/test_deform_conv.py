@@ -144,6 +144,26 @@ def test_numba_gradients_over_several_row_blocks_match_float32(monkeypatch):
         torch.testing.assert_close(b, a, atol=2e-4, rtol=1e-4, msg=f"{name} differs")
 
 
+@pytest.mark.parametrize("grad", [False, True])
+def test_numba_inference_uses_the_parallel_kernel_even_with_parameters(monkeypatch, grad):
+    """A module's weight requires grad under ``torch.no_grad()`` too: inference must still run the parallel
+    kernel over cache-sized row blocks, training the serial one (a model's forward ran the training kernel)."""
+    import airnet_restore.ops._numba_kernels as kernels
+    import airnet_restore.ops.deform_conv as dc
+
+    chosen = []
+    real = kernels.im2col_kernel
+    monkeypatch.setattr(kernels, "im2col_kernel", lambda c, dtype, parallel: chosen.append(parallel) or real(c, dtype, parallel))
+    monkeypatch.setattr(dc, "INFERENCE_COLS_BYTES", 9 * 8 * 4 * 17 * 2)  # 2 rows of 17 pixels per call
+    x, offset, mask, weight = random_case(b=1, c=8, h=10, w=17, o=6, scale=3.0, seed=13)
+    weight.requires_grad_(True)
+    with torch.set_grad_enabled(grad):
+        out = deform_conv3x3(x, offset, mask, weight, "numba")
+    assert chosen == [not grad]
+    torch.testing.assert_close(out.detach(), deform_conv3x3(x, offset, mask, weight.detach(), "grid_sample"),
+                               atol=2e-5, rtol=1e-5)
+
+
 def test_numba_passes_gradcheck():
     leaves = [t.requires_grad_(True) for t in random_case(b=2, c=3, h=4, w=5, o=2, scale=2.0, seed=10,
                                                           dtype=torch.float64)]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 
 import numba
 import numpy as np
@@ -61,49 +63,65 @@ def _corners(py, px, h, w):  # pragma: no cover - compiled
             in_y_lo, in_y_hi, in_x_lo, in_x_hi)
 
 
-def _im2col_deform3x3(x, offset, mask, y0, nrows, cols):  # pragma: no cover - compiled
-    """Write the modulated, bilinearly sampled 3x3 taps of rows [y0, y0+nrows) into ``cols``.
+@functools.cache
+def im2col_kernel(c: int, dtype: np.dtype, parallel: bool) -> Callable[..., None]:
+    """The im2col kernel for ``c`` channels of ``dtype``: ``kernel(x, offset, mask, y0, nrows, cols)`` writes the
+    modulated, bilinearly sampled 3x3 taps of rows [y0, y0+nrows) into ``cols``.
 
     x: (B, H, W, C), offset: (B, H, W, 18), mask: (B, H, W, 9), all channels-last (any strides);
     cols: (B, >= nrows*W, 9*C), row = pixel, columns = tap-major then channel.
     Zero padding: a sample at row < -1 or >= H (or column < -1 or >= W) is 0,
     and out-of-image neighbours contribute 0, as in torchvision.
+
+    One compiled kernel per channel count, dtype and threading (cached on disk): with ``c`` a compile-time
+    constant and the bilinear weights in the arrays' own precision (not promoted to float64), the channel loop
+    becomes vector instructions (benchmarks/README.md, "The deformable convolution's inference fix").
+    Inference runs it parallel over pixels, training serially (why: deform_conv.py, _NumbaDeformConv).
     """
-    nb, h, w, c = x.shape
-    n = nrows * w
-    for flat in prange(nb * n):
-        b = flat // n
-        idx = flat % n
-        r = y0 + idx // w
-        q = idx % w
-        for k in range(9):
-            py, px, reaches = _tap(offset, cols, b, idx, r, q, k, h, w, c)
-            if not reaches:
-                continue
-            base = k * c
-            m = mask[b, r, q, k]
-            y_lo, y_hi, x_lo, x_hi, ly, lx, iyl, iyh, ixl, ixh = _corners(py, px, h, w)
+    real = np.float64 if np.dtype(dtype) == np.float64 else np.float32
+    loop = prange if parallel else range
+
+    def im2col(x, offset, mask, y0, nrows, cols):  # pragma: no cover - compiled
+        nb, h, w, _ = x.shape
+        n = nrows * w
+        for flat in loop(nb * n):
+            b = flat // n
+            idx = flat % n
+            r = y0 + idx // w
+            q = idx % w
             xb = x[b]
-            w1 = (1.0 - ly) * (1.0 - lx) * m * iyl * ixl
-            w2 = (1.0 - ly) * lx * m * iyl * ixh
-            w3 = ly * (1.0 - lx) * m * iyh * ixl
-            w4 = ly * lx * m * iyh * ixh
-            for ch in range(c):
-                cols[b, idx, base + ch] = (
-                    w1 * xb[y_lo, x_lo, ch] + w2 * xb[y_lo, x_hi, ch] + w3 * xb[y_hi, x_lo, ch] + w4 * xb[y_hi, x_hi, ch]
-                )
+            taps = offset[b, r, q]
+            mods = mask[b, r, q]
+            row = cols[b, idx]
+            for k in range(9):
+                dst = row[k * c : (k + 1) * c]
+                py = r - 1 + k // 3 + taps[2 * k]
+                px = q - 1 + k % 3 + taps[2 * k + 1]
+                if not _reaches_image(py, px, h, w):
+                    for ch in range(c):
+                        dst[ch] = 0.0
+                    continue
+                m = mods[k]
+                y_lo, y_hi, x_lo, x_hi, ly, lx, iyl, iyh, ixl, ixh = _corners(py, px, h, w)
+                w1 = real((1.0 - ly) * (1.0 - lx) * m * iyl * ixl)
+                w2 = real((1.0 - ly) * lx * m * iyl * ixh)
+                w3 = real(ly * (1.0 - lx) * m * iyh * ixl)
+                w4 = real(ly * lx * m * iyh * ixh)
+                v1 = xb[y_lo, x_lo]
+                v2 = xb[y_lo, x_hi]
+                v3 = xb[y_hi, x_lo]
+                v4 = xb[y_hi, x_hi]
+                for ch in range(c):
+                    dst[ch] = w1 * v1[ch] + w2 * v2[ch] + w3 * v3[ch] + w4 * v4[ch]
 
-
-# Inference: parallel over pixels. Training: serial (why: deform_conv.py, _NumbaDeformConv).
-im2col_deform3x3 = njit(parallel=True, cache=True, nogil=True)(_im2col_deform3x3)
-im2col_deform3x3_serial = njit(cache=True, nogil=True)(_im2col_deform3x3)
+    return njit(parallel=parallel, cache=True, nogil=True)(im2col)
 
 
 @njit(cache=True, nogil=True, fastmath={"reassoc", "contract", "nsz", "arcp"})
 def backward_deform3x3(x, offset, mask, gcols, y0, nrows, cols, grad_offset, grad_mask, grad_x):  # pragma: no cover
-    """Backward of ``im2col_deform3x3`` for rows [y0, y0+nrows), given ``gcols`` = dLoss/dcols.
+    """Backward of the ``im2col_kernel`` for rows [y0, y0+nrows), given ``gcols`` = dLoss/dcols.
 
-    Shapes as in ``im2col_deform3x3``. Writes ``cols`` again (for the weight gradient),
+    Shapes as in ``im2col_kernel``. Writes ``cols`` again (for the weight gradient),
     ``grad_offset`` (B, H, W, 18) and ``grad_mask`` (B, H, W, 9) for these rows, and adds dLoss/dx
     into ``grad_x`` (B, H, W, C). Serial: the scatter into ``grad_x`` needs no private copies.
     Each channel loop touches few arrays so that LLVM vectorises it (sums may be reassociated:
@@ -186,4 +204,4 @@ def backward_deform3x3(x, offset, mask, gcols, y0, nrows, cols, grad_offset, gra
                 grad_mask[b, r, q, k] = gm
 
 
-__all__ = ["backward_deform3x3", "im2col_deform3x3", "im2col_deform3x3_serial", "set_threads"]
+__all__ = ["backward_deform3x3", "im2col_kernel", "set_threads"]

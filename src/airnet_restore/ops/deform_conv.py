@@ -27,10 +27,14 @@ import torch.nn.functional as F
 from airnet_restore.constants import IMPLS, Impl
 from airnet_restore.errors import AirNetError
 
-# Bound on the im2col buffer of one numba call, whatever the image size. Large: every switch
-# between numba's and torch's thread pools costs time (much of it on a loaded machine), so a
+# Bound on the im2col buffer of one numba call in training, whatever the image size. Large: every
+# switch between numba's and torch's thread pools costs time (much of it on a loaded machine), so a
 # training batch of airnet-lite at 96^2 (8 x 96^2 pixels x 9 x 24 floats) is one call.
 COLS_BYTES = 64 << 20
+# The same bound at inference: small enough that the matrix product reads the columns from the
+# last-level cache, not from memory, large enough that the pool switches stay rare (at a megapixel
+# and 24 channels, about 9 rows per call).
+INFERENCE_COLS_BYTES = 8 << 20
 
 
 def deform_conv3x3(
@@ -108,13 +112,17 @@ def deform_conv3x3_numba(
     """
     if x.device.type != "cpu":
         raise ValueError("the numba deformable convolution runs on CPU tensors only")
-    return _NumbaDeformConv.apply(x, offset, mask, weight)
+    # Decided here: inside ``forward`` grad mode is always off, and ``needs_input_grad`` is true for a
+    # module's parameters even under ``torch.no_grad()``, which made inference run the training kernel.
+    training = torch.is_grad_enabled() and any(t.requires_grad for t in (x, offset, mask, weight))
+    return _NumbaDeformConv.apply(x, offset, mask, weight, training)
 
 
-def _row_blocks(b: int, c: int, h: int, w: int, dtype: torch.dtype) -> range:
-    """Start rows of the row blocks of one numba call each (the step is the block height)."""
+def _row_blocks(b: int, c: int, h: int, w: int, dtype: torch.dtype, budget: int) -> range:
+    """Start rows of the row blocks of one numba call each, whose columns take at most ``budget`` bytes
+    (at least one row; the step is the block height)."""
     per_row = b * w * 9 * c * torch.finfo(dtype).bits // 8
-    return range(0, h, max(1, min(h, COLS_BYTES // per_row)))
+    return range(0, h, max(1, min(h, budget // per_row)))
 
 
 class _NumbaDeformConv(torch.autograd.Function):
@@ -122,7 +130,9 @@ class _NumbaDeformConv(torch.autograd.Function):
     backward kernel (nothing but the inputs is saved), so memory stays at one block of columns."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    def forward(
+        ctx, x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor, training: bool
+    ) -> torch.Tensor:
         from airnet_restore.ops import _numba_kernels as kernels
 
         ctx.save_for_backward(x, offset, mask, weight)
@@ -130,13 +140,12 @@ class _NumbaDeformConv(torch.autograd.Function):
         b, c, h, w = x.shape
         o = weight.shape[0]
         out = torch.empty((b, h, w, o), dtype=dtype)
-        blocks = _row_blocks(b, c, h, w, dtype)
-        cols = torch.empty((b, blocks.step * w, 9 * c), dtype=dtype)
         # Training runs the serial build: between torch's many short ops of a training step, numba's
         # OpenMP pool beside torch's made whole steps several times slower on a loaded 2-core
         # machine, while the serial kernels take ~0.1 s per layer there (benchmarks/README.md).
-        training = any(ctx.needs_input_grad)
-        im2col = kernels.im2col_deform3x3_serial if training else kernels.im2col_deform3x3
+        blocks = _row_blocks(b, c, h, w, dtype, COLS_BYTES if training else INFERENCE_COLS_BYTES)
+        cols = torch.empty((b, blocks.step * w, 9 * c), dtype=dtype)
+        im2col = kernels.im2col_kernel(c, xs.dtype, parallel=not training)
         if not training:
             kernels.set_threads(torch.get_num_threads())
         for y0 in blocks:
@@ -159,7 +168,7 @@ class _NumbaDeformConv(torch.autograd.Function):
         grad_offset = torch.empty((b, h, w, 18), dtype=dtype)
         grad_mask = torch.empty((b, h, w, 9), dtype=dtype)
         grad_wt = torch.zeros((9 * c, o), dtype=dtype)
-        blocks = _row_blocks(b, c, h, w, dtype)
+        blocks = _row_blocks(b, c, h, w, dtype, COLS_BYTES)
         cols = torch.empty((b, blocks.step * w, 9 * c), dtype=dtype)
         gcols = torch.empty_like(cols)
         for y0 in blocks:
@@ -177,7 +186,7 @@ class _NumbaDeformConv(torch.autograd.Function):
             grad_mask.permute(0, 3, 1, 2).to(mask.dtype),
             grad_wt.view(3, 3, c, o).permute(3, 2, 0, 1).to(weight.dtype),
         )
-        return tuple(grad if needed else None for grad, needed in zip(grads, ctx.needs_input_grad))
+        return (*(grad if needed else None for grad, needed in zip(grads, ctx.needs_input_grad)), None)
 
 
 def _kernel_inputs(x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor) -> tuple:

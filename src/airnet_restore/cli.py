@@ -337,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", default=DEFAULT_VARIANT, help=f"registered variant, .safetensors or official .pth (default {DEFAULT_VARIANT})")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
     p.add_argument("--precision", default="fp32", choices=list(PRECISIONS),
-                   help="deformable convolutions run in fp32 (fp64 in fp64); fp64: about 3x slower on a CPU, the same "
+                   help="deformable convolutions sample in fp32 (fp64 in fp64; bf16 on a CPU runs their product in bf16); fp64: about 3x slower on a CPU, the same "
                         "uint8 output as an `airnet export --double` model in onnxruntime")
     p.add_argument("--tile", type=_tile, default="auto", help="tile size in pixels, 'auto' (from free memory, default) or 'none'")
     p.add_argument("--tile-overlap", type=int, default=DEFAULT_OVERLAP, help=OVERLAP_HELP)

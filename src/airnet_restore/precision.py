@@ -1,6 +1,7 @@
 """Numeric precision: one vocabulary (``fp32``, ``fp16``, ``bf16``, ``fp64``) for restoring and training.
 
-fp16 and bf16 are autocast (deformable convolutions stay fp32, see ``DCNLayer``); fp64 runs a float64
+fp16 and bf16 are autocast (deformable convolutions sample in fp32; under bf16 on a CPU their matrix product
+runs in bf16 at inference, see ``DCNLayer``); fp64 runs a float64
 copy of the model (restoring only); fp32 is plain float32.
 """
 

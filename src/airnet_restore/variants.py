@@ -44,7 +44,7 @@ BUNDLED_LICENCE = (
     "weights trained on photographs under GPL-2+, LGPL-3, CC-BY-4.0, CC-BY-SA-3.0/4.0, CC0 and public domain; "
     "see assets/CREDITS.md for authors and sources"
 )
-DCN_FP32 = "deformable convolutions always run in fp32"
+DCN_FP32 = "deformable convolutions sample in fp32 (under bf16 on a CPU their matrix product runs in bf16)"
 
 
 def weights_dir() -> Path:

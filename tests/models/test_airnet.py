@@ -132,22 +132,30 @@ def test_config_validation_and_round_trip():
 
 
 def test_dcn_runs_in_float32_under_autocast(tiny_model, monkeypatch):
+    """The deformable convolutions sample in float32 under any autocast; under bf16 autocast on a CPU their
+    matrix product is asked for in bf16 (the low-precision path; training keeps it float32 inside the op)."""
     import airnet_restore.models.dcn as dcn_module
 
     seen = []
     real = dcn_module.deform_conv3x3
 
-    def spy(x, offset, mask, weight, impl):
-        seen.append({t.dtype for t in (x, offset, mask, weight)})
-        return real(x, offset, mask, weight, impl)
+    def spy(x, offset, mask, weight, impl, product=None):
+        seen.append(({t.dtype for t in (x, offset, mask, weight)}, product))
+        return real(x, offset, mask, weight, impl, product)
 
     monkeypatch.setattr(dcn_module, "deform_conv3x3", spy)
     tiny_model.train()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         restored, _, _ = tiny_model(torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16))
     restored.float().mean().backward()
-    assert seen and all(s == {torch.float32} for s in seen)
+    assert seen and all(s == ({torch.float32}, torch.bfloat16) for s in seen)
     assert tiny_model.R.body[0].body[0].dgm1.dcn.weight.grad is not None
+    tiny_model.eval()
+    for precision, product in ((None, None), (torch.float16, None), (torch.bfloat16, torch.bfloat16)):
+        seen.clear()
+        with torch.no_grad(), torch.autocast("cpu", dtype=precision or torch.float32, enabled=precision is not None):
+            tiny_model(torch.rand(1, 3, 16, 16))
+        assert seen and all(s == ({torch.float32}, product) for s in seen)
 
 
 def test_global_residual_adds_the_input_and_keeps_the_checkpoint_layout():
@@ -176,3 +184,4 @@ def test_enqueue_wraps_around_the_queue_end():
     assert torch.equal(moco.queue[:, 24:88], untouched)
     with pytest.raises(ValueError, match="divisible"):
         moco.enqueue(torch.randn(7, 16))
+

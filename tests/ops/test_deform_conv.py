@@ -164,6 +164,21 @@ def test_numba_inference_uses_the_parallel_kernel_even_with_parameters(monkeypat
                                atol=2e-5, rtol=1e-5)
 
 
+def test_numba_bf16_product_at_inference_only():
+    """The low-precision CPU path: the product in bf16 stays within bf16's error of float32 (and differs from
+    it: bf16 really ran); with gradients wanted, the product stays float32 (exact gradients)."""
+    x, offset, mask, weight = random_case(b=1, c=16, h=12, w=13, o=8, scale=2.0, seed=14)
+    exact = deform_conv3x3(x, offset, mask, weight, "numba")
+    low = deform_conv3x3(x, offset, mask, weight, "numba", product=torch.bfloat16)
+    assert low.dtype == torch.float32 and not torch.equal(low, exact)
+    torch.testing.assert_close(low, exact, atol=0.05 * exact.abs().max().item(), rtol=0.02)
+    weight.requires_grad_(True)
+    trained = deform_conv3x3(x, offset, mask, weight, "numba", product=torch.bfloat16)
+    assert torch.equal(trained.detach(), exact)
+    with pytest.raises(ValueError, match="float32 or bfloat16"):
+        deform_conv3x3(x, offset, mask, weight, "numba", product=torch.float16)
+
+
 def test_numba_passes_gradcheck():
     leaves = [t.requires_grad_(True) for t in random_case(b=2, c=3, h=4, w=5, o=2, scale=2.0, seed=10,
                                                           dtype=torch.float64)]

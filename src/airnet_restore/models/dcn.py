@@ -32,9 +32,13 @@ class DCNLayer(nn.Module):
     def forward(self, x: torch.Tensor, inter: torch.Tensor) -> torch.Tensor:
         om = self.conv_offset_mask(torch.cat([x, inter], dim=1))
         offset, mask = om[:, :18], torch.sigmoid(om[:, 18:])
-        # DCN in fp32 (fp64 in a float64 model): no half-precision deformable kernel exists on CPU, and
-        # torchvision casts it on CUDA anyway.
+        # DCN sampling in fp32 (fp64 in a float64 model): no half-precision deformable kernel exists, and
+        # torchvision casts it on CUDA anyway. Under bf16 autocast on a CPU its matrix product runs in bf16
+        # (the low-precision CPU path, ``deform_conv3x3``).
         dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+        cpu_bf16 = (x.device.type == "cpu" and torch.is_autocast_enabled("cpu")
+                    and torch.get_autocast_dtype("cpu") == torch.bfloat16)
         with torch.autocast(device_type=x.device.type, enabled=False):
-            out = deform_conv3x3(x.to(dtype), offset.to(dtype), mask.to(dtype), self.weight.to(dtype), self.dcn_impl)
+            out = deform_conv3x3(x.to(dtype), offset.to(dtype), mask.to(dtype), self.weight.to(dtype), self.dcn_impl,
+                                 torch.bfloat16 if cpu_bf16 else None)
         return out.to(x.dtype)

@@ -43,12 +43,18 @@ def deform_conv3x3(
     mask: torch.Tensor,
     weight: torch.Tensor,
     impl: Impl = "auto",
+    product: torch.dtype | None = None,
 ) -> torch.Tensor:
     """DCNv2 of ``x`` (B,C,H,W) with ``offset`` (B,18,H,W), ``mask`` (B,9,H,W), ``weight`` (O,C,3,3).
 
     Offset channel 2k is the row shift and 2k+1 the column shift of tap k (row-major),
-    exactly as torchvision and mmcv read them. Always computed in float32 or float64.
+    exactly as torchvision and mmcv read them. Computed in float32 or float64; ``product=torch.bfloat16``
+    runs the numba implementation's matrix product in bf16 at inference (the low-precision CPU path: oneDNN,
+    AMX where the CPU has it; the sampling and the result stay float32). The other implementations and
+    training compute every product in float32.
     """
+    if product not in (None, torch.bfloat16):
+        raise ValueError(f"the deformable convolution's product runs in float32 or bfloat16, not {product}")
     if impl not in IMPLS:
         raise ValueError(f"unknown deformable-convolution implementation {impl!r}; choose one of {IMPLS}")
     if impl == "auto":
@@ -59,7 +65,7 @@ def deform_conv3x3(
         return deform_conv2d(x, offset, weight, None, stride=1, padding=1, dilation=1, mask=mask)
     if impl == "grid_sample":
         return deform_conv3x3_grid_sample(x, offset, mask, weight)
-    return deform_conv3x3_numba(x, offset, mask, weight)
+    return deform_conv3x3_numba(x, offset, mask, weight, product)
 
 
 def auto_impl(device: torch.device) -> Impl:
@@ -104,9 +110,10 @@ def deform_conv3x3_grid_sample(
 
 
 def deform_conv3x3_numba(
-    x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor
+    x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor,
+    product: torch.dtype | None = None,
 ) -> torch.Tensor:
-    """DCNv2 with the fused numba kernels (CPU, differentiable).
+    """DCNv2 with the fused numba kernels (CPU, differentiable); ``product``: as in ``deform_conv3x3``.
 
     Returns a channels-last tensor, which the following convolutions run fastest on.
     """
@@ -115,7 +122,9 @@ def deform_conv3x3_numba(
     # Decided here: inside ``forward`` grad mode is always off, and ``needs_input_grad`` is true for a
     # module's parameters even under ``torch.no_grad()``, which made inference run the training kernel.
     training = torch.is_grad_enabled() and any(t.requires_grad for t in (x, offset, mask, weight))
-    return _NumbaDeformConv.apply(x, offset, mask, weight, training)
+    # The backward is float32: training keeps the forward's product in float32 too, so its gradients are exact.
+    low = product if not training and x.dtype != torch.float64 else None
+    return _NumbaDeformConv.apply(x, offset, mask, weight, training, low)
 
 
 def _row_blocks(b: int, c: int, h: int, w: int, dtype: torch.dtype, budget: int) -> range:
@@ -131,7 +140,8 @@ class _NumbaDeformConv(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx, x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor, training: bool
+        ctx, x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor, training: bool,
+        product: torch.dtype | None,
     ) -> torch.Tensor:
         from airnet_restore.ops import _numba_kernels as kernels
 
@@ -148,11 +158,16 @@ class _NumbaDeformConv(torch.autograd.Function):
         im2col = kernels.im2col_kernel(c, xs.dtype, parallel=not training)
         if not training:
             kernels.set_threads(torch.get_num_threads())
+        low = None if product is None else wt.to(product)
         for y0 in blocks:
             n = min(blocks.step, h - y0)
             im2col(xs, off, msk, y0, n, cols.numpy())
             for bi in range(b):
-                torch.mm(cols[bi, : n * w], wt, out=out[bi].view(h * w, o)[y0 * w : (y0 + n) * w])
+                rows = out[bi].view(h * w, o)[y0 * w : (y0 + n) * w]
+                if low is None:
+                    torch.mm(cols[bi, : n * w], wt, out=rows)
+                else:
+                    rows.copy_(torch.mm(cols[bi, : n * w].to(low.dtype), low))
         return out.permute(0, 3, 1, 2).to(x.dtype)
 
     @staticmethod
@@ -186,7 +201,7 @@ class _NumbaDeformConv(torch.autograd.Function):
             grad_mask.permute(0, 3, 1, 2).to(mask.dtype),
             grad_wt.view(3, 3, c, o).permute(3, 2, 0, 1).to(weight.dtype),
         )
-        return (*(grad if needed else None for grad, needed in zip(grads, ctx.needs_input_grad)), None)
+        return (*(grad if needed else None for grad, needed in zip(grads, ctx.needs_input_grad)), None, None)
 
 
 def _kernel_inputs(x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor) -> tuple:

@@ -50,7 +50,7 @@ def deform_conv3x3(
     Offset channel 2k is the row shift and 2k+1 the column shift of tap k (row-major),
     exactly as torchvision and mmcv read them. Computed in float32 or float64; ``product=torch.bfloat16``
     runs the numba implementation's matrix product in bf16 at inference (the low-precision CPU path: oneDNN,
-    AMX where the CPU has it; the sampling and the result stay float32). The other implementations and
+    AMX where the CPU has it; the sampling stays float32, the result is returned in float32). The others and
     training compute every product in float32.
     """
     if product not in (None, torch.bfloat16):

@@ -55,18 +55,18 @@ def main() -> None:
     def method(precision: str):  # keeps each output, in the order evaluate runs them, to compare image by image
         run = model_method(model, precision=precision)
 
-        def keep(degraded: np.ndarray, task: Task) -> np.ndarray:
+        def record(degraded: np.ndarray, task: Task) -> np.ndarray:
             out = run(degraded, task)
             outputs[precision].append(out)
             return out
 
-        return keep
+        return record
 
     rows = {p: (method(p), lambda _task: True) for p in ("fp32", "bf16")}
     report = evaluate(tasks, rows, protocol, progress=False)
     per = {(r["method"], r["task"], r["image"]): float(r["psnr"]) for r in report.per_image}
     fp32_out, bf16_out = outputs["fp32"], outputs["bf16"]
-    print(f"{args.weights}, {args.photos}, {args.crop}-px crops, every {args.every}. photo, device {args.device}")
+    print(f"{args.weights}, {args.photos}, {args.crop}-px crops, every {args.every}th photo, device {args.device}")
     print("| condition | photos | fp32 | bf16 | mean change | worst change | bf16 vs fp32 output (dB) |")
     print("|---|---|---|---|---|---|---|")
     index, changes = 0, []

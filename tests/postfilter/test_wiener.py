@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
+from airnet_restore.errors import AirNetError
 from airnet_restore.postfilter import PostFilterParams, WienerSettings
 from airnet_restore.postfilter.stage import Blend
 from airnet_restore.postfilter.wiener import NEGLIGIBLE_SIGMA, wiener
@@ -61,3 +63,14 @@ def test_the_noise_model_keeps_constants_and_any_shape():
         assert out.shape == t.shape and out.dtype == t.dtype and torch.isfinite(out).all()
     half = torch.rand(1, 3, 24, 24).half()
     assert wiener(half, half, 0.05).dtype == torch.float16
+
+
+def test_the_noise_model_is_the_same_whatever_rows_of_patches_it_transforms_at_a_time():
+    t = torch.rand(2, 3, 45, 38, dtype=torch.float64)
+    pilot = (t + 0.05 * torch.randn_like(t)).clamp(0, 1)
+    whole = wiener(t, pilot, 0.08, band_rows=1000)
+    for rows in (1, 2, 5, 7):  # bands that split the plane's 26 rows of patches evenly and not
+        torch.testing.assert_close(wiener(t, pilot, 0.08, band_rows=rows), whole, atol=1e-12, rtol=0)
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(AirNetError, match="band_rows"):
+            wiener(t, pilot, 0.08, band_rows=bad)

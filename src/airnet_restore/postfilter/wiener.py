@@ -35,14 +35,20 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
+from airnet_restore.errors import AirNetError
 from airnet_restore.postfilter.params import WienerSettings
 
 # Below this sigma (0-1 scale, a fortieth of a grey level) there is nothing to filter, and sigma^2
 # would vanish in float32.
 NEGLIGIBLE_SIGMA = 1e-4
-# Peak bytes per pixel of ``noise_estimate`` (two rounds at the default settings) on a CPU: 559 measured on a
-# 1024 x 1024 image (ru_maxrss before and after, 2026-12-06), plus margin; sizes the post-filter's crops.
-BYTES_PER_PIXEL = 640
+# Peak bytes per pixel of ``noise_estimate`` (two rounds at the default settings) on a CPU, its inputs included:
+# 246 measured on a 1024 x 1024 image (ru_maxrss before and after, 2026-12-06; the whole-plane filter before the
+# bands took 399), plus margin; sizes the post-filter's crops.
+BYTES_PER_PIXEL = 320
+# Rows of patches that the filter transforms at a time: about 3 MB per temporary across a 1000-px plane, in the
+# cache. Chosen by timing on a 2-core CPU (``benchmarks/wiener_speed.py``: 8-48 rows within 12 %); any number
+# gives the same estimate up to rounding.
+BAND_ROWS = 24
 DEFAULT_SETTINGS = WienerSettings()
 
 
@@ -67,62 +73,76 @@ def _pad(t: torch.Tensor, patch: int, stride: int) -> torch.Tensor:
 
 
 def _filter_plane(noisy: torch.Tensor, pilot: torch.Tensor, sigma: float, basis: torch.Tensor, keep_mean: bool,
-                  passes: int, stride: int) -> torch.Tensor:
+                  passes: int, stride: int, band_rows: int) -> torch.Tensor:
     """One (N,1,H,W) plane Wiener-filtered ``passes`` times, each pass guided by the one before (the first by ``pilot``);
     ``keep_mean``: each patch's mean (its DC coefficient) is the input's, not shrunk. Patches are transformed by a
     strided convolution, and put back by a matrix product and ``fold`` (a transposed convolution does the same, 30
-    times slower on a CPU). The per-coefficient arithmetic runs in place (at a megapixel each temporary is 64 MB),
-    and the weights' sum at a pixel, over the ``patch / stride`` x ``patch / stride`` patches that cover it, is a
-    box sum on the patch grid (not a fold of the weight repeated per coefficient)."""
+    times slower on a CPU), ``band_rows`` rows of patches at a time: each band's temporaries stay in the cache
+    (at a megapixel a whole plane's would be 64 MB each: the filter ran 2.3x slower so,
+    ``benchmarks/wiener_speed.py``). The weights' sum at a pixel, over the ``patch / stride`` x ``patch / stride``
+    patches that cover it, is a box sum on the patch grid (not a fold of the weight repeated per coefficient)."""
     h, w = noisy.shape[-2:]
     patch = basis.shape[-1]
     y = _pad(noisy, patch, stride)
     size = y.shape[-2:]
-    coefficients = F.conv2d(y, basis, stride=stride).flatten(2)
+    grid = ((size[0] - patch) // stride + 1, (size[1] - patch) // stride + 1)
+    bands = [(g, min(g + band_rows, grid[0])) for g in range(0, grid[0], band_rows)]
+
+    def rows(t: torch.Tensor, g0: int, g1: int) -> torch.Tensor:
+        return t[..., g0 * stride : (g1 - 1) * stride + patch, :]
+
+    coefficients = [F.conv2d(rows(y, g0, g1), basis, stride=stride).flatten(2) for g0, g1 in bands]
     inverse = basis.flatten(1).T
     reach = patch // stride - 1  # a pixel is covered by the patches of this many grid steps before its own, and its own
     estimate = pilot
     for _ in range(passes):
-        p = F.conv2d(_pad(estimate, patch, stride), basis, stride=stride)
-        grid = p.shape[-2:]
-        gain = p.flatten(2).square_()
-        gain.div_(gain + sigma * sigma)  # P^2 / (P^2 + sigma^2)
-        if keep_mean:
-            gain[:, 0] = 1.0
-        # BM3D's weight, the inverse of the patch's residual noise; a patch the pilot finds empty (all
-        # gains 0, estimate 0) gets the largest weight, 1e12, rather than a division by zero.
-        weight = torch.einsum("ncl,ncl->nl", gain, gain).unsqueeze(1).mul_(sigma * sigma).add_(1e-12).reciprocal_()
-        num = F.fold(inverse @ gain.mul_(coefficients).mul_(weight), size, patch, stride=stride)
-        covering = F.avg_pool2d(F.pad(weight.view(-1, 1, *grid), (reach,) * 4), reach + 1, stride=1, divisor_override=1)
+        guide = _pad(estimate, patch, stride)
+        num = torch.zeros_like(y)
+        weight = y.new_empty(y.shape[0], 1, *grid)
+        for (g0, g1), c in zip(bands, coefficients):
+            gain = F.conv2d(rows(guide, g0, g1), basis, stride=stride).flatten(2).square_()
+            gain.div_(gain + sigma * sigma)  # P^2 / (P^2 + sigma^2)
+            if keep_mean:
+                gain[:, 0] = 1.0
+            # BM3D's weight, the inverse of the patch's residual noise; a patch the pilot finds empty (all
+            # gains 0, estimate 0) gets the largest weight, 1e12, rather than a division by zero.
+            wb = torch.einsum("ncl,ncl->nl", gain, gain).unsqueeze(1).mul_(sigma * sigma).add_(1e-12).reciprocal_()
+            weight[:, :, g0:g1] = wb.view(-1, 1, g1 - g0, grid[1])
+            band = rows(num, g0, g1)
+            band += F.fold(inverse @ gain.mul_(c).mul_(wb), band.shape[-2:], patch, stride=stride)
+        covering = F.avg_pool2d(F.pad(weight, (reach,) * 4), reach + 1, stride=1, divisor_override=1)
         den = F.interpolate(covering, scale_factor=stride, mode="nearest")
         estimate = num.div_(den)[..., patch - 1:patch - 1 + h, patch - 1:patch - 1 + w]
     return estimate
 
 
 def _filter_scales(noisy: torch.Tensor, pilot: torch.Tensor, sigma: float, basis: torch.Tensor, keep_mean: bool,
-                   levels: int, passes: int, stride: int) -> torch.Tensor:
+                   levels: int, passes: int, stride: int, band_rows: int) -> torch.Tensor:
     """``_filter_plane``, then ``levels`` coarser scales in turn replace the estimate's low frequencies (module
     docstring). Planes under two patches a side are not taken coarser."""
-    estimate = _filter_plane(noisy, pilot, sigma, basis, keep_mean, passes, stride)
+    estimate = _filter_plane(noisy, pilot, sigma, basis, keep_mean, passes, stride, band_rows)
     h, w = noisy.shape[-2:]
     if levels == 0 or min(h, w) < 2 * basis.shape[-1]:
         return estimate
     even = (0, w % 2, 0, h % 2)  # odd sides repeat their last pixel so that 2x2 blocks tile the plane
     fine = F.avg_pool2d(F.pad(estimate, even, mode="replicate"), 2)
     coarse = _filter_scales(F.avg_pool2d(F.pad(noisy, even, mode="replicate"), 2), fine, sigma / 2, basis, keep_mean,
-                            levels - 1, passes, stride)
+                            levels - 1, passes, stride, band_rows)
     lift = F.interpolate(coarse - fine, scale_factor=2.0, mode="bilinear", align_corners=False)
     return estimate + lift[..., :h, :w]
 
 
 @torch.no_grad()
 def wiener(noisy: torch.Tensor, pilot: torch.Tensor, sigma: float, settings: WienerSettings = DEFAULT_SETTINGS,
-           passes: int | None = None) -> torch.Tensor:
+           passes: int | None = None, band_rows: int = BAND_ROWS) -> torch.Tensor:
     """``noisy`` (N,C,H,W, [0, 1]) filtered for white noise of ``sigma`` (0-1 scale) with ``pilot`` as the clean
     image's stand-in, ``passes`` times (default ``settings.passes``) at each of ``settings.levels`` + 1 scales;
     ``noisy`` itself for sigma 0 (below ``NEGLIGIBLE_SIGMA``). Runs in float32 (float64 for float64 inputs) one
     colour plane at a time (bounded memory) and returns ``noisy``'s dtype; the output may leave [0, 1] slightly.
-    An inference stage, not differentiable: it works in place and its output carries no gradient."""
+    An inference stage, not differentiable: it works in place and its output carries no gradient. ``band_rows``:
+    rows of patches transformed at a time (speed and memory; the estimate is the same up to rounding)."""
+    if isinstance(band_rows, bool) or not isinstance(band_rows, int) or band_rows < 1:
+        raise AirNetError(f"wiener band_rows must be a whole number of rows of patches from 1, got {band_rows!r}")
     if sigma < NEGLIGIBLE_SIGMA:
         return noisy
     passes = settings.passes if passes is None else passes
@@ -132,6 +152,6 @@ def wiener(noisy: torch.Tensor, pilot: torch.Tensor, sigma: float, settings: Wie
     y = torch.einsum("ij,njhw->nihw", mix, noisy.to(dtype))
     p = torch.einsum("ij,njhw->nihw", mix, pilot.to(dtype))
     planes = [_filter_scales(y[:, c:c + 1], p[:, c:c + 1], sigma, basis, keep_mean=c == 0 or mix is not opponent,
-                             levels=settings.levels, passes=passes, stride=settings.stride)
+                             levels=settings.levels, passes=passes, stride=settings.stride, band_rows=band_rows)
               for c in range(y.shape[1])]
     return torch.einsum("ji,njhw->nihw", mix, torch.cat(planes, 1)).to(noisy.dtype)

@@ -6,7 +6,8 @@ A size x size noisy image (a smooth gradient with fine stripes, noise of ``sigma
 scale, seed 0) is filtered at the default settings (three passes, four scales), guided by itself;
 ``whole`` is one band over the whole plane (the filter as it was before bands). Runs interleaved,
 medians printed in seconds and as a ratio to ``whole``, with the largest difference from ``whole``'s
-estimate (the same up to rounding). Torch's threads as set (``--threads``).
+estimate (the same up to rounding). Torch's threads as set (``--threads``); malloc tuned as a restore tunes it
+(``memory.tune_allocator``: freed buffers stay in the process), unless ``--default-malloc``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 
 import torch
 
+from airnet_restore.memory import tune_allocator
 from airnet_restore.postfilter.wiener import wiener
 
 
@@ -35,7 +37,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--bands", type=int, nargs="+", default=[8, 16, 24, 32, 48])
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: as set)")
+    parser.add_argument("--default-malloc", action="store_true", help="glibc's malloc settings (each large buffer mapped anew)")
     args = parser.parse_args()
+    if not args.default_malloc:
+        tune_allocator()
     if args.threads:
         torch.set_num_threads(args.threads)
     x = test_image(args.size, args.sigma)
@@ -51,7 +56,9 @@ def main() -> None:
             wiener(x, x, sigma, band_rows=b)
             times[b].append(time.perf_counter() - start)
     base = statistics.median(times[whole])
-    print(f"{args.size}x{args.size}, sigma {args.sigma:g}, {torch.get_num_threads()} threads, median of {args.repeats}")
+    malloc = "glibc's default malloc" if args.default_malloc else "malloc tuned as a restore tunes it"
+    print(f"{args.size}x{args.size}, sigma {args.sigma:g}, {torch.get_num_threads()} threads, {malloc}, "
+          f"median of {args.repeats}")
     print("| band rows | seconds | / whole | largest difference |")
     print("|---|---|---|---|")
     for b in choices:

@@ -89,7 +89,7 @@ def filter_tile(height: int, width: int, context: int, align: int, bytes_per_pix
     """The side of the crops in which the post-filter's noise model runs on a ``height`` x ``width`` image, within
     the same ceiling as the network's CPU tiles: the whole image where it fits (a 1 MP photo does), else crops
     of a multiple of ``align`` with ``context`` pixels more around each (whose overlap the larger image pays:
-    about 2.5x the noise model's work at the 2 GiB ceiling)."""
+    about 2.7x the noise model's work at the 2 GiB ceiling)."""
     budget = min(0.5 * available_ram(), CPU_FORWARD_BYTES)
     if height * width * bytes_per_pixel <= budget:
         return -(-max(height, width) // align) * align

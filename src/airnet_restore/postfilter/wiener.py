@@ -41,10 +41,10 @@ from airnet_restore.postfilter.params import WienerSettings
 # Below this sigma (0-1 scale, a fortieth of a grey level) there is nothing to filter, and sigma^2
 # would vanish in float32.
 NEGLIGIBLE_SIGMA = 1e-4
-# Peak bytes per pixel of ``noise_estimate`` (two rounds at the default settings) on a CPU, its inputs included:
-# 246 measured on a 1024 x 1024 image (ru_maxrss before and after, 2026-12-06; the whole-plane filter before the
-# bands took 399), plus margin; sizes the post-filter's crops.
-BYTES_PER_PIXEL = 320
+# Peak bytes per pixel of ``noise_estimate`` (two rounds at the default settings) on a CPU, its inputs included,
+# with malloc tuned as a restore tunes it (``memory.tune_allocator``): 276 measured at 1024 x 1024 and 291 at
+# 2048 x 2048 (ru_maxrss before and after, 2026-12-06), plus margin; sizes the post-filter's crops.
+BYTES_PER_PIXEL = 360
 # Rows of patches that the filter transforms at a time: about 3 MB per temporary across a 1000-px plane, in the
 # cache. Chosen by timing on a 2-core CPU (``benchmarks/wiener_speed.py``: 8-48 rows within 12 %); any number
 # gives the same estimate up to rounding.
@@ -78,8 +78,8 @@ def _filter_plane(noisy: torch.Tensor, pilot: torch.Tensor, sigma: float, basis:
     ``keep_mean``: each patch's mean (its DC coefficient) is the input's, not shrunk. Patches are transformed by a
     strided convolution, and put back by a matrix product and ``fold`` (a transposed convolution does the same, 30
     times slower on a CPU), ``band_rows`` rows of patches at a time: each band's temporaries stay in the cache
-    (at a megapixel a whole plane's would be 64 MB each: the filter ran 2.3x slower so,
-    ``benchmarks/wiener_speed.py``). The weights' sum at a pixel, over the ``patch / stride`` x ``patch / stride``
+    (at a megapixel a whole plane's would be 64 MB each: the filter ran 1.4x slower so, 2x with glibc's default
+    malloc, ``benchmarks/wiener_speed.py``). The weights' sum at a pixel, over the ``patch / stride`` x ``patch / stride``
     patches that cover it, is a box sum on the patch grid (not a fold of the weight repeated per coefficient)."""
     h, w = noisy.shape[-2:]
     patch = basis.shape[-1]

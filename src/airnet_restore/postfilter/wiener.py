@@ -46,8 +46,8 @@ NEGLIGIBLE_SIGMA = 1e-4
 # 2048 x 2048 (ru_maxrss before and after, 2026-12-06), plus margin; sizes the post-filter's crops.
 BYTES_PER_PIXEL = 360
 # Rows of patches that the filter transforms at a time: about 3 MB per temporary across a 1000-px plane, in the
-# cache. Chosen by timing on a 2-core CPU (``benchmarks/wiener_speed.py``: 8-48 rows within 12 %); any number
-# gives the same estimate up to rounding.
+# cache. Chosen by timing on a 2-core CPU (``benchmarks/wiener_speed.py``: the fastest of 16, 24 and 32 rows);
+# any number gives the same estimate up to rounding.
 BAND_ROWS = 24
 DEFAULT_SETTINGS = WienerSettings()
 

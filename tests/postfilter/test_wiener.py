@@ -69,7 +69,7 @@ def test_the_noise_model_is_the_same_whatever_rows_of_patches_it_transforms_at_a
     t = torch.rand(2, 3, 45, 38, dtype=torch.float64)
     pilot = (t + 0.05 * torch.randn_like(t)).clamp(0, 1)
     whole = wiener(t, pilot, 0.08, band_rows=1000)
-    for rows in (1, 2, 5, 7):  # bands that split the plane's 26 rows of patches evenly and not
+    for rows in (1, 2, 5, 7):  # bands that split the finest plane's 27 rows of patches evenly and not
         torch.testing.assert_close(wiener(t, pilot, 0.08, band_rows=rows), whole, atol=1e-12, rtol=0)
     for bad in (0, -3, 2.5, True):
         with pytest.raises(AirNetError, match="band_rows"):

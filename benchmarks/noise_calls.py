@@ -21,25 +21,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
 from airnet_restore.constants import DEFAULT_VARIANT
+from airnet_restore.data.aio import load_rgb8
 from airnet_restore.degradations.heldout import ho_noise
 from airnet_restore.inference.pipeline import restore_tensor
 from airnet_restore.loading import load_model
 from airnet_restore.memory import tune_allocator
-from airnet_restore.metrics import psnr
+from airnet_restore.metrics import centre_crop, psnr
 from airnet_restore.postfilter.stage import noise_estimate
-
-
-def centre(path: Path, size: int) -> np.ndarray:
-    """The photo's centre ``size`` square (or less where it is smaller), uint8 RGB."""
-    img = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
-    h, w = img.shape[:2]
-    th, tw = min(h, size), min(w, size)
-    return np.ascontiguousarray(img[(h - th) // 2 : (h - th) // 2 + th, (w - tw) // 2 : (w - tw) // 2 + tw])
 
 
 def main() -> None:
@@ -59,8 +51,9 @@ def main() -> None:
     for index, path in enumerate(sorted(args.photos.glob("*.png"))):
         if index % args.every:
             continue
-        clean = centre(path, args.crop)
-        reference = torch.from_numpy(clean).permute(2, 0, 1).float() / 255
+        crop = centre_crop(torch.from_numpy(load_rgb8(path)).permute(2, 0, 1), args.crop, args.crop)
+        clean = crop.permute(1, 2, 0).contiguous().numpy()
+        reference = crop.float() / 255
         for sigma in args.sigmas:
             x = torch.from_numpy(ho_noise(clean, np.random.default_rng(index), sigma)).permute(2, 0, 1).float() / 255
             found = desc.inspect(x)

@@ -22,7 +22,7 @@ from airnet_restore.memory import tune_allocator
 from airnet_restore.postfilter.wiener import wiener
 
 
-def test_image(size: int, sigma: float) -> torch.Tensor:
+def striped_image(size: int, sigma: float) -> torch.Tensor:
     """A (1,3,size,size) image in [0, 1]: a gradient, stripes 3 px apart, and noise of ``sigma`` (0-255)."""
     g = torch.Generator().manual_seed(0)
     ramp = torch.linspace(0.1, 0.9, size)
@@ -43,7 +43,7 @@ def main() -> None:
         tune_allocator()
     if args.threads:
         torch.set_num_threads(args.threads)
-    x = test_image(args.size, args.sigma)
+    x = striped_image(args.size, args.sigma)
     sigma = args.sigma / 255
     whole = args.size  # more rows of patches than the plane has: one band
     choices = [whole, *args.bands]

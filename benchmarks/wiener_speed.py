@@ -1,12 +1,13 @@
-"""Time the noise model's Wiener filter by how many rows of patches it transforms at a time (``band_rows``).
+"""Time the noise model's Wiener filter by implementation and by how many rows of patches it transforms at a time.
 
-    python benchmarks/wiener_speed.py [--size 1000] [--sigma 15] [--repeats 3] [--bands 8 16 24 32 48]
+    python benchmarks/wiener_speed.py [--size 1000] [--sigma 15] [--repeats 3] [--bands 8 16 24 32 48] [--impls torch numba]
 
 A size x size noisy image (a smooth gradient with fine stripes, noise of ``sigma`` on the 0-255
 scale, seed 0) is filtered at the default settings (three passes, four scales), guided by itself;
-``whole`` is one band over the whole plane (the filter as it was before bands). Runs interleaved,
-medians printed in seconds and as a ratio to ``whole``, with the largest difference from ``whole``'s
-estimate (the same up to rounding). Torch's threads as set (``--threads``); malloc tuned as a restore tunes it
+Each implementation (``wiener(impl=)``: ``torch``, strided convolutions; ``numba``, the CPU loop with separable
+transforms) runs with each band size (``band_rows``); ``torch whole`` is one band over the whole plane (the filter
+as it was before bands), the reference. Runs interleaved, medians printed in seconds and as a ratio to the
+reference, with the largest difference from its estimate (the same up to rounding). Torch's threads as set (``--threads``); malloc tuned as a restore tunes it
 (``memory.tune_allocator``: freed buffers stay in the process), unless ``--default-malloc``.
 """
 
@@ -36,6 +37,7 @@ def main() -> None:
     parser.add_argument("--sigma", type=float, default=15.0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--bands", type=int, nargs="+", default=[8, 16, 24, 32, 48])
+    parser.add_argument("--impls", nargs="+", choices=["torch", "numba"], default=["torch", "numba"])
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: as set)")
     parser.add_argument("--default-malloc", action="store_true", help="glibc's malloc settings (each large buffer mapped anew)")
     args = parser.parse_args()
@@ -46,27 +48,31 @@ def main() -> None:
     x = striped_image(args.size, args.sigma)
     sigma = args.sigma / 255
     whole = args.size  # more rows of patches than the plane has: one band
-    choices = [whole, *args.bands]
-    reference = wiener(x, x, sigma, band_rows=whole)
-    times: dict[int, list[float]] = {b: [] for b in choices}
-    difference = {b: float((wiener(x, x, sigma, band_rows=b) - reference).abs().max()) for b in args.bands}
+    choices = [("torch", whole)] + [(impl, b) for impl in args.impls for b in args.bands]
+
+    def run(choice: tuple[str, int]) -> torch.Tensor:
+        impl, rows = choice
+        return wiener(x, x, sigma, band_rows=rows, impl=impl)  # type: ignore[arg-type]
+
+    reference = run(choices[0])
+    difference = {c: float((run(c) - reference).abs().max()) for c in choices[1:]}
+    times: dict[tuple[str, int], list[float]] = {c: [] for c in choices}
     for _ in range(args.repeats):
-        for b in choices:
+        for c in choices:
             start = time.perf_counter()
-            wiener(x, x, sigma, band_rows=b)
-            times[b].append(time.perf_counter() - start)
-    base = statistics.median(times[whole])
+            run(c)
+            times[c].append(time.perf_counter() - start)
+    base = statistics.median(times[choices[0]])
     malloc = "glibc's default malloc" if args.default_malloc else "malloc tuned as a restore tunes it"
     print(f"{args.size}x{args.size}, sigma {args.sigma:g}, {torch.get_num_threads()} threads, {malloc}, "
           f"median of {args.repeats}")
-    print("| band rows | seconds | / whole | largest difference |")
-    print("|---|---|---|---|")
-    for b in choices:
-        median = statistics.median(times[b])
-        name = "whole" if b == whole else str(b)
-        diff = "-" if b == whole else f"{difference[b]:.1e}"
-        print(f"| {name} | {median:.3f} | {median / base:.2f} | {diff} |")
-
+    print("| implementation | band rows | seconds | / torch whole | largest difference |")
+    print("|---|---|---|---|---|")
+    for c in choices:
+        median = statistics.median(times[c])
+        name = "whole" if c[1] == whole else str(c[1])
+        diff = "-" if c == choices[0] else f"{difference[c]:.1e}"
+        print(f"| {c[0]} | {name} | {median:.3f} | {median / base:.2f} | {diff} |")
 
 if __name__ == "__main__":
     main()

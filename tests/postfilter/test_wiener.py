@@ -68,9 +68,42 @@ def test_the_noise_model_keeps_constants_and_any_shape():
 def test_the_noise_model_is_the_same_whatever_rows_of_patches_it_transforms_at_a_time():
     t = torch.rand(2, 3, 45, 38, dtype=torch.float64)
     pilot = (t + 0.05 * torch.randn_like(t)).clamp(0, 1)
-    whole = wiener(t, pilot, 0.08, band_rows=1000)
-    for rows in (1, 2, 5, 7):  # bands that split the finest plane's 27 rows of patches evenly and not
-        torch.testing.assert_close(wiener(t, pilot, 0.08, band_rows=rows), whole, atol=1e-12, rtol=0)
-    for bad in (0, -3, 2.5, True):
-        with pytest.raises(AirNetError, match="band_rows"):
-            wiener(t, pilot, 0.08, band_rows=bad)
+    for impl, dtype, tolerance in (("torch", torch.float64, 1e-12), ("numba", torch.float32, 1e-6)):
+        whole = wiener(t.to(dtype), pilot.to(dtype), 0.08, band_rows=1000, impl=impl)
+        for rows in (1, 2, 5, 7):  # bands that split the finest plane's 27 rows of patches evenly and not
+            band = wiener(t.to(dtype), pilot.to(dtype), 0.08, band_rows=rows, impl=impl)
+            torch.testing.assert_close(band, whole, atol=tolerance, rtol=0)
+        for bad in (0, -3, 2.5, True):
+            with pytest.raises(AirNetError, match="band_rows"):
+                wiener(t, pilot, 0.08, band_rows=bad, impl=impl)
+
+
+@pytest.mark.parametrize(("shape", "settings"), [
+    ((2, 3, 45, 38), WienerSettings()),
+    ((1, 3, 70, 23), WienerSettings(patch=4, stride=1, passes=2, levels=1)),
+    ((1, 2, 31, 66), WienerSettings(patch=8, stride=4, passes=2)),
+    ((1, 3, 40, 40), WienerSettings(patch=16, stride=8, passes=1, levels=0)),
+    ((1, 3, 5, 7), WienerSettings()),
+])
+def test_the_numba_filter_is_the_convolutions_filter(shape, settings):
+    """The CPU's loop with separable transforms, in float32, gives the strided convolutions' estimate in float64
+    up to float32's rounding (the loop in float64 too compiles for 10 s more; the reference needs no speed)."""
+    g = torch.Generator().manual_seed(sum(shape))
+    clean = torch.rand(shape, dtype=torch.float64, generator=g)
+    t = (clean + 0.1 * torch.randn(shape, dtype=torch.float64, generator=g)).clamp(0, 1)
+    for rows in (1, 3, 24):
+        expected = wiener(t, clean, 0.1, settings, band_rows=rows, impl="torch")
+        got = wiener(t.float(), clean.float(), 0.1, settings, band_rows=rows, impl="numba")
+        torch.testing.assert_close(got.double(), expected, atol=2e-6, rtol=0)
+    assert torch.equal(wiener(t.float(), clean.float(), 0.1, settings),  # auto: numba on the CPU in float32
+                       wiener(t.float(), clean.float(), 0.1, settings, impl="numba"))
+    assert torch.equal(wiener(t, clean, 0.1, settings), wiener(t, clean, 0.1, settings, impl="torch"))  # float64
+
+
+def test_the_noise_model_names_its_implementations():
+    t = torch.rand(1, 3, 16, 16)
+    with pytest.raises(AirNetError, match="impl must be one of auto, numba, torch"):
+        wiener(t, t, 0.1, impl="cuda")  # type: ignore[arg-type]
+    if torch.cuda.is_available():
+        with pytest.raises(AirNetError, match="CPU only"):
+            wiener(t.cuda(), t.cuda(), 0.1, impl="numba")

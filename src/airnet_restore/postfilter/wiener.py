@@ -25,13 +25,19 @@ coarser, so images or tiles under 64 px a side stop at fewer scales.
 The anchor of ``airnet restore`` is this estimate, refined by one more pass at every scale guided by
 the whole estimate (``postfilter/stage.py``, ``noise_estimate``). The sizes, passes and scales are
 ``WienerSettings`` (``postfilter/params.py``), passed in.
+A pass has two implementations with the same estimate up to rounding (``wiener(impl=)``): strided convolutions
+on any device, and on the CPU one numba loop with separable transforms (``_wiener_kernel.py``), about 3x
+faster there (``benchmarks/wiener_speed.py``).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import lru_cache
+from typing import Literal, get_args
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -50,18 +56,19 @@ BYTES_PER_PIXEL = 360
 # any number gives the same estimate up to rounding.
 BAND_ROWS = 24
 DEFAULT_SETTINGS = WienerSettings()
+Impl = Literal["auto", "numba", "torch"]
+IMPLS: tuple[str, ...] = get_args(Impl)
 
 
 @lru_cache(maxsize=4)
 def _bases(patch: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The 2-D DCT-II basis as (patch^2, 1, patch, patch) filters (orthonormal), and the opponent colour transform,
+    """The orthonormal 1-D DCT-II of ``patch`` points (frequency x position) and the opponent colour transform,
     in float64."""
     k, i = torch.arange(patch, dtype=torch.float64)[:, None], torch.arange(patch, dtype=torch.float64)[None]
     d = torch.cos(math.pi * (2 * i + 1) * k / (2 * patch)) * math.sqrt(2 / patch)
     d[0] /= math.sqrt(2)
-    basis = torch.einsum("ab,cd->acbd", d, d).reshape(patch * patch, 1, patch, patch)
     opponent = torch.tensor([[1.0, 1.0, 1.0], [1.0, 0.0, -1.0], [1.0, -2.0, 1.0]], dtype=torch.float64)
-    return basis, opponent / opponent.norm(dim=1, keepdim=True)
+    return d, opponent / opponent.norm(dim=1, keepdim=True)
 
 
 def _pad(t: torch.Tensor, patch: int, stride: int) -> torch.Tensor:
@@ -72,20 +79,21 @@ def _pad(t: torch.Tensor, patch: int, stride: int) -> torch.Tensor:
     return F.pad(t, (patch - 1, patch - 1 + extra_w, patch - 1, patch - 1 + extra_h), mode=mode)
 
 
-def _filter_plane(noisy: torch.Tensor, pilot: torch.Tensor, sigma: float, basis: torch.Tensor, keep_mean: bool,
-                  passes: int, stride: int, band_rows: int) -> torch.Tensor:
-    """One (N,1,H,W) plane Wiener-filtered ``passes`` times, each pass guided by the one before (the first by ``pilot``);
-    ``keep_mean``: each patch's mean (its DC coefficient) is the input's, not shrunk. Patches are transformed by a
-    strided convolution, and put back by a matrix product and ``fold`` (a transposed convolution does the same, 30
-    times slower on a CPU), ``band_rows`` rows of patches at a time: each band's temporaries stay in the cache
-    (at a megapixel a whole plane's would be 64 MB each: the filter ran 1.4x slower so, 2x with glibc's default
-    malloc, ``benchmarks/wiener_speed.py``). The weights' sum at a pixel, over the ``patch / stride`` x ``patch / stride``
-    patches that cover it, is a box sum on the patch grid (not a fold of the weight repeated per coefficient)."""
-    h, w = noisy.shape[-2:]
-    patch = basis.shape[-1]
-    y = _pad(noisy, patch, stride)
-    size = y.shape[-2:]
-    grid = ((size[0] - patch) // stride + 1, (size[1] - patch) // stride + 1)
+# One Wiener pass over a padded plane: the padded guide -> (the sum of the patches' weighted estimates, each
+# patch's weight on the patch grid).
+Pass = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+def _torch_pass(y: torch.Tensor, sigma: float, dct: torch.Tensor, keep_mean: bool, stride: int,
+                band_rows: int) -> Pass:
+    """The pass on any device: patches transformed by a strided convolution, and put back by a matrix product and
+    ``fold`` (a transposed convolution does the same, 30 times slower on a CPU), ``band_rows`` rows of patches at
+    a time: each band's temporaries stay in the cache (at a megapixel a whole plane's would be 64 MB each: the
+    filter ran 1.4x slower so, 2x with glibc's default malloc, ``benchmarks/wiener_speed.py``). The noisy
+    plane's coefficients are taken once for all passes."""
+    patch = dct.shape[0]
+    basis = torch.einsum("ab,cd->acbd", dct, dct).reshape(patch * patch, 1, patch, patch)  # the 2-D DCT as filters
+    grid = ((y.shape[-2] - patch) // stride + 1, (y.shape[-1] - patch) // stride + 1)
     bands = [(g, min(g + band_rows, grid[0])) for g in range(0, grid[0], band_rows)]
 
     def rows(t: torch.Tensor, g0: int, g1: int) -> torch.Tensor:
@@ -93,10 +101,8 @@ def _filter_plane(noisy: torch.Tensor, pilot: torch.Tensor, sigma: float, basis:
 
     coefficients = [F.conv2d(rows(y, g0, g1), basis, stride=stride).flatten(2) for g0, g1 in bands]
     inverse = basis.flatten(1).T
-    reach = patch // stride - 1  # a pixel is covered by the patches of this many grid steps before its own, and its own
-    estimate = pilot
-    for _ in range(passes):
-        guide = _pad(estimate, patch, stride)
+
+    def one_pass(guide: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         num = torch.zeros_like(y)
         weight = y.new_empty(y.shape[0], 1, *grid)
         for (g0, g1), c in zip(bands, coefficients):
@@ -106,10 +112,58 @@ def _filter_plane(noisy: torch.Tensor, pilot: torch.Tensor, sigma: float, basis:
                 gain[:, 0] = 1.0
             # BM3D's weight, the inverse of the patch's residual noise; a patch the pilot finds empty (all
             # gains 0, estimate 0) gets the largest weight, 1e12, rather than a division by zero.
-            wb = torch.einsum("ncl,ncl->nl", gain, gain).unsqueeze(1).mul_(sigma * sigma).add_(1e-12).reciprocal_()
+            wb = torch.linalg.vecdot(gain, gain, dim=1).unsqueeze(1).mul_(sigma * sigma).add_(1e-12).reciprocal_()
             weight[:, :, g0:g1] = wb.view(-1, 1, g1 - g0, grid[1])
             band = rows(num, g0, g1)
             band += F.fold(inverse @ gain.mul_(c).mul_(wb), band.shape[-2:], patch, stride=stride)
+        return num, weight
+
+    return one_pass
+
+
+def _numba_pass(y: torch.Tensor, sigma: float, dct: torch.Tensor, keep_mean: bool, stride: int,
+                band_rows: int) -> Pass:
+    """The same pass on the CPU as one numba loop with separable transforms (``_wiener_kernel``), bands of
+    ``band_rows`` rows of patches (at least ``patch / stride - 1``, so that bands two apart share no pixel row)
+    in parallel on torch's number of threads."""
+    from airnet_restore.ops._numba_kernels import set_threads
+    from airnet_restore.postfilter._wiener_kernel import wiener_pass
+
+    patch = dct.shape[0]
+    grid = ((y.shape[-2] - patch) // stride + 1, (y.shape[-1] - patch) // stride + 1)
+    rows = max(band_rows, -(-(patch - stride) // stride))
+    planes = y.reshape(-1, *y.shape[-2:]).numpy()
+    d = dct.numpy()
+    consts = np.array([sigma * sigma, 1e-12, 0.0, 1.0], dtype=planes.dtype)
+
+    def one_pass(guide: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        set_threads(torch.get_num_threads())
+        num = torch.zeros_like(y)
+        weight = y.new_empty(y.shape[0], 1, *grid)
+        sums, weights = num.view(-1, *y.shape[-2:]).numpy(), weight.view(-1, *grid).numpy()
+        for n, g in enumerate(guide.contiguous().view(-1, *y.shape[-2:]).numpy()):
+            wiener_pass(planes[n], g, d, consts, keep_mean, stride, rows, sums[n], weights[n])
+        return num, weight
+
+    return one_pass
+
+
+def _filter_plane(noisy: torch.Tensor, pilot: torch.Tensor, sigma: float, basis: torch.Tensor, keep_mean: bool,
+                  passes: int, stride: int, band_rows: int, impl: Impl) -> torch.Tensor:
+    """One (N,1,H,W) plane Wiener-filtered ``passes`` times, each pass guided by the one before (the first by ``pilot``);
+    ``keep_mean``: each patch's mean (its DC coefficient) is the input's, not shrunk; ``basis``: the 1-D DCT
+    (``_bases``); ``impl``: the pass's implementation (``wiener``). The weights' sum at a pixel, over the ``patch / stride`` x ``patch / stride`` patches that
+    cover it, is a box sum on the patch grid (not a fold of the weight repeated per coefficient)."""
+    h, w = noisy.shape[-2:]
+    patch = basis.shape[0]
+    y = _pad(noisy, patch, stride).contiguous()
+    fast = y.device.type == "cpu" and y.dtype == torch.float32  # float64 is for reference: the convolutions
+    make = _numba_pass if impl == "numba" or (impl == "auto" and fast) else _torch_pass
+    one_pass = make(y, sigma, basis, keep_mean, stride, band_rows)
+    reach = patch // stride - 1  # a pixel is covered by the patches of this many grid steps before its own, and its own
+    estimate = pilot
+    for _ in range(passes):
+        num, weight = one_pass(_pad(estimate, patch, stride))
         covering = F.avg_pool2d(F.pad(weight, (reach,) * 4), reach + 1, stride=1, divisor_override=1)
         den = F.interpolate(covering, scale_factor=stride, mode="nearest")
         estimate = num.div_(den)[..., patch - 1:patch - 1 + h, patch - 1:patch - 1 + w]
@@ -117,30 +171,37 @@ def _filter_plane(noisy: torch.Tensor, pilot: torch.Tensor, sigma: float, basis:
 
 
 def _filter_scales(noisy: torch.Tensor, pilot: torch.Tensor, sigma: float, basis: torch.Tensor, keep_mean: bool,
-                   levels: int, passes: int, stride: int, band_rows: int) -> torch.Tensor:
+                   levels: int, passes: int, stride: int, band_rows: int, impl: Impl) -> torch.Tensor:
     """``_filter_plane``, then ``levels`` coarser scales in turn replace the estimate's low frequencies (module
     docstring). Planes under two patches a side are not taken coarser."""
-    estimate = _filter_plane(noisy, pilot, sigma, basis, keep_mean, passes, stride, band_rows)
+    estimate = _filter_plane(noisy, pilot, sigma, basis, keep_mean, passes, stride, band_rows, impl)
     h, w = noisy.shape[-2:]
-    if levels == 0 or min(h, w) < 2 * basis.shape[-1]:
+    if levels == 0 or min(h, w) < 2 * basis.shape[0]:
         return estimate
     even = (0, w % 2, 0, h % 2)  # odd sides repeat their last pixel so that 2x2 blocks tile the plane
     fine = F.avg_pool2d(F.pad(estimate, even, mode="replicate"), 2)
     coarse = _filter_scales(F.avg_pool2d(F.pad(noisy, even, mode="replicate"), 2), fine, sigma / 2, basis, keep_mean,
-                            levels - 1, passes, stride, band_rows)
+                            levels - 1, passes, stride, band_rows, impl)
     lift = F.interpolate(coarse - fine, scale_factor=2.0, mode="bilinear", align_corners=False)
     return estimate + lift[..., :h, :w]
 
 
 @torch.no_grad()
 def wiener(noisy: torch.Tensor, pilot: torch.Tensor, sigma: float, settings: WienerSettings = DEFAULT_SETTINGS,
-           passes: int | None = None, band_rows: int = BAND_ROWS) -> torch.Tensor:
+           passes: int | None = None, band_rows: int = BAND_ROWS, impl: Impl = "auto") -> torch.Tensor:
     """``noisy`` (N,C,H,W, [0, 1]) filtered for white noise of ``sigma`` (0-1 scale) with ``pilot`` as the clean
     image's stand-in, ``passes`` times (default ``settings.passes``) at each of ``settings.levels`` + 1 scales;
     ``noisy`` itself for sigma 0 (below ``NEGLIGIBLE_SIGMA``). Runs in float32 (float64 for float64 inputs) one
     colour plane at a time (bounded memory) and returns ``noisy``'s dtype; the output may leave [0, 1] slightly.
     An inference stage, not differentiable: it works in place and its output carries no gradient. ``band_rows``:
-    rows of patches transformed at a time (speed and memory; the estimate is the same up to rounding)."""
+    rows of patches transformed at a time (speed and memory; the estimate is the same up to rounding). ``impl``:
+    ``numba`` (CPU only: one loop with separable transforms, the fastest there), ``torch`` (strided convolutions,
+    any device) or ``auto`` (numba on the CPU in float32, torch elsewhere and for float64 inputs, which are
+    for reference); the same estimate up to rounding."""
+    if impl not in IMPLS:
+        raise AirNetError(f"wiener impl must be one of {', '.join(IMPLS)}, got {impl!r}")
+    if impl == "numba" and noisy.device.type != "cpu":
+        raise AirNetError(f"the numba Wiener filter runs on the CPU only, not on {noisy.device}; use impl 'auto' or 'torch'")
     if isinstance(band_rows, bool) or not isinstance(band_rows, int) or band_rows < 1:
         raise AirNetError(f"wiener band_rows must be a whole number of rows of patches from 1, got {band_rows!r}")
     if sigma < NEGLIGIBLE_SIGMA:
@@ -152,6 +213,7 @@ def wiener(noisy: torch.Tensor, pilot: torch.Tensor, sigma: float, settings: Wie
     y = torch.einsum("ij,njhw->nihw", mix, noisy.to(dtype))
     p = torch.einsum("ij,njhw->nihw", mix, pilot.to(dtype))
     planes = [_filter_scales(y[:, c:c + 1], p[:, c:c + 1], sigma, basis, keep_mean=c == 0 or mix is not opponent,
-                             levels=settings.levels, passes=passes, stride=settings.stride, band_rows=band_rows)
+                             levels=settings.levels, passes=passes, stride=settings.stride, band_rows=band_rows,
+                             impl=impl)
               for c in range(y.shape[1])]
     return torch.einsum("ji,njhw->nihw", mix, torch.cat(planes, 1)).to(noisy.dtype)

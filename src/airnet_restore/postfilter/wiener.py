@@ -148,18 +148,19 @@ def _numba_pass(y: torch.Tensor, sigma: float, dct: torch.Tensor, keep_mean: boo
     return one_pass
 
 
-def _filter_plane(noisy: torch.Tensor, pilot: torch.Tensor, sigma: float, basis: torch.Tensor, keep_mean: bool,
+def _filter_plane(noisy: torch.Tensor, pilot: torch.Tensor, sigma: float, dct: torch.Tensor, keep_mean: bool,
                   passes: int, stride: int, band_rows: int, impl: Impl) -> torch.Tensor:
-    """One (N,1,H,W) plane Wiener-filtered ``passes`` times, each pass guided by the one before (the first by ``pilot``);
-    ``keep_mean``: each patch's mean (its DC coefficient) is the input's, not shrunk; ``basis``: the 1-D DCT
-    (``_bases``); ``impl``: the pass's implementation (``wiener``). The weights' sum at a pixel, over the ``patch / stride`` x ``patch / stride`` patches that
-    cover it, is a box sum on the patch grid (not a fold of the weight repeated per coefficient)."""
+    """One (N,1,H,W) plane Wiener-filtered ``passes`` times, each pass guided by the one before (the first by
+    ``pilot``); ``keep_mean``: each patch's mean (its DC coefficient) is the input's, not shrunk; ``dct``: the 1-D
+    DCT (``_bases``); ``impl``: the pass's implementation (``wiener``). The weights' sum at a pixel, over the
+    ``patch / stride`` x ``patch / stride`` patches that cover it, is a box sum on the patch grid (not a fold of
+    the weight repeated per coefficient)."""
     h, w = noisy.shape[-2:]
-    patch = basis.shape[0]
+    patch = dct.shape[0]
     y = _pad(noisy, patch, stride).contiguous()
     fast = y.device.type == "cpu" and y.dtype == torch.float32  # float64 is for reference: the convolutions
     make = _numba_pass if impl == "numba" or (impl == "auto" and fast) else _torch_pass
-    one_pass = make(y, sigma, basis, keep_mean, stride, band_rows)
+    one_pass = make(y, sigma, dct, keep_mean, stride, band_rows)
     reach = patch // stride - 1  # a pixel is covered by the patches of this many grid steps before its own, and its own
     estimate = pilot
     for _ in range(passes):
@@ -170,17 +171,17 @@ def _filter_plane(noisy: torch.Tensor, pilot: torch.Tensor, sigma: float, basis:
     return estimate
 
 
-def _filter_scales(noisy: torch.Tensor, pilot: torch.Tensor, sigma: float, basis: torch.Tensor, keep_mean: bool,
+def _filter_scales(noisy: torch.Tensor, pilot: torch.Tensor, sigma: float, dct: torch.Tensor, keep_mean: bool,
                    levels: int, passes: int, stride: int, band_rows: int, impl: Impl) -> torch.Tensor:
     """``_filter_plane``, then ``levels`` coarser scales in turn replace the estimate's low frequencies (module
     docstring). Planes under two patches a side are not taken coarser."""
-    estimate = _filter_plane(noisy, pilot, sigma, basis, keep_mean, passes, stride, band_rows, impl)
+    estimate = _filter_plane(noisy, pilot, sigma, dct, keep_mean, passes, stride, band_rows, impl)
     h, w = noisy.shape[-2:]
-    if levels == 0 or min(h, w) < 2 * basis.shape[0]:
+    if levels == 0 or min(h, w) < 2 * dct.shape[0]:
         return estimate
     even = (0, w % 2, 0, h % 2)  # odd sides repeat their last pixel so that 2x2 blocks tile the plane
     fine = F.avg_pool2d(F.pad(estimate, even, mode="replicate"), 2)
-    coarse = _filter_scales(F.avg_pool2d(F.pad(noisy, even, mode="replicate"), 2), fine, sigma / 2, basis, keep_mean,
+    coarse = _filter_scales(F.avg_pool2d(F.pad(noisy, even, mode="replicate"), 2), fine, sigma / 2, dct, keep_mean,
                             levels - 1, passes, stride, band_rows, impl)
     lift = F.interpolate(coarse - fine, scale_factor=2.0, mode="bilinear", align_corners=False)
     return estimate + lift[..., :h, :w]
@@ -208,11 +209,11 @@ def wiener(noisy: torch.Tensor, pilot: torch.Tensor, sigma: float, settings: Wie
         return noisy
     passes = settings.passes if passes is None else passes
     dtype = torch.float64 if noisy.dtype == torch.float64 else torch.float32
-    basis, opponent = (t.to(noisy.device, dtype) for t in _bases(settings.patch))
+    dct, opponent = (t.to(noisy.device, dtype) for t in _bases(settings.patch))
     mix = opponent if noisy.shape[1] == 3 else torch.eye(noisy.shape[1], device=noisy.device, dtype=dtype)
     y = torch.einsum("ij,njhw->nihw", mix, noisy.to(dtype))
     p = torch.einsum("ij,njhw->nihw", mix, pilot.to(dtype))
-    planes = [_filter_scales(y[:, c:c + 1], p[:, c:c + 1], sigma, basis, keep_mean=c == 0 or mix is not opponent,
+    planes = [_filter_scales(y[:, c:c + 1], p[:, c:c + 1], sigma, dct, keep_mean=c == 0 or mix is not opponent,
                              levels=settings.levels, passes=passes, stride=settings.stride, band_rows=band_rows,
                              impl=impl)
               for c in range(y.shape[1])]

@@ -6,7 +6,7 @@ by the ``patch / stride`` patch rows that overlap it; the inverse is taken back 
 to pixels once per row after the band's patches are summed (it is linear). About a sixth of the
 multiplications of the 2-D transforms, and no temporaries outside the band (``benchmarks/wiener_speed.py``).
 Bands run in parallel with ``prange`` alone (numba's other parallel transforms off: with them the loop took about
-20 s to compile, without them about 8 s, once, cached on disk); threads of a serial band function ran 1.5x slower.
+20 s to compile, without them 8-11 s, once, cached on disk); threads of a serial band function ran 1.5x slower.
 """
 
 from __future__ import annotations

@@ -3,12 +3,13 @@
     python benchmarks/wiener_speed.py [--size 1000] [--sigma 15] [--repeats 3] [--bands 8 16 24 32 48] [--impls torch numba]
 
 A size x size noisy image (a smooth gradient with fine stripes, noise of ``sigma`` on the 0-255
-scale, seed 0) is filtered at the default settings (three passes, four scales), guided by itself;
-Each implementation (``wiener(impl=)``: ``torch``, strided convolutions; ``numba``, the CPU loop with separable
-transforms) runs with each band size (``band_rows``); ``torch whole`` is one band over the whole plane (the filter
-as it was before bands), the reference. Runs interleaved, medians printed in seconds and as a ratio to the
-reference, with the largest difference from its estimate (the same up to rounding). Torch's threads as set (``--threads``); malloc tuned as a restore tunes it
-(``memory.tune_allocator``: freed buffers stay in the process), unless ``--default-malloc``.
+scale, seed 0) is filtered at the default settings (three passes, four scales), guided by itself, by each
+implementation (``wiener(impl=)``: ``torch``, strided convolutions; ``numba``, the CPU loop with separable
+transforms) with each band size (``band_rows``); ``torch whole``, one band over the whole plane (the filter as it
+was before bands), is the reference. Runs interleaved, medians printed in seconds and as a ratio to the
+reference, with the largest difference from its estimate (the same up to rounding). Torch's threads as set
+(``--threads``); malloc tuned as a restore tunes it (``memory.tune_allocator``: freed buffers stay in the
+process), unless ``--default-malloc``.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ resident-set growth sampled every 2 ms; CUDA: torch's peak allocation).
     python benchmarks/dcn_speed.py --device cuda    # on a GPU
     python benchmarks/dcn_speed.py --quick          # layers only
     python benchmarks/dcn_speed.py --model-size 1000x1000 --impls numba --no-layers   # the whole model at 1 MP
+    python benchmarks/dcn_speed.py --parts --repeats 5   # one layer of the default's width at 1 MP, part by part
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from airnet_restore.memory import tune_allocator
 from airnet_restore.models import AirNet, DCNLayer
-from airnet_restore.ops.deform_conv import deform_conv3x3
+from airnet_restore.ops import _numba_kernels as kernels
+from airnet_restore.ops.deform_conv import INFERENCE_COLS_BYTES, _kernel_inputs, _row_blocks, deform_conv3x3
 
 
 class PeakMemory:
@@ -120,6 +123,49 @@ def layer_cases(device: torch.device, impls: list[str], sizes: list[int], repeat
     return rows
 
 
+def part_cases(channels: int, size: int, repeats: int) -> list[dict]:
+    """One modulated deformable layer (numba, inference) of ``channels`` channels on a ``size``^2 map, part by part:
+    where the layer's time goes against the plain 3x3 convolution that the stand-in runs in its place (CPU)."""
+    g = torch.Generator().manual_seed(0)
+    cl = torch.channels_last
+    x = torch.randn(1, channels, size, size, generator=g).contiguous(memory_format=cl)
+    inter = torch.randn(1, channels, size, size, generator=g).contiguous(memory_format=cl)
+    offset_conv = torch.nn.Conv2d(2 * channels, 27, 3, padding=1).to(memory_format=cl)
+    weight = torch.randn(channels, channels, 3, 3, generator=g) / (3 * channels)
+    om = (torch.randn(1, 27, size, size, generator=g) * 1.5).contiguous(memory_format=cl)
+    offset, mask = om[:, :18], torch.sigmoid(om[:, 18:])
+    xs, off, msk, wt, dtype = _kernel_inputs(x, offset, mask, weight)
+    blocks = _row_blocks(1, channels, size, size, dtype, INFERENCE_COLS_BYTES)
+    cols = torch.empty((blocks.step * size, 9 * channels), dtype=dtype)
+    out = torch.empty((size * size, channels), dtype=dtype)
+    im2col = kernels.im2col_kernel(channels, xs.dtype, parallel=True)
+    kernels.set_threads(torch.get_num_threads())
+
+    def sampling() -> None:
+        for y0 in blocks:
+            im2col(xs, off, msk, y0, min(blocks.step, size - y0), cols[None].numpy())
+
+    def product() -> None:  # on the last block's columns, as the layer runs it after each block's sampling
+        for y0 in blocks:
+            n = min(blocks.step, size - y0)
+            torch.mm(cols[: n * size], wt, out=out[y0 * size : (y0 + n) * size])
+
+    cases = {
+        "offsets and mask: cat + conv3x3 to 27 channels (in the stand-in too)":
+            lambda: offset_conv(torch.cat([x, inter], dim=1)),
+        "deformable conv, whole (numba)": partial(deform_conv3x3, x, offset, mask, weight, "numba"),
+        "  its sampling (im2col kernel)": sampling,
+        "  its product (torch.mm per row block)": product,
+        "plain conv3x3 (the stand-in's, channels_last)": partial(F.conv2d, x, weight, padding=1),
+    }
+    rows = []
+    with torch.no_grad():
+        for name, fn in cases.items():
+            sec, mb, _ = timed(fn, torch.device("cpu"), repeats)
+            rows.append({"case": f"one layer parts {channels} ch {size}x{size}", "impl": name, "seconds": sec, "peak_mb": mb})
+    return rows
+
+
 def model_cases(device: torch.device, impls: list[str], sizes: list[tuple[int, int]], repeats: int) -> list[dict]:
     rows = []
     torch.manual_seed(0)
@@ -163,7 +209,12 @@ def main() -> None:
                         help="the whole model at this size instead of 256x256 and 321x481 (repeatable)")
     parser.add_argument("--impls", help="comma list of DCN implementations (default: torchvision and the fast ones)")
     parser.add_argument("--no-layers", action="store_true", help="the whole model only")
+    parser.add_argument("--parts", action="store_true",
+                        help="only one layer of the default's width at 1 MP, part by part (CPU; --parts-channels/--parts-size)")
+    parser.add_argument("--parts-channels", type=int, default=24)
+    parser.add_argument("--parts-size", type=int, default=1000)
     args = parser.parse_args()
+    tune_allocator()
     device = torch.device(args.device)
     fast = ["numba", "grid_sample"] if device.type == "cpu" else ["grid_sample"]
     impls = args.impls.split(",") if args.impls else ["torchvision", *fast]
@@ -171,8 +222,11 @@ def main() -> None:
                    else [(256, 256), (321, 481)])
     print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{torch.get_num_threads()} threads'}), "
           f"torch {torch.__version__}")
-    rows = [] if args.no_layers else layer_cases(device, impls, [256, 512], args.repeats)
-    if not args.quick:
+    if args.parts:
+        rows = part_cases(args.parts_channels, args.parts_size, args.repeats)
+    else:
+        rows = [] if args.no_layers else layer_cases(device, impls, [256, 512], args.repeats)
+    if not args.quick and not args.parts:
         rows += model_cases(device, impls, model_sizes, args.model_repeats)
     base = {r["case"]: r["seconds"] for r in rows if r["impl"] == "torchvision"}
     bound = {r["case"]: r["seconds"] for r in rows if r["impl"].startswith(("plain", "conv3x3"))}

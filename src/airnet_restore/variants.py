@@ -188,6 +188,8 @@ def describe(name: str, config: AirNetConfig, metadata: Mapping[str, str]) -> Va
 LITE = AirNetConfig(n_feats=24, n_groups=3, n_blocks=3, enc_channels=(24, 64, 128), dim=128)
 PAPER_NOISE = ("noise15", "noise25", "noise50")
 TRAINING_PHOTOS = "34 real photographs (the earlier training set, assets/CREDITS.md; 6 more for validation), degraded on the fly"
+POOL_PHOTOS = ("the 34 earlier photographs, then the photo pool's 178 training photographs (Debian packages and the "
+               "scikit-image, matplotlib, scikit-learn and scipy wheels; data/README.md), degraded on the fly")
 
 
 def _official(name: str, file: str, queue: int, tasks: tuple[str, ...], data: str, what: str, source: str) -> Variant:
@@ -203,16 +205,17 @@ def _official(name: str, file: str, queue: int, tasks: tuple[str, ...], data: st
     )
 
 
-def _general(name: str, description: str, step: int, sha256: str, half_note: str) -> Variant:
-    """A bundled release of airnet-general's training (``training/airnet-general``): the EMA weights of ``step``."""
+def _general(name: str, description: str, step: int, sha256: str, half_note: str, run: str = "training/airnet-general",
+             data: str = TRAINING_PHOTOS) -> Variant:
+    """A bundled release of airnet-general's training (the run folder ``run``): the EMA weights of ``step``."""
     return Variant(
         name=name,
         config=LITE,
         description=description,
         licence=BUNDLED_LICENCE,
         tasks=GENERAL_TYPES,
-        training_data=TRAINING_PHOTOS,
-        weights=Weights(f"{name}.safetensors", f"bundled with airnet-restore (training/airnet-general, step {step})",
+        training_data=data,
+        weights=Weights(f"{name}.safetensors", f"bundled with airnet-restore ({run}, step {step})",
                         sha256, bundled=True),
         half_safe=True,
         half_note=half_note,

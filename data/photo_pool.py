@@ -361,6 +361,19 @@ def build(args: argparse.Namespace) -> int:
     return 0
 
 
+def credits(manifest: dict, splits: list[str]) -> str:
+    """The credits table (Markdown) of the photos of ``splits``: file, split, licence, author and where it comes from."""
+    lines = ["| photograph | split | licence | author | source |", "|---|---|---|---|---|"]
+    for photo in manifest["photos"]:
+        if photo["split"] not in splits:
+            continue
+        src = photo["source"]
+        where = ("Debian package " if src["type"] == "debian" else "PyPI wheel ") + f"{src['name']}: {src['path']}"
+        where += f" ({src['member']})" if src.get("member") else ""
+        lines.append(f"| {photo['file']} | {photo['split']} | {photo['licence']} | {photo.get('author') or 'unknown'} | {where} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=str(HERE / "pool"), help="output folder (default: data/pool)")
@@ -372,7 +385,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="build even if the archive or the files differ from the manifest (differences are still listed)")
     parser.add_argument("--update-manifest", action="store_true",
                         help="maintainers: record the hashes of this build in the manifest instead of checking them")
+    parser.add_argument("--credits", action="store_true",
+                        help="print the credits table of the --split photos (default: all) as Markdown, build nothing")
     args = parser.parse_args(argv)
+    if args.credits:
+        manifest = json.loads(Path(args.manifest).read_text())
+        print(credits(manifest, args.split or list(manifest["splits"])), end="")
+        return 0
     try:
         return build(args)
     except PoolError as exc:

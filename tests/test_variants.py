@@ -159,3 +159,15 @@ def test_export_metadata_is_the_descriptor():
     training = '{"config": {"data": {"types": [{"name": "noise25"}, {"name": "n2", "degradation": "noise25"}, {"name": "rain"}]}}}'
     mine = describe("mine", lite.config, {"licence": "CC0", "training": training})
     assert mine.tasks == ("noise25", "rain") and mine.licence == "CC0" and mine.weights is None
+
+
+def test_v10_carries_v9s_detectors_and_its_post_filter_record_but_for_the_check():
+    """airnet-general-v10 (training/airnet-general-pool/RUNS.md): v9's probe unchanged, v9's post-filter numbers
+    but ``detectors_sure`` (0.98, 0.99), so the check of the network's output decides unless the detectors are
+    all but sure."""
+    import dataclasses
+
+    v9, v10 = load_model("airnet-general-v9", device="cpu"), load_model("airnet-general-v10", device="cpu")
+    assert v10.probe is not None and v10.probe.to_json() == v9.probe.to_json()
+    assert v10.postfilter.params == dataclasses.replace(v9.postfilter.params, detectors_sure=(0.98, 0.99))
+    assert v10.postfilter.params != v9.postfilter.params

@@ -155,3 +155,21 @@ def test_a_missing_split_of_the_photo_pool_names_the_command_that_builds_it(tmp_
     assert POOL_COMMAND in str(missing.value) and "\n" not in str(missing.value)
     with pytest.raises(AirNetError, match=r"folder not found: .*photos \(it must contain"):
         list_images(tmp_path / "photos")  # any other folder: what it must hold
+
+
+def test_the_bundled_credits_name_every_photo_of_the_pool_the_weights_learned_from():
+    """CREDITS.md (shipped with the weights) holds the credits table that the manifest gives for the training and
+    validation photos, one row each, with a licence and a source."""
+    import json
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    table = subprocess.run([sys.executable, str(repo / "data" / "photo_pool.py"), "--credits", "--split", "training",
+                            "--split", "validation"], capture_output=True, text=True, check=True).stdout
+    manifest = json.loads((repo / "data" / "photo_pool.json").read_text())
+    photos = [p for p in manifest["photos"] if p["split"] in ("training", "validation")]
+    rows = table.splitlines()[2:]
+    assert len(rows) == len(photos) > 200
+    assert all(row.count(" | ") == 4 and row.split(" | ")[1] in ("training", "validation") for row in rows)
+    assert table in (repo / "src" / "airnet_restore" / "assets" / "CREDITS.md").read_text()

@@ -17,7 +17,6 @@ from airnet_restore.postfilter.stage import (
     Blend,
     auto_anchor,
     clipped_noise_mean,
-    image_residual_sums,
     noise_estimate,
     noise_estimate_crops,
     noise_likeness,
@@ -174,30 +173,6 @@ def test_the_check_takes_noise_removal_for_noise_alone_and_a_change_of_tones_for
     assert noise_likeness(torch.tensor([0.0, 0.0, 10.0, 9.0]), P) == 1.0  # nothing left: nothing but noise removed
     tiny = residual_sums(x[..., :3, :], y[..., :3, :], 0.1, 4)  # too small for a window: nothing to check ...
     assert tiny[3] == 0 and Blend(1.0, 0.3, 25.0, check=1.0).settle(tiny) == Blend(1.0, 0.3, 25.0)  # ... detectors decide
-
-
-def test_the_detrended_check_leaves_a_change_of_tones_to_the_noise_model_and_still_sees_streaks():
-    """``check_detrend``: the residual's mean over large squares is removed before the check, so a network that
-    only shifted the tones of a noisy photo is checked as a denoiser (the noise model then keeps the input's
-    tones), while thin streaks still read as more than noise; band by band it sums as the whole image does."""
-    y = textured_photo(6, 96)
-    x = noisy(y, 25.0, 8)
-    darker = y - 0.1  # the network removed the noise and darkened the photo
-    assert noise_likeness(residual_sums(x, darker, 25 / 255, 4), P) == 0.0
-    assert noise_likeness(residual_sums(x, darker, 25 / 255, 4, detrend=33), P) == 1.0
-    streaks = torch.zeros_like(y)
-    for start in range(0, 96, 12):
-        streaks[..., start : start + 3] = 0.3
-    assert noise_likeness(residual_sums(noisy(y + streaks, 25.0, 10), y, 25 / 255, 4, detrend=17), P) < 0.6  # 0.55
-    tall = noisy(textured_photo(3, 600)[..., :40], 20.0, 4)  # three bands of MIX_ROWS rows
-    guide = textured_photo(3, 600)[..., :40] - 0.02
-    params = dataclasses.replace(P, check_detrend=33)
-    torch.testing.assert_close(image_residual_sums(crops_of(tall), guide, 0.08, params),
-                               residual_sums(tall, guide, 0.08, 4, detrend=33), rtol=1e-12, atol=0)
-    for bad in (4, 32, 3):  # even, or not over the check's window
-        with pytest.raises(AirNetError, match="check_detrend"):
-            dataclasses.replace(P, check_detrend=bad)
-    assert PostFilterParams.from_json(P.to_json().replace(', "check_detrend": 0', "")) == P  # older records
 
 
 @pytest.mark.slow  # about 10 s; tiled = whole with a check stays in the default run (test_restore_tensor_applies_...)

@@ -110,9 +110,6 @@ class PostFilterParams:
     ``check_sigmas``: the check's weight in the anchor rises from 0 to 1 between these sigmas (0-255).
     ``mixed``: haze or rain as likely as this beside checked noise: the noise model's estimate is restored.
     ``detectors_sure``: anchors from which the detectors are trusted over a check that finds more than noise.
-    ``check_detrend``: the check first removes from the residual its mean over ``check_detrend``-px squares (odd;
-    0: not), so that a change of tones over large areas reads as the noise model's business, not as removed haze
-    or rain; a record without it gets 0.
     ``haze``: the haze band (``HazeSettings``); a stored record without it gets the default settings.
     """
 
@@ -125,7 +122,6 @@ class PostFilterParams:
     mixed: float = 0.5
     detectors_sure: tuple[float, float] = (0.7, 0.9)
     haze: HazeSettings = field(default_factory=HazeSettings)
-    check_detrend: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.wiener, WienerSettings):
@@ -141,10 +137,6 @@ class PostFilterParams:
         _check_pair("check_sigmas", self.check_sigmas, 0.0, 255.0)
         _check_pair("detectors_sure", self.detectors_sure, 0.0, 1.0)
         _check_pair("mixed", (self.mixed, self.mixed), 0.0, 1.0, strict=False)
-        _check_int("post-filter check_detrend", self.check_detrend, 0, 255)
-        if self.check_detrend and (self.check_detrend % 2 == 0 or self.check_detrend <= self.check_window):
-            raise AirNetError(f"post-filter check_detrend must be 0 or an odd size over check_window ({self.check_window}), "
-                              f"got {self.check_detrend}")
 
     @property
     def reach(self) -> int:
@@ -166,12 +158,11 @@ class PostFilterParams:
     def from_json(cls, text: str, source: str = "weights") -> PostFilterParams:
         """The record stored as JSON; a one-line ``AirNetError`` naming ``source`` for anything else (unknown or
         missing fields, wrong types, values out of range). Records written before the haze band existed hold no
-        ``haze``, and a ``haze`` may leave out settings: those get ``HazeSettings``' defaults; records without
-        ``check_detrend`` get 0."""
+        ``haze``, and a ``haze`` may leave out settings: those get ``HazeSettings``' defaults."""
         try:
             data = json.loads(text)
             names = {f.name for f in fields(cls)}
-            if not isinstance(data, dict) or not names - {"haze", "check_detrend"} <= set(data) <= names:
+            if not isinstance(data, dict) or not names - {"haze"} <= set(data) <= names:
                 raise ValueError(f"expected the fields {', '.join(f.name for f in fields(cls))}")
             wiener = data.pop("wiener")
             if not isinstance(wiener, dict) or set(wiener) != {f.name for f in fields(WienerSettings)}:

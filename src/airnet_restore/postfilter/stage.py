@@ -293,20 +293,14 @@ def noise_estimate_crops(source: Crop, pilot: torch.Tensor, sigma: float, params
     return result
 
 
-def residual_sums(t: torch.Tensor, out: torch.Tensor, sigma: float, window: int, rows: int | None = None,
-                  detrend: int = 0, skip: int = 0) -> torch.Tensor:
+def residual_sums(t: torch.Tensor, out: torch.Tensor, sigma: float, window: int, rows: int | None = None) -> torch.Tensor:
     """For the check of the network's output on (N,3,H,W) ``t`` and ``out``: the sums of the squared residual
     ``t - m(out)`` and of its squared ``window``-px local means, and their counts, in float64 on the CPU.
-    ``detrend``: the residual's mean over ``detrend``-px squares (within the image) is removed first (0: not).
-    ``skip``: the first ``skip`` rows are context only (for that mean). ``rows``: only the ``rows`` rows after
-    them are counted (and the windows that start in them, which may reach into the rows after), so that
-    consecutive bands of rows, each given ``window - 1`` rows more (and ``detrend // 2`` rows of context on
-    either side), add up to exactly the whole image's sums."""
+    ``rows``: only the first ``rows`` rows are counted (and the windows that start in them, which may reach
+    into the rows after), so that consecutive bands of rows, each given ``window - 1`` rows more, add
+    up to exactly the whole image's sums."""
+    rows = t.shape[-2] if rows is None else rows
     residual = (t - clipped_noise_mean(out, sigma)).to("cpu", torch.float64)
-    if detrend:
-        residual = residual - F.avg_pool2d(residual, detrend, stride=1, padding=detrend // 2, count_include_pad=False)
-    residual = residual[..., skip:, :]
-    rows = residual.shape[-2] if rows is None else rows
     own = residual[..., :rows, :]
     if min(residual.shape[-2:]) >= window:
         local = F.avg_pool2d(residual, window, stride=1)[..., :rows, :]
@@ -319,15 +313,10 @@ def residual_sums(t: torch.Tensor, out: torch.Tensor, sigma: float, window: int,
 def image_residual_sums(source: Crop, out: torch.Tensor, sigma: float, params: PostFilterParams) -> torch.Tensor:
     """``residual_sums`` over the whole image given by its crops and the network's whole ``out``, band by band."""
     height, width = out.shape[-2:]
-    halo = params.check_detrend // 2  # the detrending mean's context on either side of a band
-    reach = MIX_ROWS + params.check_window - 1 + halo  # each band's local means may reach into the next band's rows
-
-    def band(y: int) -> torch.Tensor:
-        y0, y1 = max(0, y - halo), min(height, y + reach)
-        return residual_sums(source(y0, 0, y1 - y0, width).to(out), out[:, :, y0:y1], sigma, params.check_window,
-                             MIX_ROWS, params.check_detrend, y - y0)
-
-    return torch.stack([band(y) for y in range(0, height, MIX_ROWS)]).sum(0)
+    reach = MIX_ROWS + params.check_window - 1  # each band's local means may reach into the next band's rows
+    return torch.stack([residual_sums(source(y, 0, min(reach, height - y), width).to(out), out[:, :, y : y + reach],
+                                      sigma, params.check_window, MIX_ROWS)
+                        for y in range(0, height, MIX_ROWS)]).sum(0)
 
 
 def noise_likeness(sums: torch.Tensor, params: PostFilterParams) -> float:

@@ -53,7 +53,8 @@ def parse_variant(text: str) -> dict[str, Any]:
         name, _, value = item.partition("=")
         if name not in names or not value:
             raise SystemExit(f"--variant {text!r}: expected FIELD=VALUE with a field of PostFilterParams ({', '.join(sorted(names))})")
-        changes[name] = tuple(float(v) for v in value.split(":")) if ":" in value else float(value)
+        changes[name] = (tuple(float(v) for v in value.split(":")) if ":" in value
+                         else int(value) if value.isdigit() else float(value))  # integer fields (check_window) as int
     return changes
 
 

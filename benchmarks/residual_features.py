@@ -36,9 +36,11 @@ STATISTICS = ("rms", "pos", "hpos", "hskew", "hchan", "lcoh", "prain")
 
 def residual_statistics(x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
     """The residual statistics of the module docstring for (3,H,W) input ``x`` and output ``y`` in [0, 1]."""
+    def high(t: torch.Tensor) -> torch.Tensor:  # (C,H,W) less its 7x7 local mean
+        return t - F.avg_pool2d(t[None], 7, stride=1, padding=3, count_include_pad=False)[0]
+
     r = (x - y).double()
     lum = r.mean(0)
-    high = lambda t: t - F.avg_pool2d(t[None], 7, stride=1, padding=3, count_include_pad=False)[0]  # noqa: E731
     hp = high(lum[None])[0]
     z = (hp - hp.mean()) / (hp.std() + 1e-12)
     chans = torch.corrcoef(high(r).reshape(3, -1))

@@ -389,8 +389,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="print the credits table of the --split photos (default: all) as Markdown, build nothing")
     args = parser.parse_args(argv)
     if args.credits:
-        manifest = json.loads(Path(args.manifest).read_text())
-        print(credits(manifest, args.split or list(manifest["splits"])), end="")
+        try:
+            manifest = json.loads(Path(args.manifest).read_text())
+            table = credits(manifest, args.split or list(manifest["splits"]))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            print(f"error: {args.manifest}: not a readable photo-pool manifest ({type(exc).__name__}: {exc})", file=sys.stderr)
+            return 2
+        print(table, end="")
         return 0
     try:
         return build(args)

@@ -153,7 +153,8 @@ def part_cases(channels: int, size: int, repeats: int) -> list[dict]:
     cases = {
         "offsets and mask: cat + conv3x3 to 27 channels (in the stand-in too)":
             lambda: offset_conv(torch.cat([x, inter], dim=1)),
-        "deformable conv, whole (numba)": partial(deform_conv3x3, x, offset, mask, weight, "numba"),
+        "deformable conv, whole (numba: fused sampling and product)": partial(deform_conv3x3, x, offset, mask, weight, "numba"),
+        "deformable conv as im2col + torch.mm (training's and bf16's path)": lambda: (sampling(), product()),
         "  its sampling (im2col kernel)": sampling,
         "  its product (torch.mm per row block)": product,
         "plain conv3x3 (the stand-in's, channels_last)": partial(F.conv2d, x, weight, padding=1),

@@ -78,3 +78,18 @@ def test_a_resized_queue_is_created_on_the_model_device():
     sd["E.E.queue"] = torch.randn(TINY.dim, 48)  # another training batch: another queue length, on the CPU
     model = load_into(make_tiny().to("meta"), sd)
     assert model.E.E.queue.shape == (TINY.dim, 48) and model.E.E.queue.device.type == "meta"
+
+
+def test_a_model_loaded_for_the_cpu_runs_channels_last(tmp_path):
+    """``load_model`` puts a CPU network's weights in channels-last (``inference_layout``): its convolutions then
+    answer channels-last, as the fused deformable convolution does, instead of mixing layouts in every sum."""
+    from airnet_restore.weights import save_weights
+
+    source = make_tiny()
+    net = loading.load_model(save_weights(source, tmp_path / "tiny.safetensors"), device="cpu").network
+    weights = [p for p in net.parameters() if p.dim() == 4]
+    assert weights and all(p.is_contiguous(memory_format=torch.channels_last) for p in weights)
+    x = torch.rand(1, 3, 20, 24).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        assert net.R.head(x).is_contiguous(memory_format=torch.channels_last)
+        torch.testing.assert_close(net(x), source.eval()(x), atol=1e-6, rtol=1e-6)

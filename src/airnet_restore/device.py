@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import torch
 
 from airnet_restore.errors import AirNetError
+
+Module = TypeVar("Module", bound=torch.nn.Module)
 
 
 def resolve_device(spec: str | torch.device = "auto") -> torch.device:
@@ -31,3 +35,15 @@ def resolve_device(spec: str | torch.device = "auto") -> torch.device:
     elif device.type not in ("cpu", "cuda", "mps"):
         raise AirNetError(f"unsupported device {spec!r}; use auto, cpu, cuda, cuda:N or mps")
     return device
+
+
+def inference_layout(network: Module, device: torch.device) -> Module:
+    """On a CPU, ``network``'s weights in channels-last (in place; values unchanged): with contiguous weights a
+    convolution of a channels-last input answers in the contiguous layout, so the network ran mostly
+    channels-first, every deformable convolution copied its input to channels-last and every sum with its
+    output mixed the two layouts (the forward 1.2-1.4x slower at a megapixel: benchmarks/README.md, "The
+    deformable convolution fused"). Other devices keep the layout they have. ``load_model`` applies it;
+    ``restore_tensor`` leaves a caller's own module as it is, so code that builds its network calls this itself."""
+    if device.type == "cpu":
+        network.to(memory_format=torch.channels_last)
+    return network

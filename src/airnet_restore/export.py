@@ -142,7 +142,9 @@ def export_onnx(
     # The exporter maps torchvision::deform_conv2d to ONNX only if torchvision registered the operator
     # before the export starts; the DCN imports it lazily, at its first call, which is too late.
     importlib.import_module("torchvision.ops")
-    net: nn.Module = InferenceNet(copy.deepcopy(model).cpu().float().set_dcn_impl("torchvision")).eval()
+    # Contiguous weights: from channels-last ones (``load_model`` on a CPU) the exporter fixes the batch size.
+    plain = copy.deepcopy(model).cpu().float().to(memory_format=torch.contiguous_format)
+    net: nn.Module = InferenceNet(plain.set_dcn_impl("torchvision")).eval()
     if precision != "fp32":
         net = _CastIO(net, EXPORT_DTYPES[precision][0]).eval()
     batch, height, width = (torch.export.Dim(n, min=1) for n in ("batch", "height", "width"))

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from airnet_restore.constants import CPU_FORWARD_BYTES, DEFAULT_VARIANT, Impl
-from airnet_restore.device import resolve_device
+from airnet_restore.device import inference_layout, resolve_device
 from airnet_restore.errors import AirNetError
 from airnet_restore.inspection.calibrate import read_metadata
 from airnet_restore.inspection.features import encoder_fingerprint
@@ -116,7 +116,7 @@ def load_model(name_or_path: str | os.PathLike[str], device: str = "auto", dcn_i
     else:
         raise AirNetError(f"{name!r} is neither a registered variant ({', '.join(VARIANTS)}) nor a weights file")
     model, metadata = build_model(path)
-    network = model.set_dcn_impl(dcn_impl).to(target).eval()
+    network = inference_layout(model.set_dcn_impl(dcn_impl).to(target).eval(), target)
     variant = variant or describe(Path(name).stem, network.config, metadata)
     return ModelDescriptor(network, variant, _probe(metadata, name), PostFilter(PostFilterParams.from_metadata(metadata, name)),
                            name)

@@ -174,9 +174,51 @@ def test_numba_bf16_product_at_inference_only():
     torch.testing.assert_close(low, exact, atol=0.05 * exact.abs().max().item(), rtol=0.02)
     weight.requires_grad_(True)
     trained = deform_conv3x3(x, offset, mask, weight, "numba", product=torch.bfloat16)
-    assert torch.equal(trained.detach(), exact)
+    assert torch.equal(trained.detach(), deform_conv3x3(x, offset, mask, weight, "numba").detach())
+    torch.testing.assert_close(trained.detach(), exact, atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="float32 or bfloat16"):
         deform_conv3x3(x, offset, mask, weight, "numba", product=torch.float16)
+
+
+@pytest.mark.parametrize(("c", "o", "w"), [(16, 16, 23), (5, 8, 3), (24, 24, 1), (8, 40, 6), (12, 48, 9)])
+def test_numba_fused_inference_matches_torchvision(monkeypatch, c, o, w):
+    """At inference in float32 with output channels a multiple of 8, sampling and product run in the fused
+    kernel: every group width (one, two or three vectors of a 24-channel group, one or two groups) and rows
+    whose pixel count is not a multiple of the kernel's four, against torchvision."""
+    import airnet_restore.ops._numba_kernels as kernels
+
+    used = []
+    real = kernels.fused_kernel
+    monkeypatch.setattr(kernels, "fused_kernel", lambda ch: used.append(ch) or real(ch))
+    x, offset, mask, weight = random_case(b=2, c=c, h=7, w=w, o=o, scale=3.0, seed=15)
+    weight = weight * (8 / (3 * c**0.5))
+    with torch.no_grad():
+        out = deform_conv3x3(x, offset, mask, weight.requires_grad_(True), "numba")
+    assert used == [c] and out.shape == (2, o, 7, w)
+    torch.testing.assert_close(out, deform_conv3x3(x, offset, mask, weight.detach(), "torchvision"), atol=1e-5, rtol=1e-5)
+
+
+def test_numba_fused_inference_leaves_other_shapes_to_im2col(monkeypatch):
+    """Output channels that are not a multiple of 8, float64 and training keep the im2col kernel."""
+    import airnet_restore.ops._numba_kernels as kernels
+
+    monkeypatch.setattr(kernels, "fused_kernel", lambda ch: pytest.fail("fused kernel used"))
+    x, offset, mask, weight = random_case(b=1, c=8, h=5, w=6, o=6, seed=16)
+    ref = deform_conv3x3(x, offset, mask, weight, "torchvision")
+    torch.testing.assert_close(deform_conv3x3(x, offset, mask, weight, "numba"), ref, atol=1e-5, rtol=1e-5)
+    x, offset, mask, weight = random_case(b=1, c=8, h=5, w=6, o=8, seed=16, dtype=torch.float64)
+    deform_conv3x3(x, offset, mask, weight, "numba")
+    deform_conv3x3(x.float(), offset.float(), mask.float(), weight.float().requires_grad_(True), "numba")
+
+
+def test_numba_fused_inference_samples_zero_for_nan_offsets():
+    x, offset, mask, weight = random_case(c=8, o=16, seed=12)
+    offset[:, :, 2:5, 3:6] = float("nan")
+    offset[:, 0, 6:, :] = 1e9
+    with torch.no_grad():
+        out = deform_conv3x3(x, offset, mask, weight, "numba")
+    clean = offset.nan_to_num(nan=-1e9)
+    torch.testing.assert_close(out, deform_conv3x3(x, clean, mask, weight, "torchvision"), atol=1e-5, rtol=1e-5)
 
 
 def test_numba_passes_gradcheck():

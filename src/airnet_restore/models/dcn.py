@@ -31,7 +31,11 @@ class DCNLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, inter: torch.Tensor) -> torch.Tensor:
         om = self.conv_offset_mask(torch.cat([x, inter], dim=1))
-        offset, mask = om[:, :18], torch.sigmoid(om[:, 18:])
+        # On a CPU (channels-last: ``inference_layout``, training's default) the mask logits are a strided slice of
+        # ``om``; a dense copy first makes the sigmoid vectorize (12 against 31 ms a megapixel: benchmarks/README.md).
+        # Decided by the device, not by om's strides: a shape-dependent branch would fix the batch size in an export.
+        logits = om[:, 18:].contiguous(memory_format=torch.channels_last) if om.device.type == "cpu" else om[:, 18:]
+        offset, mask = om[:, :18], torch.sigmoid(logits)
         # DCN sampling in fp32 (fp64 in a float64 model): no half-precision deformable kernel exists, and
         # torchvision casts it on CUDA anyway. Under bf16 autocast on a CPU its matrix product runs in bf16
         # (the low-precision CPU path, ``deform_conv3x3``).

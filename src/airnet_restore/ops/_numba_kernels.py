@@ -10,6 +10,8 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from airnet_restore.ops._simd import fma8, load8, store8, zero8
+
 
 def set_threads(n: int) -> None:
     """Use as many numba threads as torch does (numba cannot exceed its start-up maximum)."""
@@ -63,20 +65,47 @@ def _corners(py, px, h, w):  # pragma: no cover - compiled
             in_y_lo, in_y_hi, in_x_lo, in_x_hi)
 
 
+@njit(inline="always", cache=True)
+def _sample_pixel(xb, taps, mods, r, q, h, w, dst, c, real):  # pragma: no cover - compiled
+    """The modulated, bilinearly sampled 3x3 taps of output pixel (r, q) into ``dst`` (9*c values, tap-major then
+    channel): ``xb`` (H, W, C) one image, ``taps`` its 18 offsets and ``mods`` its 9 mask values at (r, q).
+    Zero padding: a sample at row < -1 or >= H (or column < -1 or >= W) is 0, and out-of-image neighbours
+    contribute 0, as in torchvision. ``real`` is the arrays' precision, which the bilinear weights are cast to
+    (not promoted to float64), so the channel loop becomes vector instructions."""
+    for k in range(9):
+        base = k * c
+        py = r - 1 + k // 3 + taps[2 * k]
+        px = q - 1 + k % 3 + taps[2 * k + 1]
+        if not _reaches_image(py, px, h, w):
+            for ch in range(c):
+                dst[base + ch] = 0.0
+            continue
+        m = mods[k]
+        y_lo, y_hi, x_lo, x_hi, ly, lx, iyl, iyh, ixl, ixh = _corners(py, px, h, w)
+        w1 = real((1.0 - ly) * (1.0 - lx) * m * iyl * ixl)
+        w2 = real((1.0 - ly) * lx * m * iyl * ixh)
+        w3 = real(ly * (1.0 - lx) * m * iyh * ixl)
+        w4 = real(ly * lx * m * iyh * ixh)
+        v1 = xb[y_lo, x_lo]
+        v2 = xb[y_lo, x_hi]
+        v3 = xb[y_hi, x_lo]
+        v4 = xb[y_hi, x_hi]
+        for ch in range(c):
+            dst[base + ch] = w1 * v1[ch] + w2 * v2[ch] + w3 * v3[ch] + w4 * v4[ch]
+
+
 @functools.cache
 def im2col_kernel(c: int, dtype: np.dtype, parallel: bool) -> Callable[..., None]:
     """The im2col kernel for ``c`` channels of ``dtype``: ``kernel(x, offset, mask, y0, nrows, cols)`` writes the
-    modulated, bilinearly sampled 3x3 taps of rows [y0, y0+nrows) into ``cols``.
+    modulated, bilinearly sampled 3x3 taps of rows [y0, y0+nrows) into ``cols`` (``_sample_pixel``).
 
     x: (B, H, W, C), offset: (B, H, W, 18), mask: (B, H, W, 9), all channels-last (any strides);
     cols: (B, >= nrows*W, 9*C), row = pixel, columns = tap-major then channel.
-    Zero padding: a sample at row < -1 or >= H (or column < -1 or >= W) is 0,
-    and out-of-image neighbours contribute 0, as in torchvision.
 
-    One compiled kernel per channel count, dtype and threading (cached on disk): with ``c`` a compile-time
-    constant and the bilinear weights in the arrays' own precision (not promoted to float64), the channel loop
-    becomes vector instructions (benchmarks/README.md, "The deformable convolution's inference fix").
-    Inference runs it parallel over pixels, training serially (why: deform_conv.py, _NumbaDeformConv).
+    One compiled kernel per channel count, dtype and threading (cached on disk): ``c`` a compile-time
+    constant, so the channel loop becomes vector instructions (benchmarks/README.md, "The deformable
+    convolution's inference fix"). Runs parallel over pixels for the bf16 product and for channel counts
+    that ``fused_kernel`` does not take, serially in training (why: deform_conv.py, _NumbaDeformConv).
     """
     real = np.float64 if np.dtype(dtype) == np.float64 else np.float32
     loop = prange if parallel else range
@@ -89,32 +118,84 @@ def im2col_kernel(c: int, dtype: np.dtype, parallel: bool) -> Callable[..., None
             idx = flat % n
             r = y0 + idx // w
             q = idx % w
-            xb = x[b]
-            taps = offset[b, r, q]
-            mods = mask[b, r, q]
-            row = cols[b, idx]
-            for k in range(9):
-                dst = row[k * c : (k + 1) * c]
-                py = r - 1 + k // 3 + taps[2 * k]
-                px = q - 1 + k % 3 + taps[2 * k + 1]
-                if not _reaches_image(py, px, h, w):
-                    for ch in range(c):
-                        dst[ch] = 0.0
-                    continue
-                m = mods[k]
-                y_lo, y_hi, x_lo, x_hi, ly, lx, iyl, iyh, ixl, ixh = _corners(py, px, h, w)
-                w1 = real((1.0 - ly) * (1.0 - lx) * m * iyl * ixl)
-                w2 = real((1.0 - ly) * lx * m * iyl * ixh)
-                w3 = real(ly * (1.0 - lx) * m * iyh * ixl)
-                w4 = real(ly * lx * m * iyh * ixh)
-                v1 = xb[y_lo, x_lo]
-                v2 = xb[y_lo, x_hi]
-                v3 = xb[y_hi, x_lo]
-                v4 = xb[y_hi, x_hi]
-                for ch in range(c):
-                    dst[ch] = w1 * v1[ch] + w2 * v2[ch] + w3 * v3[ch] + w4 * v4[ch]
+            _sample_pixel(x[b], offset[b, r, q], mask[b, r, q], r, q, h, w, cols[b, idx], c, real)
 
     return njit(parallel=parallel, cache=True, nogil=True)(im2col)
+
+
+# Output channels one pass of ``fused_kernel``'s product computes: three vectors of eight, for four pixels
+# at a time, are twelve accumulators in registers (of sixteen on AVX2).
+FUSED_GROUP = 24
+
+
+@functools.cache
+def fused_kernel(c: int) -> Callable[..., None]:
+    """The whole float32 deformable convolution at inference for ``c`` input channels, sampling and product
+    fused: ``kernel(x, offset, mask, groups, out)``.
+
+    x, offset, mask as in ``im2col_kernel``; ``groups``: the (9*C, O) weight matrix cut into groups of
+    ``FUSED_GROUP`` output channels, zero-padded, each flattened: (ceil(O / 24), 9*C*24), contiguous;
+    out: (B*H, W*O), contiguous, O a multiple of 8. Parallel over image rows; four pixels at a time are sampled
+    into a buffer that stays in the core's first-level cache and multiplied there by a register-blocked
+    product (``_simd``), so the columns are never written to memory and read back (im2col + ``torch.mm``:
+    benchmarks/README.md, "The deformable convolution fused").
+    """
+    k9 = 9 * c
+    real = np.float32
+
+    def fused(x, offset, mask, groups, out):  # pragma: no cover - compiled
+        nb, h, w, _ = x.shape
+        o = out.shape[1] // w
+        for row in prange(nb * h):
+            b = row // h
+            r = row - b * h
+            xb = x[b]
+            orow = out[row]
+            buf = np.zeros((4, k9), dtype=np.float32)  # four pixels' columns (a row's last block: fewer)
+            p0, p1, p2, p3 = buf[0], buf[1], buf[2], buf[3]
+            for q0 in range(0, w, 4):
+                npx = min(4, w - q0)
+                for p in range(npx):
+                    _sample_pixel(xb, offset[b, r, q0 + p], mask[b, r, q0 + p], r, q0 + p, h, w, buf[p], c, real)
+                for g in range(groups.shape[0]):
+                    wg = groups[g]
+                    a00, a01, a02 = zero8(), zero8(), zero8()
+                    a10, a11, a12 = zero8(), zero8(), zero8()
+                    a20, a21, a22 = zero8(), zero8(), zero8()
+                    a30, a31, a32 = zero8(), zero8(), zero8()
+                    for j in range(k9):
+                        w0 = load8(wg, j * 24)
+                        w1 = load8(wg, j * 24 + 8)
+                        w2 = load8(wg, j * 24 + 16)
+                        s = p0[j]
+                        a00, a01, a02 = fma8(s, w0, a00), fma8(s, w1, a01), fma8(s, w2, a02)
+                        s = p1[j]
+                        a10, a11, a12 = fma8(s, w0, a10), fma8(s, w1, a11), fma8(s, w2, a12)
+                        s = p2[j]
+                        a20, a21, a22 = fma8(s, w0, a20), fma8(s, w1, a21), fma8(s, w2, a22)
+                        s = p3[j]
+                        a30, a31, a32 = fma8(s, w0, a30), fma8(s, w1, a31), fma8(s, w2, a32)
+                    vectors = min(3, (o - g * 24) // 8)  # the last group may hold 8 or 16 real channels
+                    at = q0 * o + g * 24
+                    _store_pixel(orow, at, vectors, a00, a01, a02)
+                    if npx > 1:
+                        _store_pixel(orow, at + o, vectors, a10, a11, a12)
+                    if npx > 2:
+                        _store_pixel(orow, at + 2 * o, vectors, a20, a21, a22)
+                    if npx > 3:
+                        _store_pixel(orow, at + 3 * o, vectors, a30, a31, a32)
+
+    return njit(parallel=True, cache=True, nogil=True)(fused)
+
+
+@njit(inline="always", cache=True)
+def _store_pixel(orow, at, vectors, v0, v1, v2):  # pragma: no cover - compiled
+    """The first ``vectors`` (1-3) of one pixel's three accumulators into ``orow[at:]``."""
+    store8(orow, at, v0)
+    if vectors > 1:
+        store8(orow, at + 8, v1)
+    if vectors > 2:
+        store8(orow, at + 16, v2)
 
 
 @njit(cache=True, nogil=True, fastmath={"reassoc", "contract", "nsz", "arcp"})
@@ -204,4 +285,4 @@ def backward_deform3x3(x, offset, mask, gcols, y0, nrows, cols, grad_offset, gra
                 grad_mask[b, r, q, k] = gm
 
 
-__all__ = ["backward_deform3x3", "im2col_kernel", "set_threads"]
+__all__ = ["FUSED_GROUP", "backward_deform3x3", "fused_kernel", "im2col_kernel", "set_threads"]

@@ -7,10 +7,12 @@ offset group, a modulation mask and no bias. Three implementations compute it:
 - ``grid_sample``: all nine taps sampled by one ``grid_sample`` call, then one
   1x1 convolution. Pure torch with autograd, so it trains; about 4x faster than
   torchvision for forward+backward on CPU.
-- ``numba``: a fused CPU loop writing the im2col columns (the four bilinear
+- ``numba``: a CPU loop writing the im2col columns (the four bilinear
   neighbours of each tap computed once per pixel, the mask folded into their
   weights, whole channel vectors gathered from a channels-last map), then one
-  matrix multiplication. Its backward is a second fused loop (columns recomputed,
+  matrix multiplication. At inference in float32 (output channels a multiple of
+  8) sampling and product run fused in one loop, four pixels at a time, without
+  columns in memory. Its backward is a second fused loop (columns recomputed,
   not stored) that scatters the input gradient and writes the offset and mask
   gradients, plus two matrix multiplications; training runs both loops serially.
 
@@ -150,6 +152,10 @@ class _NumbaDeformConv(torch.autograd.Function):
         b, c, h, w = x.shape
         o = weight.shape[0]
         out = torch.empty((b, h, w, o), dtype=dtype)
+        if not training and product is None and dtype == torch.float32 and o % 8 == 0:
+            kernels.set_threads(torch.get_num_threads())
+            kernels.fused_kernel(c)(xs, off, msk, _weight_groups(wt).numpy(), out.view(b * h, w * o).numpy())
+            return out.permute(0, 3, 1, 2).to(x.dtype)
         # Training runs the serial build: between torch's many short ops of a training step, numba's
         # OpenMP pool beside torch's made whole steps several times slower on a loaded 2-core
         # machine, while the serial kernels take ~0.1 s per layer there (benchmarks/README.md).
@@ -202,6 +208,18 @@ class _NumbaDeformConv(torch.autograd.Function):
             grad_wt.view(3, 3, c, o).permute(3, 2, 0, 1).to(weight.dtype),
         )
         return (*(grad if needed else None for grad, needed in zip(grads, ctx.needs_input_grad)), None, None)
+
+
+def _weight_groups(wt: torch.Tensor) -> torch.Tensor:
+    """The (9*C, O) weight matrix as ``fused_kernel`` reads it: groups of ``FUSED_GROUP`` output channels,
+    zero-padded, each flattened row-major."""
+    from airnet_restore.ops._numba_kernels import FUSED_GROUP
+
+    k, o = wt.shape
+    n = -(-o // FUSED_GROUP)
+    padded = wt.new_zeros((k, n * FUSED_GROUP))
+    padded[:, :o] = wt
+    return padded.view(k, n, FUSED_GROUP).permute(1, 0, 2).reshape(n, k * FUSED_GROUP)
 
 
 def _kernel_inputs(x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor) -> tuple:

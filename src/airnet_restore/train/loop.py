@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from airnet_restore.data.aio import AIODataset, TypeSource
 from airnet_restore.data.layouts import clean_folder, read_pairs
-from airnet_restore.device import resolve_device
+from airnet_restore.device import inference_layout, resolve_device
 from airnet_restore.errors import AirNetError, first_line
 from airnet_restore.evaluate import Task, build_tasks, evaluate, model_method
 from airnet_restore.memory import tune_allocator
@@ -280,13 +280,14 @@ class Trainer:
         return path
 
     def inference_model(self) -> AirNet:
-        """What validation scores and ``export`` writes: the model, with the EMA restorer if enabled."""
+        """What validation scores and ``export`` writes: the model, with the EMA restorer if enabled (then in the
+        layout ``airnet eval`` loads it in, so both score the same numbers)."""
         if not self.ema:
             return self.model
         model = AirNet(self.model_config, dcn_impl=self.config.train.dcn_impl).to(self.device)
         model.load_state_dict(self.model.state_dict())
         model.R.load_state_dict(self.ema.shadow)
-        return model
+        return inference_layout(model, self.device)
 
     def export(self, which: str) -> Path:
         """Inference weights as safetensors, ready for ``airnet restore`` (EMA weights if enabled); never non-finite ones."""

@@ -19,6 +19,9 @@ The photo is scikit-image's astronaut resized to ``--size`` square with seeded G
 
 ``--variants`` (a comma list or ``all``) adds the network alone of registered variants with random weights
 (as fast as trained ones), one row each.
+
+Ratios are printed two ways: of the medians, and the median of each round's own ratio (the two rows of a round
+ran close together, so a drift of the machine's speed between rounds cancels in it).
 """
 
 from __future__ import annotations
@@ -104,11 +107,17 @@ def main() -> None:
     print("|---|---|---|")
     for name, seconds in per_mp.items():
         print(f"| {name} | {seconds:.2f} | {', '.join(f'{t:.2f}' for t in times[name])} |")
-    default, alone, plain = (per_mp[k] for k in list(cases)[:3])
-    print(f"\ndefault / plain forward {default / plain:.3f}x; default / network alone {default / alone:.3f}x; "
-          f"network alone / plain forward {alone / plain:.3f}x; "
-          f"plain forward / plain-conv stand-in {plain / per_mp['plain-conv stand-in of the network']:.3f}x"
-          + (f"; bf16 / fp32 network alone {per_mp['network alone, bf16'] / alone:.3f}x" if args.bf16 else ""))
+    default, alone, plain, stand = (list(cases)[i] for i in range(4))
+    pairs = [("default / plain forward", default, plain), ("default / network alone", default, alone),
+             ("network alone / plain forward", alone, plain), ("plain forward / plain-conv stand-in", plain, stand)]
+    if args.bf16:
+        pairs.append(("bf16 / fp32 network alone", "network alone, bf16", alone))
+    print("\n| ratio | of the medians | median of the rounds' own | each round |")
+    print("|---|---|---|---|")
+    for label, a, b in pairs:
+        rounds = [ta / tb for ta, tb in zip(times[a], times[b])]  # one round's two rows ran minutes apart at most
+        print(f"| {label} | {per_mp[a] / per_mp[b]:.3f}x | {statistics.median(rounds):.3f}x | "
+              f"{', '.join(f'{r:.3f}' for r in rounds)} |")
     if args.variants:
         time_variants(args.variants, x, device, args.repeats)
 

@@ -164,9 +164,9 @@ def fused_kernel(c: int) -> Callable[..., None]:
                     a20, a21, a22 = zero8(), zero8(), zero8()
                     a30, a31, a32 = zero8(), zero8(), zero8()
                     for j in range(k9):
-                        w0 = load8(wg, j * 24)
-                        w1 = load8(wg, j * 24 + 8)
-                        w2 = load8(wg, j * 24 + 16)
+                        w0 = load8(wg, j * FUSED_GROUP)
+                        w1 = load8(wg, j * FUSED_GROUP + 8)
+                        w2 = load8(wg, j * FUSED_GROUP + 16)
                         s = p0[j]
                         a00, a01, a02 = fma8(s, w0, a00), fma8(s, w1, a01), fma8(s, w2, a02)
                         s = p1[j]
@@ -175,8 +175,8 @@ def fused_kernel(c: int) -> Callable[..., None]:
                         a20, a21, a22 = fma8(s, w0, a20), fma8(s, w1, a21), fma8(s, w2, a22)
                         s = p3[j]
                         a30, a31, a32 = fma8(s, w0, a30), fma8(s, w1, a31), fma8(s, w2, a32)
-                    vectors = min(3, (o - g * 24) // 8)  # the last group may hold 8 or 16 real channels
-                    at = q0 * o + g * 24
+                    vectors = min(3, (o - g * FUSED_GROUP) // 8)  # the last group may hold 8 or 16 real channels
+                    at = q0 * o + g * FUSED_GROUP
                     _store_pixel(orow, at, vectors, a00, a01, a02)
                     if npx > 1:
                         _store_pixel(orow, at + o, vectors, a10, a11, a12)

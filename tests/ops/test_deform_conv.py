@@ -246,3 +246,24 @@ def test_nan_offsets_sample_zero_instead_of_reading_outside_the_image():
 def test_unknown_impl_is_rejected():
     with pytest.raises(ValueError, match="unknown deformable"):
         deform_conv3x3(*random_case(), impl="cuda-magic")
+
+
+def test_f32x8_vectors_load_multiply_add_and_store_and_refuse_other_arrays():
+    """The eight-float intrinsics the fused kernel is built on: acc + s * v lane by lane; float64 or strided
+    arrays are refused when the caller compiles, not read as float32."""
+    import numba
+    import numpy as np
+
+    from airnet_restore.ops._simd import fma8, load8, store8, zero8
+
+    @numba.njit
+    def axpy(s, v, out):
+        store8(out, 1, fma8(s, load8(v, 2), fma8(np.float32(1.0), load8(v, 0), zero8())))
+
+    v, out = np.arange(10, dtype=np.float32), np.zeros(9, dtype=np.float32)
+    axpy(np.float32(0.5), v, out)
+    assert out[0] == 0 and np.array_equal(out[1:], v[:8] + 0.5 * v[2:10])
+    with pytest.raises((TypeError, numba.core.errors.TypingError), match="contiguous 1-d float32"):
+        axpy(np.float32(0.5), v.astype(np.float64), out)
+    with pytest.raises((TypeError, numba.core.errors.TypingError), match="contiguous 1-d float32"):
+        axpy(np.float32(0.5), np.arange(20, dtype=np.float32)[::2], out)

@@ -8,7 +8,8 @@ the stage's numbers are chosen on training and validation photos, never on held-
 Every ``--every``-th photo (sorted) is centre-cropped to ``--crop`` and degraded as ``airnet eval --heldout``
 degrades it (``evaluate.build_tasks``, seed 0), then restored by ``restore_tensor`` as ``airnet restore`` does:
 with the weights' own post-filter record (``stored``, the reference) and with each ``--variant`` of it
-(``FIELD=VALUE[,FIELD=VALUE]``; a pair as ``LOW:HIGH``; the fields of ``PostFilterParams``). Outputs are rounded
+(``FIELD=VALUE[,FIELD=VALUE]``; a pair as ``LOW:HIGH``, a switch as ``true``/``false``; the fields of
+``PostFilterParams``, and ``rain.FIELD`` / ``haze.FIELD`` those of a band's settings). Outputs are rounded
 to 8 bits. One table row per condition and record: mean, median and worst PSNR (dB; an output identical to
 its reference counts as 100 dB), the harmed photos
 (``evaluate.is_harmed``: clean below 40 dB, degraded more than 0.5 dB below the input), and on how many photos
@@ -36,6 +37,7 @@ from airnet_restore.loading import ModelDescriptor, load_model
 from airnet_restore.memory import tune_allocator
 from airnet_restore.metrics import get_protocol, psnr
 from airnet_restore.postfilter import PostFilter, PostFilterParams
+from airnet_restore.postfilter.params import HazeSettings, RainSettings
 
 CAP_DB = 100.0  # an output identical to its reference scores inf; means count it as this
 
@@ -46,21 +48,33 @@ def as_batch(image: np.ndarray) -> torch.Tensor:
 
 
 def parse_variant(text: str) -> dict[str, Any]:
-    """``FIELD=VALUE[,FIELD=VALUE]`` -> the changes to a ``PostFilterParams``; ``LOW:HIGH`` is a pair."""
+    """``FIELD=VALUE[,FIELD=VALUE]`` -> the changes to a ``PostFilterParams``; ``LOW:HIGH`` is a pair, ``true`` /
+    ``false`` a switch, and ``haze.FIELD`` / ``rain.FIELD`` a field of a band's settings."""
     names = {f.name for f in dataclasses.fields(PostFilterParams)}
+    bands = {"haze": HazeSettings, "rain": RainSettings}
     changes: dict[str, Any] = {}
     for item in text.split(","):
         name, _, value = item.partition("=")
-        if name not in names or not value:
-            raise SystemExit(f"--variant {text!r}: expected FIELD=VALUE with a field of PostFilterParams ({', '.join(sorted(names))})")
-        changes[name] = (tuple(float(v) for v in value.split(":")) if ":" in value
-                         else int(value) if value.isdigit() else float(value))  # integer fields (check_window) as int
+        band, _, field = name.partition(".")
+        known = {f.name for f in dataclasses.fields(bands[band])} if field and band in bands else names
+        if (field or name) not in known or not value:
+            raise SystemExit(f"--variant {text!r}: expected FIELD=VALUE with a field of PostFilterParams "
+                             f"({', '.join(sorted(names))}) or BAND.FIELD=VALUE for a band ({', '.join(bands)})")
+        parsed = (value == "true" if value in ("true", "false")
+                  else tuple(float(v) for v in value.split(":")) if ":" in value
+                  else int(value) if value.isdigit() else float(value))  # integer fields (check_window) as int
+        if field:
+            changes.setdefault(band, {})[field] = parsed
+        else:
+            changes[name] = parsed
     return changes
 
 
 def with_params(desc: ModelDescriptor, changes: dict[str, Any]) -> ModelDescriptor:
     """``desc`` with its post-filter record changed as ``changes`` says (validated by ``PostFilterParams``)."""
-    return dataclasses.replace(desc, postfilter=PostFilter(dataclasses.replace(desc.postfilter.params, **changes)))
+    params = desc.postfilter.params
+    bands = {k: dataclasses.replace(getattr(params, k), **v) for k, v in changes.items() if isinstance(v, dict)}
+    return dataclasses.replace(desc, postfilter=PostFilter(dataclasses.replace(params, **{**changes, **bands})))
 
 
 def main() -> None:

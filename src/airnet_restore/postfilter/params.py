@@ -11,12 +11,14 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, TypeVar
 
 from airnet_restore.errors import AirNetError, first_line
 
 # The weights metadata key that holds the record as JSON.
 METADATA_KEY = "postfilter"
+# The record's optional fields: bands added after the first records were stored.
+BANDS = frozenset({"haze", "rain"})
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,37 @@ class HazeSettings:
 
 
 @dataclass(frozen=True)
+class RainSettings:
+    """The rain band (``postfilter/rain.py``): where the detectors find rain, the thin bright structures that the
+    network removed and the blend kept are removed too. With ``c`` the band's confidence, ``ramp(p_rain,
+    *sure)``, the output ``o`` becomes ``o - c * max(0, d - box(d))`` for ``d = o - f(x)`` (what the blend kept
+    of the input against the network's output) and ``box`` the mean over ``window`` x ``window`` px: streaks
+    are thin and brighter than what lies behind them, so only the positive, fine part of ``d`` is taken, never
+    the network's tone shifts or its smoothing of dark detail. ``noise_sigmas``: ``c`` falls from 1 to 0
+    between these detected noise sigmas (0-255: the fine part of ``d`` is then noise). ``enabled``: False
+    leaves the stage as it was without the band."""
+
+    enabled: bool = False
+    sure: tuple[float, float] = (0.015, 0.15)
+    window: int = 15
+    noise_sigmas: tuple[float, float] = (8.0, 16.0)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.enabled, bool):
+            raise AirNetError(f"rain enabled must be true or false, got {self.enabled!r}")
+        _check_pair("rain sure", self.sure, 0.0, 1.0)
+        _check_pair("rain noise_sigmas", self.noise_sigmas, 0.0, 255.0)
+        _check_int("rain window", self.window, 3, 255)
+        if self.window % 2 == 0:
+            raise AirNetError(f"rain window must be odd (a window centred on its pixel), got {self.window}")
+
+    @property
+    def pairs(self) -> tuple[str, ...]:
+        """The fields that are pairs (JSON lists)."""
+        return ("sure", "noise_sigmas")
+
+
+@dataclass(frozen=True)
 class PostFilterParams:
     """Every tuned number of the post-filter (``postfilter/stage.py`` says what each one does).
 
@@ -110,7 +143,8 @@ class PostFilterParams:
     ``check_sigmas``: the check's weight in the anchor rises from 0 to 1 between these sigmas (0-255).
     ``mixed``: haze or rain as likely as this beside checked noise: the noise model's estimate is restored.
     ``detectors_sure``: anchors from which the detectors are trusted over a check that finds more than noise.
-    ``haze``: the haze band (``HazeSettings``); a stored record without it gets the default settings.
+    ``haze``, ``rain``: the haze and rain bands (``HazeSettings``, ``RainSettings``); a stored record without
+    them gets their default settings (the band off).
     """
 
     wiener: WienerSettings = field(default_factory=WienerSettings)
@@ -122,12 +156,15 @@ class PostFilterParams:
     mixed: float = 0.5
     detectors_sure: tuple[float, float] = (0.7, 0.9)
     haze: HazeSettings = field(default_factory=HazeSettings)
+    rain: RainSettings = field(default_factory=RainSettings)
 
     def __post_init__(self) -> None:
         if not isinstance(self.wiener, WienerSettings):
             raise AirNetError(f"post-filter wiener must be WienerSettings, got {type(self.wiener).__name__}")
         if not isinstance(self.haze, HazeSettings):
             raise AirNetError(f"post-filter haze must be HazeSettings, got {type(self.haze).__name__}")
+        if not isinstance(self.rain, RainSettings):
+            raise AirNetError(f"post-filter rain must be RainSettings, got {type(self.rain).__name__}")
         if not isinstance(self.rounds, tuple) or not 1 <= len(self.rounds) <= 4:
             raise AirNetError(f"post-filter rounds must be a tuple of 1-4 pass counts, got {self.rounds!r}")
         for passes in self.rounds:
@@ -157,24 +194,21 @@ class PostFilterParams:
     @classmethod
     def from_json(cls, text: str, source: str = "weights") -> PostFilterParams:
         """The record stored as JSON; a one-line ``AirNetError`` naming ``source`` for anything else (unknown or
-        missing fields, wrong types, values out of range). Records written before the haze band existed hold no
-        ``haze``, and a ``haze`` may leave out settings: those get ``HazeSettings``' defaults."""
+        missing fields, wrong types, values out of range). Records written before the haze or the rain band existed
+        hold no ``haze`` or ``rain``, and either may leave out settings: those get the band's defaults."""
         try:
             data = json.loads(text)
             names = {f.name for f in fields(cls)}
-            if not isinstance(data, dict) or not names - {"haze"} <= set(data) <= names:
+            if not isinstance(data, dict) or not names - BANDS <= set(data) <= names:
                 raise ValueError(f"expected the fields {', '.join(f.name for f in fields(cls))}")
             wiener = data.pop("wiener")
             if not isinstance(wiener, dict) or set(wiener) != {f.name for f in fields(WienerSettings)}:
                 raise ValueError(f"expected wiener with {', '.join(f.name for f in fields(WienerSettings))}")
-            haze = data.pop("haze", {})
-            known = {f.name for f in fields(HazeSettings)}
-            if not isinstance(haze, dict) or not set(haze) <= known:
-                raise ValueError(f"expected haze with some of {', '.join(sorted(known))}")
-            haze = {k: tuple(v) if k in HazeSettings().pairs and isinstance(v, list) else v for k, v in haze.items()}
+            haze = _band(data.pop("haze", {}), "haze", HazeSettings)
+            rain = _band(data.pop("rain", {}), "rain", RainSettings)
             pairs = ("rounds", "check_sigmas", "detectors_sure")
             values: dict[str, Any] = {k: tuple(v) if k in pairs else v for k, v in data.items()}
-            return cls(wiener=WienerSettings(**wiener), haze=HazeSettings(**haze), **values)
+            return cls(wiener=WienerSettings(**wiener), haze=haze, rain=rain, **values)
         except (ValueError, TypeError, AirNetError) as e:
             raise AirNetError(f"{source}: unreadable post-filter parameters ({first_line(e)})") from None
 
@@ -182,6 +216,19 @@ class PostFilterParams:
     def from_metadata(cls, metadata: Mapping[str, str], source: str = "weights") -> PostFilterParams:
         """The record a weights file's metadata holds; the default record where it holds none."""
         return cls.from_json(metadata[METADATA_KEY], source) if METADATA_KEY in metadata else cls()
+
+
+_Band = TypeVar("_Band", HazeSettings, RainSettings)
+
+
+def _band(data: object, name: str, kind: type[_Band]) -> _Band:
+    """A band's settings from their JSON object (any subset of the fields; lists become pairs)."""
+    known = {f.name for f in fields(kind)}
+    if not isinstance(data, dict) or not set(data) <= known:
+        raise ValueError(f"expected {name} with some of {', '.join(sorted(known))}")
+    pairs = kind().pairs
+    values: dict[str, Any] = {k: tuple(v) if k in pairs and isinstance(v, list) else v for k, v in data.items()}
+    return kind(**values)
 
 
 def ramp(value: float, low: float, high: float) -> float:

@@ -36,7 +36,10 @@ lets the network "dehaze" them (on the training photos one lost 5 dB so).
 The haze band (``postfilter/haze.py``, settings ``params.haze``): where the detectors find haze (under
 ``strength`` and ``anchor`` "auto" only), the finished output is dehazed with the atmospheric scattering
 model, its transmission bounded below by the detectors' confidence and the result checked (``Blend.haze``:
-the band's confidence; 0, the default where no haze is found, costs nothing).
+the band's confidence; 0, the default where no haze is found, costs nothing). The rain band
+(``postfilter/rain.py``, settings ``params.rain``): where the detectors find rain (under the same condition), the
+thin bright structures that the network removed and the blend kept are removed from the mixed output too
+(``Blend.rain``: the band's confidence).
 
 The stage's numbers are ``PostFilterParams`` (``postfilter/params.py``), read from the weights
 file. The pipeline calls it in three steps, without knowing what is inside: ``PostFilter.plan``
@@ -61,6 +64,7 @@ import torch.nn.functional as F
 from airnet_restore.errors import AirNetError
 from airnet_restore.postfilter.haze import dehaze_tensor, haze_confidence
 from airnet_restore.postfilter.params import PostFilterParams, ramp
+from airnet_restore.postfilter.rain import rain_confidence, remove_streaks
 from airnet_restore.postfilter.wiener import NEGLIGIBLE_SIGMA, wiener
 
 if TYPE_CHECKING:
@@ -79,7 +83,8 @@ CHOICES = ("auto", "none")
 MEANINGS = {"strength": "0 (leave the image as it is) to 1 (the network's output as it is)",
             "anchor": "0 (the network's output) to 1 (the noise model's estimate guided by it)",
             "check": "0 (the anchor as it is) to 1 (the anchor from the network's output alone)",
-            "haze": "0 (no haze band) to 1 (the haze band's transmission bound at its floor)"}
+            "haze": "0 (no haze band) to 1 (the haze band's transmission bound at its floor)",
+            "rain": "0 (no rain band) to 1 (every thin bright structure the network removed, removed)"}
 # Rows at a time in which the output is mixed and the check's sums are taken: memory, not quality.
 MIX_ROWS = 256
 
@@ -106,7 +111,8 @@ class Blend:
     once the network has run (``settle``). ``first``: the network is to restore the noise model's estimate of
     the image (guided by its output on the image itself) rather than the image, if the settled blend still
     finds more than noise. ``haze``: the haze band's confidence (``postfilter/haze.py``; 0: no band; once
-    finished, the confidence its check left). ``params``: the stage's numbers.
+    finished, the confidence its check left). ``rain``: the rain band's confidence (``postfilter/rain.py``; 0: no
+    band). ``params``: the stage's numbers.
 
     The default is the network's output as it is."""
 
@@ -117,9 +123,10 @@ class Blend:
     first: bool = False
     params: PostFilterParams = field(default_factory=PostFilterParams, repr=False)
     haze: float = 0.0
+    rain: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("strength", "anchor", "check", "haze"):
+        for name in ("strength", "anchor", "check", "haze", "rain"):
             value = getattr(self, name)
             if isinstance(value, str):
                 raise AirNetError(f"{name} must be a number from {MEANINGS[name]} in a Blend "
@@ -149,8 +156,9 @@ class Blend:
     @property
     def as_is(self) -> bool:
         """Whether the output is the network's output exactly (strength 1, anchor 0, nothing to check, no haze
-        band)."""
-        return self.settled and self.strength == 1.0 and self.anchor == 0.0 and self.haze == 0.0
+        or rain band)."""
+        return (self.settled and self.strength == 1.0 and self.anchor == 0.0 and self.haze == 0.0
+                and self.rain == 0.0)
 
     @property
     def sigma(self) -> float:
@@ -167,17 +175,19 @@ class Blend:
         p = self.params
         if self.settled or sums[3] == 0:  # nothing to check (an image too small for a window): the detectors' anchor
             return Blend(self.strength, self.anchor, self.noise, first=self.first and mixed(self.anchor, p), params=p,
-                         haze=self.haze)
+                         haze=self.haze, rain=self.rain)
         likeness = noise_likeness(sums, p)
         sure = ramp(self.anchor, *p.detectors_sure)
         checked = sure * max(self.anchor, likeness) + (1.0 - sure) * likeness
         anchor = (1.0 - self.check) * self.anchor + self.check * checked
-        return Blend(self.strength, anchor, self.noise, first=self.first and mixed(anchor, p), params=p, haze=self.haze)
+        return Blend(self.strength, anchor, self.noise, first=self.first and mixed(anchor, p), params=p, haze=self.haze,
+                     rain=self.rain)
 
     def describe(self) -> str:
         """``strength 0.97, anchor 0.81``, as output lines show it (``, denoised first`` where ``first``;
-        ``, dehazed 0.80`` where the haze band works)."""
+        ``, dehazed 0.80`` and ``, streaks 0.60`` where the haze and rain bands work)."""
         return (f"strength {self.strength:.2f}, anchor {self.anchor:.2f}" + (", denoised first" if self.first else "")
+                + (f", streaks {self.rain:.2f}" if self.rain > 0.0 else "")
                 + (f", dehazed {self.haze:.2f}" if self.haze > 0.0 else ""))
 
 
@@ -205,8 +215,9 @@ class PostFilter:
         them, an image they could not judge (too small) gets strength 0 under auto (do no harm: the network
         costs a thin noisy textured row up to 5 dB at sigma 15, and it would alter a clean one); without
         them, strength 1 and anchor 0 (the network's output as is). Numbers are used as given. Where both are
-        "auto", the haze band's confidence comes from the haze probability and sigma (``haze_confidence``); a
-        knob set by hand turns the band off, so the knobs mean what they say."""
+        "auto", the haze and rain bands' confidences come from the haze and rain probabilities and sigma
+        (``haze_confidence``, ``rain_confidence``); a knob set by hand turns the bands off, so the knobs mean what
+        they say."""
         check_fraction("strength", strength)
         check_fraction("anchor", anchor)
         p = self.params
@@ -216,10 +227,11 @@ class PostFilter:
         noise = min(255.0, max(0.0, found.sigma)) if found is not None and found.sigma is not None else 0.0
         check = ramp(noise, *p.check_sigmas) if anchor == "auto" else 0.0
         first = scale > 0.0 and check > 0.0 and mixed(keep, p)
-        haze = 0.0
+        haze = rain = 0.0
         if found is not None and strength == "auto" and anchor == "auto" and scale > 0.0:
             haze = haze_confidence(found.presence, found.sigma, p.haze)
-        return Blend(scale, keep, noise, check, first, params=p, haze=haze)
+            rain = rain_confidence(found.presence, found.sigma, p.rain)
+        return Blend(scale, keep, noise, check, first, params=p, haze=haze, rain=rain)
 
     def finish(self, blend: Blend, source: Crop, out: torch.Tensor, restore: Callable[[Crop], torch.Tensor],
                tile: int) -> tuple[Blend, Iterator[tuple[int, torch.Tensor]]]:
@@ -228,9 +240,10 @@ class PostFilter:
         The check's sums are taken band by band over the whole image; the noise model's estimate is computed in
         crops of ``tile`` pixels a side with ``params.context`` pixels around them (``noise_estimate_crops``), so
         it equals the whole image's; where the settled blend says ``first``, ``restore`` (the network over a whole image given by
-        its crops) restores that estimate in place of the input. Where the blend has a haze band, the whole
-        mixed output is dehazed (``haze.dehaze_tensor``, the whole input as the check's reference) and the
-        settled blend carries the confidence its check left."""
+        its crops) restores that estimate in place of the input. Where the blend has a rain band, the mixed output
+        loses its thin bright streaks (``rain.remove_streaks``, each band of rows with the rows around it that the
+        band's window sees). Where it has a haze band, the whole mixed output is dehazed (``haze.dehaze_tensor``,
+        the whole input as the check's reference) and the settled blend carries the confidence its check left."""
         height, width = out.shape[-2:]
         settled = blend if blend.settled else blend.settle(image_residual_sums(source, out, blend.sigma, blend.params))
         estimate = None
@@ -244,18 +257,25 @@ class PostFilter:
 
             out.copy_(restore(denoised).clamp(0, 1))
 
+        def output_rows(y: int, rows: int) -> torch.Tensor:
+            """The mixed output of rows [y, y + rows), the rain band's streaks removed."""
+            t = source(y, 0, rows, width).to(out)
+            part = out[:, :, y : y + rows]
+            result = settled.mix(t, part, estimate[:, :, y : y + rows] if estimate is not None else t)
+            return remove_streaks(result, part, settled.rain, settled.params.rain)
+
         if settled.haze > 0.0:
             t = source(0, 0, height, width).to(out)
-            finished, used = dehaze_tensor(settled.mix(t, out, estimate if estimate is not None else t), t,
-                                           settled.haze, settled.params.haze)
+            finished, used = dehaze_tensor(output_rows(0, height), t, settled.haze, settled.params.haze)
             settled = replace(settled, haze=used)
             return settled, ((y, finished[:, :, y : y + MIX_ROWS]) for y in range(0, height, MIX_ROWS))
 
+        halo = settled.params.rain.window // 2 if settled.rain > 0.0 else 0
+
         def bands() -> Iterator[tuple[int, torch.Tensor]]:
             for y in range(0, height, MIX_ROWS):
-                t = source(y, 0, min(MIX_ROWS, height - y), width).to(out)
-                part = out[:, :, y : y + MIX_ROWS]
-                yield y, settled.mix(t, part, estimate[:, :, y : y + MIX_ROWS] if estimate is not None else t)
+                top, bottom = max(0, y - halo), min(height, y + MIX_ROWS + halo)
+                yield y, output_rows(top, bottom - top)[:, :, y - top : y - top + min(MIX_ROWS, height - y)]
 
         return settled, bands()
 

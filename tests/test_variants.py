@@ -171,3 +171,22 @@ def test_v10_carries_v9s_detectors_and_its_post_filter_record_but_for_the_check(
     assert v10.probe is not None and v10.probe.to_json() == v9.probe.to_json()
     assert v10.postfilter.params == dataclasses.replace(v9.postfilter.params, detectors_sure=(0.98, 0.99))
     assert v10.postfilter.params != v9.postfilter.params
+
+
+def test_v11_is_v10_with_the_rain_band_on():
+    """airnet-general-v11 (reports/rain/README.md): v10's tensors, probe and post-filter record, the rain band
+    enabled with its chosen settings (the ``RainSettings`` defaults)."""
+    import dataclasses
+
+    import torch
+
+    from airnet_restore.postfilter.params import RainSettings
+    from airnet_restore.weights import load_state_dict
+
+    v10, v11 = load_model("airnet-general-v10", device="cpu"), load_model("airnet-general-v11", device="cpu")
+    assert v11.probe is not None and v11.probe.to_json() == v10.probe.to_json()
+    assert v11.postfilter.params == dataclasses.replace(v10.postfilter.params, rain=RainSettings(enabled=True))
+    assert not v10.postfilter.params.rain.enabled
+    mine, _ = load_state_dict(get_variant("airnet-general-v10").weights_path())
+    theirs, _ = load_state_dict(get_variant("airnet-general-v11").weights_path())
+    assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)

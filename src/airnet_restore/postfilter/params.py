@@ -94,11 +94,6 @@ class HazeSettings:
         _check_int("haze patch", self.patch, 1, 101)
         _check_int("haze radius", self.radius, 1, 1000)
 
-    @property
-    def pairs(self) -> tuple[str, ...]:
-        """The fields that are pairs (JSON lists)."""
-        return ("sure", "hazy_dark", "noise_sigmas")
-
 
 @dataclass(frozen=True)
 class RainSettings:
@@ -124,11 +119,6 @@ class RainSettings:
         _check_int("rain window", self.window, 3, 255)
         if self.window % 2 == 0:
             raise AirNetError(f"rain window must be odd (a window centred on its pixel), got {self.window}")
-
-    @property
-    def pairs(self) -> tuple[str, ...]:
-        """The fields that are pairs (JSON lists)."""
-        return ("sure", "noise_sigmas")
 
 
 @dataclass(frozen=True)
@@ -222,11 +212,13 @@ _Band = TypeVar("_Band", HazeSettings, RainSettings)
 
 
 def _band(data: object, name: str, kind: type[_Band]) -> _Band:
-    """A band's settings from their JSON object (any subset of the fields; lists become pairs)."""
+    """A band's settings from their JSON object (any subset of the fields; lists become pairs, for the fields
+    whose default is a pair)."""
     known = {f.name for f in fields(kind)}
     if not isinstance(data, dict) or not set(data) <= known:
         raise ValueError(f"expected {name} with some of {', '.join(sorted(known))}")
-    pairs = kind().pairs
+    defaults = kind()
+    pairs = {k for k in known if isinstance(getattr(defaults, k), tuple)}
     values: dict[str, Any] = {k: tuple(v) if k in pairs and isinstance(v, list) else v for k, v in data.items()}
     return kind(**values)
 

@@ -170,7 +170,8 @@ def profile(size: int, repeats: int) -> None:
         filter_side = tiling.filter_tile(h, w, settled.params.context, settled.params.wiener.alignment)
         noise_estimate_crops(crop, out, settled.sigma, settled.params, filter_side)
         t0 = lap("post-filter: noise model (noise_estimate_crops)", t0)
-        list(desc.postfilter.finish(blend, crop, out.clone(), lambda source: through_tiler(now, source), filter_side)[1])
+        list(desc.postfilter.finish(blend, crop, out.clone(), lambda source: through_tiler(now, source), filter_side,
+                                    desc.inspect)[1])
         t0 = lap("post-filter: finish and mix, all bands (the two above included)", t0)
         write_image(dst, data, photo)
         t0 = lap("I/O: write the PNG", t0)

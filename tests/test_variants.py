@@ -190,3 +190,23 @@ def test_v11_is_v10_with_the_rain_band_on():
     mine, _ = load_state_dict(get_variant("airnet-general-v10").weights_path())
     theirs, _ = load_state_dict(get_variant("airnet-general-v11").weights_path())
     assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
+
+
+
+def test_v12_is_v11_with_the_rain_band_judging_under_noise_too():
+    """airnet-general-v12 (reports/rain/README.md): v11's tensors, probe and post-filter record, the rain band's
+    judgement of the noise model's estimate on (``RainSettings.denoised``, its other settings the defaults)."""
+    import dataclasses
+
+    import torch
+
+    from airnet_restore.weights import load_state_dict
+
+    v11, v12 = load_model("airnet-general-v11", device="cpu"), load_model("airnet-general-v12", device="cpu")
+    assert v12.probe is not None and v12.probe.to_json() == v11.probe.to_json()
+    rain = dataclasses.replace(v11.postfilter.params.rain, denoised=True)
+    assert v12.postfilter.params == dataclasses.replace(v11.postfilter.params, rain=rain)
+    assert not v11.postfilter.params.rain.denoised
+    mine, _ = load_state_dict(get_variant("airnet-general-v11").weights_path())
+    theirs, _ = load_state_dict(get_variant("airnet-general-v12").weights_path())
+    assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)

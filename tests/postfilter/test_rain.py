@@ -12,8 +12,8 @@ from airnet_restore.errors import AirNetError
 from airnet_restore.inspection import Inspection
 from airnet_restore.postfilter import PostFilter, PostFilterParams
 from airnet_restore.postfilter.params import RainSettings
-from airnet_restore.postfilter.rain import box_mean, rain_confidence, remove_streaks
-from airnet_restore.postfilter.stage import MIX_ROWS, Blend
+from airnet_restore.postfilter.rain import box_mean, denoised_confidence, denoised_weight, rain_confidence, remove_streaks
+from airnet_restore.postfilter.stage import MIX_ROWS, Blend, noise_estimate
 
 ON = RainSettings(enabled=True, sure=(0.01, 0.1), window=9)
 
@@ -72,6 +72,59 @@ def test_the_confidence_comes_from_the_rain_probability_less_noise():
     assert rain_confidence({"noise": 1.0}, None, ON) == 0.0  # a probe without a rain family
 
 
+def test_the_denoised_judgement_takes_the_share_noise_took_and_fades_for_strong_noise():
+    denoised = dataclasses.replace(ON, denoised=True, denoised_sure=(0.2, 0.6), strong_sigmas=(30.0, 50.0))
+    assert denoised_weight(20.0, ON) == 0.0 and denoised_weight(20.0, RainSettings(denoised=True)) == 0.0  # off
+    assert [denoised_weight(s, denoised) for s in (None, 8.0, 12.0, 16.0, 30.0, 40.0, 50.0)] == pytest.approx(
+        [0.0, 0.0, 0.5, 1.0, 1.0, 0.5, 0.0])
+    for sigma in (4.0, 12.0, 20.0):  # the two judgements share the band between them
+        assert rain_confidence({"rain": 1.0}, sigma, denoised) + denoised_weight(sigma, denoised) == pytest.approx(1.0)
+    assert denoised_confidence({"rain": 0.4, "noise": 0.0}, 40.0, denoised) == pytest.approx(0.25)
+    assert denoised_confidence({"noise": 1.0}, 20.0, denoised) == 0.0
+
+
+def test_under_noise_the_band_judges_the_noise_models_estimate_with_the_detectors():
+    """Noise hides rain from the detectors: where noise is found, ``finish`` asks them again about the noise
+    model's estimate (``judge``), and the band takes the streaks that judgement finds."""
+    rain = dataclasses.replace(ON, denoised=True, denoised_sure=(0.2, 0.6))
+    params = PostFilterParams(rain=rain)
+    stage = PostFilter(params)
+    scene = background()
+    noisy = (streaked(scene) + 0.08 * torch.randn(scene.shape, generator=torch.Generator().manual_seed(1))).clamp(0, 1)
+    network = scene - 0.02  # the streaks and the noise removed
+    found = Inspection("noise", 0.9, 20.0, None, {"rain": 0.01, "noise": 1.0, "haze": 0.0})
+    blend = stage.plan(found)
+    assert blend.rejudge and blend.rain == 0.0 and not blend.as_is
+    assert not stage.plan(found, strength=1.0).rejudge and not PostFilter(PostFilterParams(rain=ON)).plan(found).rejudge
+    assert not stage.plan(Inspection("rain", 0.9, None, None, {"rain": 0.9, "noise": 0.0, "haze": 0.0})).rejudge
+    seen: list[torch.Tensor] = []
+
+    def judge(rain_found: float):
+        def look(image: torch.Tensor) -> Inspection:
+            seen.append(image)
+            return Inspection("rain", 0.9, None, None, {"rain": rain_found, "noise": 0.0, "haze": 0.0})
+        return look
+
+    def run(judged):
+        settled, bands = stage.finish(blend, crops_of(noisy), network.clone(), lambda crop: pytest.fail("ran twice"), 64,
+                                      judged)
+        return settled, torch.cat([band for _, band in bands], 2)
+
+    plain, without = run(None)
+    assert plain.rain == 0.0 and not seen
+    unsure, same = run(judge(0.1))
+    assert unsure.rain == 0.0
+    torch.testing.assert_close(same, without)
+    sure, got = run(judge(0.9))
+    assert sure.rain == 1.0 and "streaks 1.00" in sure.describe()
+    estimate = noise_estimate(noisy, network, sure.sigma, params).clamp(0, 1)
+    assert seen[-1].shape == (3, 64, 64)
+    torch.testing.assert_close(seen[-1], estimate[0], atol=1e-5, rtol=0)  # the detectors saw the noise model's estimate
+    torch.testing.assert_close(got, remove_streaks(without, network, 1.0, rain), atol=1e-6, rtol=0)
+    streak = (..., slice(None), slice(8, None, 16))
+    assert (got - scene)[streak].abs().mean() < 0.5 * (without - scene)[streak].abs().mean()
+
+
 def test_the_stage_plans_the_band_under_auto_only_and_applies_it_band_by_band():
     params = PostFilterParams(rain=ON)
     stage = PostFilter(params)
@@ -103,7 +156,9 @@ def test_the_settings_are_stored_with_the_record_and_default_where_absent():
     for broken in ({**data, "rain": {"drops": 1}}, {**data, "rain": {"sure": [0.2, 0.1]}}, {**data, "rain": 1}):
         with pytest.raises(AirNetError, match="unreadable post-filter parameters"):
             PostFilterParams.from_json(json.dumps(broken), "w")
-    for bad in ({"window": 8}, {"window": 1}, {"enabled": "yes"}, {"noise_sigmas": (16.0, 8.0)}):
+    assert not PostFilterParams.from_json(json.dumps({**data, "rain": {"enabled": True}})).rain.denoised  # v11's record
+    for bad in ({"window": 8}, {"window": 1}, {"enabled": "yes"}, {"noise_sigmas": (16.0, 8.0)}, {"denoised": 1},
+                {"denoised_sure": (0.6, 0.2)}, {"strong_sigmas": (25.0, 300.0)}):
         with pytest.raises(AirNetError):
             RainSettings(**bad)
     with pytest.raises(AirNetError, match="rain must be RainSettings"):

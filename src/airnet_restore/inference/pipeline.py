@@ -176,7 +176,7 @@ def _restore_rows(
     else:
         p = blend.params
         tile = filter_tile(height, width, p.context, p.wiener.alignment)
-        settled, bands = desc.postfilter.finish(blend, crop, whole(crop), whole, tile)
+        settled, bands = desc.postfilter.finish(blend, crop, whole(crop), whole, tile, desc.inspect)
 
     def rows() -> Iterator[tuple[int, torch.Tensor]]:
         for y0, band in bands:

@@ -103,19 +103,28 @@ class RainSettings:
     of the input against the network's output) and ``box`` the mean over ``window`` x ``window`` px: streaks
     are thin and brighter than what lies behind them, so only the positive, fine part of ``d`` is taken, never
     the network's tone shifts or its smoothing of dark detail. ``noise_sigmas``: ``c`` falls from 1 to 0
-    between these detected noise sigmas (0-255: the fine part of ``d`` is then noise). ``enabled``: False
-    leaves the stage as it was without the band."""
+    between these detected noise sigmas (0-255: noise hides rain from the detectors, and the fine part of ``d``
+    is then noise as much as rain). ``denoised``: where noise is found, the detectors judge rain again on the
+    noise model's estimate of the image, and that judgement takes the share of ``c`` that noise took from the
+    first, as ``ramp(p_rain, *denoised_sure)``, falling from 1 to 0 between the sigmas ``strong_sigmas``.
+    ``enabled``: False leaves the stage as it was without the band."""
 
     enabled: bool = False
     sure: tuple[float, float] = (0.015, 0.15)
     window: int = 15
     noise_sigmas: tuple[float, float] = (8.0, 16.0)
+    denoised: bool = False
+    denoised_sure: tuple[float, float] = (0.15, 0.6)
+    strong_sigmas: tuple[float, float] = (25.0, 50.0)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.enabled, bool):
-            raise AirNetError(f"rain enabled must be true or false, got {self.enabled!r}")
+        for name in ("enabled", "denoised"):
+            if not isinstance(getattr(self, name), bool):
+                raise AirNetError(f"rain {name} must be true or false, got {getattr(self, name)!r}")
         _check_pair("rain sure", self.sure, 0.0, 1.0)
         _check_pair("rain noise_sigmas", self.noise_sigmas, 0.0, 255.0)
+        _check_pair("rain denoised_sure", self.denoised_sure, 0.0, 1.0)
+        _check_pair("rain strong_sigmas", self.strong_sigmas, 0.0, 255.0)
         _check_int("rain window", self.window, 3, 255)
         if self.window % 2 == 0:
             raise AirNetError(f"rain window must be odd (a window centred on its pixel), got {self.window}")

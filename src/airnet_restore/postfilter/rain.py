@@ -12,8 +12,11 @@ dark detail), and removes that much of it from ``o`` as the band's confidence sa
 On the validation photos' held-out rain synthesis this gains far more than the network's whole correction
 and harms fewer photos, and on a clean photo it changes much less (``reports/rain/README.md``). ``c`` is
 ``ramp(p_rain, *sure)``, less where noise is found (``noise_sigmas``: the fine part of ``d`` is then noise as
-much as rain). The settings are ``RainSettings`` (``postfilter/params.py``); the band is off in records that do
-not enable it. Cost where it works: two box filters of the image, about 0.1 s a megapixel.
+much as rain). Where noise is found, the detectors judge rain again on the noise model's estimate of the image
+(``denoised_confidence``, with ``RainSettings.denoised``), which noise does not hide it in. The settings are
+``RainSettings`` (``postfilter/params.py``); the band is off in records that do not enable it. Cost where it
+works: two box filters of the image, about 0.1 s a megapixel; judging the estimate, one pass of the detectors
+(about 0.6 s a megapixel).
 """
 
 from __future__ import annotations
@@ -29,6 +32,23 @@ def rain_confidence(presence: dict[str, float], sigma: float | None, settings: R
     if not settings.enabled:
         return 0.0
     return ramp(presence.get("rain", 0.0), *settings.sure) * (1.0 - ramp(sigma or 0.0, *settings.noise_sigmas))
+
+
+def denoised_weight(sigma: float | None, settings: RainSettings) -> float:
+    """The share of the band's confidence that the detectors' judgement of the noise model's estimate takes, for
+    noise of ``sigma`` (0-255): the share that noise took from ``rain_confidence`` (noise hides rain from the
+    detectors, not from its denoised estimate), none from ``strong_sigmas`` on (the fine part of ``d`` is then
+    mostly noise); 0 unless ``settings.denoised``."""
+    if not (settings.enabled and settings.denoised):
+        return 0.0
+    s = sigma or 0.0
+    return ramp(s, *settings.noise_sigmas) * (1.0 - ramp(s, *settings.strong_sigmas))
+
+
+def denoised_confidence(presence: dict[str, float], sigma: float | None, settings: RainSettings) -> float:
+    """The band's confidence from the detectors' ``presence`` on the noise model's estimate of an image with noise
+    of ``sigma``: ``ramp(p_rain, *denoised_sure)`` times ``denoised_weight``."""
+    return ramp(presence.get("rain", 0.0), *settings.denoised_sure) * denoised_weight(sigma, settings)
 
 
 def box_mean(t: torch.Tensor, window: int) -> torch.Tensor:

@@ -39,7 +39,8 @@ model, its transmission bounded below by the detectors' confidence and the resul
 the band's confidence; 0, the default where no haze is found, costs nothing). The rain band
 (``postfilter/rain.py``, settings ``params.rain``): where the detectors find rain (under the same condition), the
 thin bright structures that the network removed and the blend kept are removed from the mixed output too
-(``Blend.rain``: the band's confidence).
+(``Blend.rain``: the band's confidence); where noise hides rain from the detectors, they judge the noise model's
+estimate of the image too once it is known (``Blend.rejudge``, ``finish``'s ``judge``).
 
 The stage's numbers are ``PostFilterParams`` (``postfilter/params.py``), read from the weights
 file. The pipeline calls it in three steps, without knowing what is inside: ``PostFilter.plan``
@@ -64,7 +65,7 @@ import torch.nn.functional as F
 from airnet_restore.errors import AirNetError
 from airnet_restore.postfilter.haze import dehaze_tensor, haze_confidence
 from airnet_restore.postfilter.params import PostFilterParams, ramp
-from airnet_restore.postfilter.rain import rain_confidence, remove_streaks
+from airnet_restore.postfilter.rain import denoised_confidence, denoised_weight, rain_confidence, remove_streaks
 from airnet_restore.postfilter.wiener import NEGLIGIBLE_SIGMA, wiener
 
 if TYPE_CHECKING:
@@ -112,7 +113,8 @@ class Blend:
     the image (guided by its output on the image itself) rather than the image, if the settled blend still
     finds more than noise. ``haze``: the haze band's confidence (``postfilter/haze.py``; 0: no band; once
     finished, the confidence its check left). ``rain``: the rain band's confidence (``postfilter/rain.py``; 0: no
-    band). ``params``: the stage's numbers.
+    band). ``rejudge``: the rain band is to judge the noise model's estimate of the image too, once it is known
+    (``PostFilter.finish``; ``rain.denoised_confidence``). ``params``: the stage's numbers.
 
     The default is the network's output as it is."""
 
@@ -124,6 +126,7 @@ class Blend:
     params: PostFilterParams = field(default_factory=PostFilterParams, repr=False)
     haze: float = 0.0
     rain: float = 0.0
+    rejudge: bool = False
 
     def __post_init__(self) -> None:
         for name in ("strength", "anchor", "check", "haze", "rain"):
@@ -136,8 +139,9 @@ class Blend:
         if isinstance(self.noise, bool) or not isinstance(self.noise, numbers.Real) or not 0.0 <= float(self.noise) <= 255.0:
             raise AirNetError(f"blend noise must be a sigma from 0 to 255, got {self.noise!r}")
         object.__setattr__(self, "noise", float(self.noise))
-        if not isinstance(self.first, bool):
-            raise AirNetError(f"blend first must be True or False, got {self.first!r}")
+        for name in ("first", "rejudge"):
+            if not isinstance(getattr(self, name), bool):
+                raise AirNetError(f"blend {name} must be True or False, got {getattr(self, name)!r}")
         if self.first and self.sigma == 0.0:
             raise AirNetError("blend first restores the noise model's estimate, which needs a noise sigma over 0")
         if not isinstance(self.params, PostFilterParams):
@@ -158,7 +162,7 @@ class Blend:
         """Whether the output is the network's output exactly (strength 1, anchor 0, nothing to check, no haze
         or rain band)."""
         return (self.settled and self.strength == 1.0 and self.anchor == 0.0 and self.haze == 0.0
-                and self.rain == 0.0)
+                and self.rain == 0.0 and not self.rejudge)
 
     @property
     def sigma(self) -> float:
@@ -174,14 +178,12 @@ class Blend:
         only where the settled anchor still finds haze or rain (``params.mixed``)."""
         p = self.params
         if self.settled or sums[3] == 0:  # nothing to check (an image too small for a window): the detectors' anchor
-            return Blend(self.strength, self.anchor, self.noise, first=self.first and mixed(self.anchor, p), params=p,
-                         haze=self.haze, rain=self.rain)
+            return replace(self, check=0.0, first=self.first and mixed(self.anchor, p))
         likeness = noise_likeness(sums, p)
         sure = ramp(self.anchor, *p.detectors_sure)
         checked = sure * max(self.anchor, likeness) + (1.0 - sure) * likeness
         anchor = (1.0 - self.check) * self.anchor + self.check * checked
-        return Blend(self.strength, anchor, self.noise, first=self.first and mixed(anchor, p), params=p, haze=self.haze,
-                     rain=self.rain)
+        return replace(self, anchor=anchor, check=0.0, first=self.first and mixed(anchor, p))
 
     def describe(self) -> str:
         """``strength 0.97, anchor 0.81``, as output lines show it (``, denoised first`` where ``first``;
@@ -216,8 +218,9 @@ class PostFilter:
         costs a thin noisy textured row up to 5 dB at sigma 15, and it would alter a clean one); without
         them, strength 1 and anchor 0 (the network's output as is). Numbers are used as given. Where both are
         "auto", the haze and rain bands' confidences come from the haze and rain probabilities and sigma
-        (``haze_confidence``, ``rain_confidence``); a knob set by hand turns the bands off, so the knobs mean what
-        they say."""
+        (``haze_confidence``, ``rain_confidence``), and where noise hides rain from the detectors, the rain band is
+        to judge the noise model's estimate too (``Blend.rejudge``); a knob set by hand turns the bands off, so
+        the knobs mean what they say."""
         check_fraction("strength", strength)
         check_fraction("anchor", anchor)
         p = self.params
@@ -228,13 +231,16 @@ class PostFilter:
         check = ramp(noise, *p.check_sigmas) if anchor == "auto" else 0.0
         first = scale > 0.0 and check > 0.0 and mixed(keep, p)
         haze = rain = 0.0
+        rejudge = False
         if found is not None and strength == "auto" and anchor == "auto" and scale > 0.0:
             haze = haze_confidence(found.presence, found.sigma, p.haze)
             rain = rain_confidence(found.presence, found.sigma, p.rain)
-        return Blend(scale, keep, noise, check, first, params=p, haze=haze, rain=rain)
+            rejudge = denoised_weight(noise, p.rain) > 0.0
+        return Blend(scale, keep, noise, check, first, params=p, haze=haze, rain=rain, rejudge=rejudge)
 
     def finish(self, blend: Blend, source: Crop, out: torch.Tensor, restore: Callable[[Crop], torch.Tensor],
-               tile: int) -> tuple[Blend, Iterator[tuple[int, torch.Tensor]]]:
+               tile: int, judge: Callable[[torch.Tensor], Inspection | None] | None = None
+               ) -> tuple[Blend, Iterator[tuple[int, torch.Tensor]]]:
         """The settled blend and the output's bands of ``MIX_ROWS`` rows, from the input (``source``) and the
         network's whole (1,3,H,W) output ``out`` (clipped to [0, 1]; overwritten where the network runs twice).
         The check's sums are taken band by band over the whole image; the noise model's estimate is computed in
@@ -242,8 +248,10 @@ class PostFilter:
         it equals the whole image's; where the settled blend says ``first``, ``restore`` (the network over a whole image given by
         its crops) restores that estimate in place of the input. Where the blend has a rain band, the mixed output
         loses its thin bright streaks (``rain.remove_streaks``, each band of rows with the rows around it that the
-        band's window sees). Where it has a haze band, the whole mixed output is dehazed (``haze.dehaze_tensor``,
-        the whole input as the check's reference) and the settled blend carries the confidence its check left."""
+        band's window sees); where it is to judge the noise model's estimate (``Blend.rejudge``), ``judge`` (the
+        detectors) does so, and the settled blend carries the band's confidence from both judgements. Where it has
+        a haze band, the whole mixed output is dehazed (``haze.dehaze_tensor``, the whole input as the check's
+        reference) and the settled blend carries the confidence its check left."""
         height, width = out.shape[-2:]
         settled = blend if blend.settled else blend.settle(image_residual_sums(source, out, blend.sigma, blend.params))
         estimate = None
@@ -256,6 +264,11 @@ class PostFilter:
                 return whole[:, :, y : y + th, x : x + tw].clamp(0, 1)
 
             out.copy_(restore(denoised).clamp(0, 1))
+        if settled.rejudge and estimate is not None and judge is not None:
+            found = judge(estimate[0].clamp(0, 1))
+            if found is not None:
+                rain = settled.rain + denoised_confidence(found.presence, settled.noise, settled.params.rain)
+                settled = replace(settled, rain=min(1.0, rain))
 
         def output_rows(y: int, rows: int) -> torch.Tensor:
             """The mixed output of rows [y, y + rows), the rain band's streaks removed."""

@@ -245,6 +245,8 @@ def test_detected_corruption_is_one_json_line_or_nothing():
         "type": "haze+noise", "confidence": 0.812, "sigma": 12.5, "haze_density": 0.4, "strength": 0.9, "anchor": 0.09,
         "denoised_first": True}
     assert "\n" not in detection_header(found, Blend(0.9))
+    bands = json.loads(detection_header(found, Blend(0.9, rain=0.8, haze=0.25)))  # the output bands' confidences
+    assert bands["streaks"] == 0.8 and bands["dehazed"] == 0.25 and "denoised_first" not in bands
 
 
 

@@ -82,7 +82,8 @@ def detection_header(found: Inspection | None, blend: Blend) -> str | None:
         return None
     fields = {"type": found.type, "confidence": round(found.confidence, 3), "sigma": found.sigma,
               "haze_density": found.haze_density, "strength": round(blend.strength, 3), "anchor": round(blend.anchor, 3),
-              "denoised_first": blend.first or None}
+              "denoised_first": blend.first or None, "streaks": round(blend.rain, 3) or None,
+              "dehazed": round(blend.haze, 3) or None}
     return json.dumps({k: v for k, v in fields.items() if v is not None})
 
 

@@ -173,40 +173,22 @@ def test_v10_carries_v9s_detectors_and_its_post_filter_record_but_for_the_check(
     assert v10.postfilter.params != v9.postfilter.params
 
 
-def test_v11_is_v10_with_the_rain_band_on():
-    """airnet-general-v11 (reports/rain/README.md): v10's tensors, probe and post-filter record, the rain band
-    enabled with its chosen settings (the ``RainSettings`` defaults)."""
+@pytest.mark.parametrize(("base", "name", "rain"), [
+    ("airnet-general-v10", "airnet-general-v11", {"enabled": True}),  # the rain band on, its chosen settings
+    ("airnet-general-v11", "airnet-general-v12", {"enabled": True, "denoised": True}),  # judging the denoised image too
+])
+def test_a_post_filter_release_is_its_base_with_the_rain_band_changed(base, name, rain):
+    """airnet-general-v11 and -v12 (reports/rain/README.md): their base's tensors, probe and post-filter record, the
+    rain band's settings changed as listed (the rest the ``RainSettings`` defaults), which the base did not have."""
     import dataclasses
-
-    import torch
 
     from airnet_restore.postfilter.params import RainSettings
     from airnet_restore.weights import load_state_dict
 
-    v10, v11 = load_model("airnet-general-v10", device="cpu"), load_model("airnet-general-v11", device="cpu")
-    assert v11.probe is not None and v11.probe.to_json() == v10.probe.to_json()
-    assert v11.postfilter.params == dataclasses.replace(v10.postfilter.params, rain=RainSettings(enabled=True))
-    assert not v10.postfilter.params.rain.enabled
-    mine, _ = load_state_dict(get_variant("airnet-general-v10").weights_path())
-    theirs, _ = load_state_dict(get_variant("airnet-general-v11").weights_path())
-    assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
-
-
-
-def test_v12_is_v11_with_the_rain_band_judging_under_noise_too():
-    """airnet-general-v12 (reports/rain/README.md): v11's tensors, probe and post-filter record, the rain band's
-    judgement of the noise model's estimate on (``RainSettings.denoised``, its other settings the defaults)."""
-    import dataclasses
-
-    import torch
-
-    from airnet_restore.weights import load_state_dict
-
-    v11, v12 = load_model("airnet-general-v11", device="cpu"), load_model("airnet-general-v12", device="cpu")
-    assert v12.probe is not None and v12.probe.to_json() == v11.probe.to_json()
-    rain = dataclasses.replace(v11.postfilter.params.rain, denoised=True)
-    assert v12.postfilter.params == dataclasses.replace(v11.postfilter.params, rain=rain)
-    assert not v11.postfilter.params.rain.denoised
-    mine, _ = load_state_dict(get_variant("airnet-general-v11").weights_path())
-    theirs, _ = load_state_dict(get_variant("airnet-general-v12").weights_path())
+    old, new = load_model(base, device="cpu"), load_model(name, device="cpu")
+    assert new.probe is not None and new.probe.to_json() == old.probe.to_json()
+    assert new.postfilter.params == dataclasses.replace(old.postfilter.params, rain=RainSettings(**rain))
+    assert old.postfilter.params.rain != new.postfilter.params.rain
+    mine, _ = load_state_dict(get_variant(base).weights_path())
+    theirs, _ = load_state_dict(get_variant(name).weights_path())
     assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)

@@ -176,9 +176,10 @@ def test_v10_carries_v9s_detectors_and_its_post_filter_record_but_for_the_check(
 @pytest.mark.parametrize(("base", "name", "rain"), [
     ("airnet-general-v10", "airnet-general-v11", {"enabled": True}),  # the rain band on, its chosen settings
     ("airnet-general-v11", "airnet-general-v12", {"enabled": True, "denoised": True}),  # judging the denoised image too
+    ("airnet-general-v12", "airnet-general-v13", {"enabled": True, "denoised": True, "elongated": True}),  # and the shape
 ])
 def test_a_post_filter_release_is_its_base_with_the_rain_band_changed(base, name, rain):
-    """airnet-general-v11 and -v12 (reports/rain/README.md): their base's tensors, probe and post-filter record, the
+    """airnet-general-v11, -v12 and -v13 (reports/rain/README.md): their base's tensors, probe and post-filter record, the
     rain band's settings changed as listed (the rest the ``RainSettings`` defaults), which the base did not have."""
     import dataclasses
 

@@ -7,12 +7,24 @@ import json
 
 import pytest
 import torch
+import torch.nn.functional as F
 
+import airnet_restore.postfilter.rain as rain_module
 from airnet_restore.errors import AirNetError
 from airnet_restore.inspection import Inspection
 from airnet_restore.postfilter import PostFilter, PostFilterParams
 from airnet_restore.postfilter.params import RainSettings
-from airnet_restore.postfilter.rain import box_mean, denoised_confidence, denoised_weight, rain_confidence, remove_streaks
+from airnet_restore.postfilter.rain import (
+    TILTS,
+    box_mean,
+    denoised_confidence,
+    denoised_weight,
+    elongation,
+    line_kernels,
+    rain_confidence,
+    remove_streaks,
+    shape_confidence,
+)
 from airnet_restore.postfilter.stage import MIX_ROWS, Blend, noise_estimate
 
 ON = RainSettings(enabled=True, sure=(0.01, 0.1), window=9)
@@ -157,9 +169,127 @@ def test_the_settings_are_stored_with_the_record_and_default_where_absent():
         with pytest.raises(AirNetError, match="unreadable post-filter parameters"):
             PostFilterParams.from_json(json.dumps(broken), "w")
     assert not PostFilterParams.from_json(json.dumps({**data, "rain": {"enabled": True}})).rain.denoised  # v11's record
+    assert not PostFilterParams.from_json(json.dumps({**data, "rain": {"enabled": True}})).rain.elongated
+    shaped = PostFilterParams(rain=dataclasses.replace(ON, elongated=True, elongation_gate=(1.0, 2.0), line=11))
+    assert PostFilterParams.from_json(shaped.to_json()) == shaped
     for bad in ({"window": 8}, {"window": 1}, {"enabled": "yes"}, {"noise_sigmas": (16.0, 8.0)}, {"denoised": 1},
-                {"denoised_sure": (0.6, 0.2)}, {"strong_sigmas": (25.0, 300.0)}):
+                {"denoised_sure": (0.6, 0.2)}, {"strong_sigmas": (25.0, 300.0)}, {"elongated": "no"},
+                {"elongation_gate": (2.5, 1.5)}, {"elongation_sure": (3.0, float("inf"))}, {"line": 2}, {"line": 15.0}):
         with pytest.raises(AirNetError):
             RainSettings(**bad)
     with pytest.raises(AirNetError, match="rain must be RainSettings"):
         PostFilterParams(rain={"enabled": True})  # type: ignore[arg-type]
+
+
+def rain_streaks(scene: torch.Tensor, tilt: float = 10.0, count: int = 60, length: int = 24, seed: int = 0) -> torch.Tensor:
+    """``scene`` with ``count`` thin bright streaks of ``length`` px, ``tilt`` degrees from vertical, at random places."""
+    g = torch.Generator().manual_seed(seed)
+    out = scene.clone()
+    height, width = scene.shape[-2:]
+    dy, dx = torch.cos(torch.deg2rad(torch.tensor(tilt))), torch.sin(torch.deg2rad(torch.tensor(tilt)))
+    for _ in range(count):
+        y0, x0 = torch.randint(0, height, (1,), generator=g).item(), torch.randint(0, width, (1,), generator=g).item()
+        for step in range(length):
+            y, x = int(y0 + step * dy), int(x0 + step * dx)
+            if 0 <= y < height and 0 <= x < width:
+                out[..., y, x] += 0.25
+    return out
+
+
+def grain(scene: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """``scene`` with fine bright isotropic texture (specks of 1-2 px, as grain, gravel or foliage highlights)."""
+    g = torch.Generator().manual_seed(seed)
+    specks = (torch.rand(scene.shape[-2:], generator=g) > 0.9).float()
+    specks = F.max_pool2d(specks[None, None], 2, stride=1, padding=1)[0, 0, : scene.shape[-2], : scene.shape[-1]]
+    return scene + 0.25 * specks
+
+
+def direct_elongation(x: torch.Tensor, out: torch.Tensor, settings: RainSettings) -> float:
+    """The elongation as its docstring states it, over the whole image at once."""
+    d = (x - out).mean(1, keepdim=True).double()
+    s = (d - box_mean(d, settings.window)).clamp(min=0)
+    lines = F.conv2d(s - s.mean(), line_kernels(settings.line).double())
+    energy = lines.square().mean((0, 2, 3))
+    along, across = energy[: len(TILTS)], energy[len(TILTS) :]
+    best = int(along.argmax())
+    return float(along[best] / across[best])
+
+
+def test_line_kernels_average_along_lines_at_every_tilt_and_across_them():
+    kernels = line_kernels(15)
+    assert kernels.shape == (2 * len(TILTS), 1, 17, 17)
+    torch.testing.assert_close(kernels.sum((1, 2, 3)), torch.ones(2 * len(TILTS)))
+    vertical, level = kernels[TILTS.index(0), 0], kernels[len(TILTS) + TILTS.index(0), 0]
+    assert vertical[1:16, 8].sum() > 0.99 and level[8, 1:16].sum() > 0.99  # tilt 0: a column, and a row across it
+    tilted = kernels[TILTS.index(30), 0]  # 30 degrees from vertical: the bottom end lies right of the top end
+    rows, cols = torch.nonzero(tilted > 0.02, as_tuple=True)
+    assert cols[rows.argmax()] > cols[rows.argmin()] + 4
+
+
+def test_elongation_tells_parallel_streaks_from_texture():
+    scene = background(96, 96)
+    settings = RainSettings(enabled=True)
+    for tilt in (-20.0, 0.0, 15.0):
+        assert elongation(crops_of(rain_streaks(scene, tilt)), scene, settings) > 3.0
+    assert elongation(crops_of(grain(scene)), scene, settings) < 1.5
+    level = scene.clone()
+    level[..., 4::8, :] += 0.25  # level lines (blinds, mortar): long, but across rain's direction
+    assert elongation(crops_of(level), scene, settings) < 1.5
+    assert elongation(crops_of(scene), scene, settings) == 0.0  # nothing removed: nothing elongated
+
+
+def test_elongation_in_bands_of_rows_is_the_whole_images_and_zero_for_an_image_too_small(monkeypatch):
+    scene = background(70, 50)
+    x = grain(rain_streaks(scene, 5.0, count=20), seed=3)
+    settings = RainSettings(enabled=True, window=9, line=11)
+    whole = direct_elongation(x, scene, settings)
+    assert elongation(crops_of(x), scene, settings) == pytest.approx(whole, rel=1e-5)
+    for rows in (7, 16, 33):  # bands whose line filters have fewer rows than they reach, or none at all
+        monkeypatch.setattr(rain_module, "ELONGATION_ROWS", rows)
+        assert elongation(crops_of(x), scene, settings) == pytest.approx(whole, rel=1e-5)
+    assert elongation(crops_of(x[..., :12, :]), scene[..., :12, :], settings) == 0.0  # shorter than the line
+    assert elongation(crops_of(x[..., :, :12]), scene[..., :, :12], settings) == 0.0
+
+
+def test_the_shape_scales_the_detectors_confidence_and_finds_rain_they_missed():
+    shaped = dataclasses.replace(ON, elongated=True, elongation_gate=(1.5, 2.5), elongation_sure=(3.0, 4.0))
+    assert shape_confidence(0.7, 1.0, None, ON) == 0.7  # off unless the record enables it
+    assert [shape_confidence(0.8, e, None, shaped) for e in (1.0, 2.0, 2.5, 3.5, 5.0)] == pytest.approx(
+        [0.0, 0.4, 0.8, 0.8, 1.0])  # texture: the detectors' call dropped; streaks: found without them
+    assert shape_confidence(0.0, 3.5, None, shaped) == pytest.approx(0.5)
+    assert shape_confidence(0.0, 3.5, 12.0, shaped) == pytest.approx(0.25)  # less where noise is found
+    assert shape_confidence(0.0, 5.0, 16.0, shaped) == 0.0
+
+
+def test_the_stage_judges_the_shape_of_what_the_network_removed():
+    """A photo the detectors call clean but whose removed part is streaks gets the band; a texture they call rainy
+    does not."""
+    params = PostFilterParams(rain=dataclasses.replace(ON, elongated=True))
+    stage = PostFilter(params)
+    clean_call = Inspection("clean", 0.9, None, None, {"rain": 0.001, "noise": 0.0, "haze": 0.0})
+    rain_call = Inspection("rain", 0.9, None, None, {"rain": 0.9, "noise": 0.0, "haze": 0.0})
+    noise_call = Inspection("noise", 0.9, 30.0, None, {"rain": 0.0, "noise": 1.0, "haze": 0.0})
+    blend = stage.plan(clean_call)
+    assert blend.shape and blend.rain == 0.0 and not blend.as_is
+    assert not stage.plan(clean_call, strength=0.5).shape and not stage.plan(clean_call, anchor=0.0).shape
+    assert not PostFilter(PostFilterParams(rain=ON)).plan(clean_call).shape and not stage.plan(noise_call).shape
+    scene = background(96, 96)
+
+    def run(blend: Blend, x: torch.Tensor) -> tuple[Blend, torch.Tensor]:
+        settled, bands = stage.finish(blend, crops_of(x), scene.clone(), lambda crop: pytest.fail("ran twice"), 64)
+        return settled, torch.cat([band for _, band in bands], 2)
+
+    rainy = rain_streaks(scene)
+    settled, got = run(replace_strength(blend, 0.05), rainy)  # called clean: the blend keeps almost all the input
+    assert settled.rain == 1.0
+    kept = settled.mix(rainy, scene, rainy)  # no noise: the noise model's estimate is the input
+    torch.testing.assert_close(got, remove_streaks(kept, scene, 1.0, params.rain), atol=1e-6, rtol=0)
+    assert (got - scene).square().mean() < 0.1 * (rainy - scene).square().mean()
+    textured = grain(scene)
+    settled, got = run(stage.plan(rain_call), textured)  # called rainy: most of the correction, but no band
+    assert stage.plan(rain_call).rain == 1.0 and settled.rain == 0.0
+    torch.testing.assert_close(got, settled.mix(textured, scene, textured))
+
+
+def replace_strength(blend: Blend, strength: float) -> Blend:
+    return dataclasses.replace(blend, strength=strength)

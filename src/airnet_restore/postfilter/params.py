@@ -107,7 +107,11 @@ class RainSettings:
     is then noise as much as rain). ``denoised``: where noise is found, the detectors judge rain again on the
     noise model's estimate of the image, and that judgement takes the share of ``c`` that noise took from the
     first, as ``ramp(p_rain, *denoised_sure)``, falling from 1 to 0 between the sigmas ``strong_sigmas``.
-    ``enabled``: False leaves the stage as it was without the band."""
+    ``elongated``: once the network has run, the shape of what it removed judges the band too (``rain.elongation``:
+    how much more of the fine bright part of ``x - f(x)`` survives averaging along a near-vertical line of ``line``
+    px than across it): ``c`` is scaled by ``ramp(elongation, *elongation_gate)`` and is at least
+    ``ramp(elongation, *elongation_sure)`` (less where noise is found). ``enabled``: False leaves the stage as it
+    was without the band."""
 
     enabled: bool = False
     sure: tuple[float, float] = (0.015, 0.15)
@@ -116,16 +120,23 @@ class RainSettings:
     denoised: bool = False
     denoised_sure: tuple[float, float] = (0.15, 0.6)
     strong_sigmas: tuple[float, float] = (25.0, 50.0)
+    elongated: bool = False
+    elongation_gate: tuple[float, float] = (2.0, 3.0)
+    elongation_sure: tuple[float, float] = (2.5, 3.5)
+    line: int = 15
 
     def __post_init__(self) -> None:
-        for name in ("enabled", "denoised"):
+        for name in ("enabled", "denoised", "elongated"):
             if not isinstance(getattr(self, name), bool):
                 raise AirNetError(f"rain {name} must be true or false, got {getattr(self, name)!r}")
         _check_pair("rain sure", self.sure, 0.0, 1.0)
         _check_pair("rain noise_sigmas", self.noise_sigmas, 0.0, 255.0)
         _check_pair("rain denoised_sure", self.denoised_sure, 0.0, 1.0)
         _check_pair("rain strong_sigmas", self.strong_sigmas, 0.0, 255.0)
+        _check_pair("rain elongation_gate", self.elongation_gate, 0.0, 100.0)
+        _check_pair("rain elongation_sure", self.elongation_sure, 0.0, 100.0)
         _check_int("rain window", self.window, 3, 255)
+        _check_int("rain line", self.line, 3, 63)
         if self.window % 2 == 0:
             raise AirNetError(f"rain window must be odd (a window centred on its pixel), got {self.window}")
 

@@ -40,7 +40,9 @@ the band's confidence; 0, the default where no haze is found, costs nothing). Th
 (``postfilter/rain.py``, settings ``params.rain``): where the detectors find rain (under the same condition), the
 thin bright structures that the network removed and the blend kept are removed from the mixed output too
 (``Blend.rain``: the band's confidence); where noise hides rain from the detectors, they judge the noise model's
-estimate of the image too once it is known (``Blend.rejudge``, ``finish``'s ``judge``).
+estimate of the image too once it is known (``Blend.rejudge``, ``finish``'s ``judge``); and without much noise,
+the shape of what the network removed judges the band too once its output is known (``Blend.shape``:
+``rain.elongation``, long thin parallel streaks against texture).
 
 The stage's numbers are ``PostFilterParams`` (``postfilter/params.py``), read from the weights
 file. The pipeline calls it in three steps, without knowing what is inside: ``PostFilter.plan``
@@ -65,7 +67,14 @@ import torch.nn.functional as F
 from airnet_restore.errors import AirNetError
 from airnet_restore.postfilter.haze import dehaze_tensor, haze_confidence
 from airnet_restore.postfilter.params import PostFilterParams, ramp
-from airnet_restore.postfilter.rain import denoised_confidence, denoised_weight, rain_confidence, remove_streaks
+from airnet_restore.postfilter.rain import (
+    denoised_confidence,
+    denoised_weight,
+    elongation,
+    rain_confidence,
+    remove_streaks,
+    shape_confidence,
+)
 from airnet_restore.postfilter.wiener import NEGLIGIBLE_SIGMA, wiener
 
 if TYPE_CHECKING:
@@ -114,7 +123,9 @@ class Blend:
     finds more than noise. ``haze``: the haze band's confidence (``postfilter/haze.py``; 0: no band; once
     finished, the confidence its check left). ``rain``: the rain band's confidence (``postfilter/rain.py``; 0: no
     band). ``rejudge``: the rain band is to judge the noise model's estimate of the image too, once it is known
-    (``PostFilter.finish``; ``rain.denoised_confidence``). ``params``: the stage's numbers.
+    (``PostFilter.finish``; ``rain.denoised_confidence``). ``shape``: the rain band is to judge the shape of what
+    the network removed too, once its output is known (``rain.elongation``, ``rain.shape_confidence``).
+    ``params``: the stage's numbers.
 
     The default is the network's output as it is."""
 
@@ -127,6 +138,7 @@ class Blend:
     haze: float = 0.0
     rain: float = 0.0
     rejudge: bool = False
+    shape: bool = False
 
     def __post_init__(self) -> None:
         for name in ("strength", "anchor", "check", "haze", "rain"):
@@ -139,7 +151,7 @@ class Blend:
         if isinstance(self.noise, bool) or not isinstance(self.noise, numbers.Real) or not 0.0 <= float(self.noise) <= 255.0:
             raise AirNetError(f"blend noise must be a sigma from 0 to 255, got {self.noise!r}")
         object.__setattr__(self, "noise", float(self.noise))
-        for name in ("first", "rejudge"):
+        for name in ("first", "rejudge", "shape"):
             if not isinstance(getattr(self, name), bool):
                 raise AirNetError(f"blend {name} must be True or False, got {getattr(self, name)!r}")
         if self.first and self.sigma == 0.0:
@@ -160,9 +172,9 @@ class Blend:
     @property
     def as_is(self) -> bool:
         """Whether the output is the network's output exactly (strength 1, anchor 0, nothing to check, no haze
-        or rain band)."""
+        or rain band, nothing to judge once the network has run)."""
         return (self.settled and self.strength == 1.0 and self.anchor == 0.0 and self.haze == 0.0
-                and self.rain == 0.0 and not self.rejudge)
+                and self.rain == 0.0 and not self.rejudge and not self.shape)
 
     @property
     def sigma(self) -> float:
@@ -219,8 +231,8 @@ class PostFilter:
         them, strength 1 and anchor 0 (the network's output as is). Numbers are used as given. Where both are
         "auto", the haze and rain bands' confidences come from the haze and rain probabilities and sigma
         (``haze_confidence``, ``rain_confidence``), and where noise hides rain from the detectors, the rain band is
-        to judge the noise model's estimate too (``Blend.rejudge``); a knob set by hand turns the bands off, so
-        the knobs mean what they say."""
+        to judge the noise model's estimate too (``Blend.rejudge``), where it does not, the shape of what the
+        network removed (``Blend.shape``); a knob set by hand turns the bands off, so the knobs mean what they say."""
         check_fraction("strength", strength)
         check_fraction("anchor", anchor)
         p = self.params
@@ -231,12 +243,13 @@ class PostFilter:
         check = ramp(noise, *p.check_sigmas) if anchor == "auto" else 0.0
         first = scale > 0.0 and check > 0.0 and mixed(keep, p)
         haze = rain = 0.0
-        rejudge = False
+        rejudge = shape = False
         if found is not None and strength == "auto" and anchor == "auto" and scale > 0.0:
             haze = haze_confidence(found.presence, found.sigma, p.haze)
             rain = rain_confidence(found.presence, found.sigma, p.rain)
             rejudge = denoised_weight(noise, p.rain) > 0.0
-        return Blend(scale, keep, noise, check, first, params=p, haze=haze, rain=rain, rejudge=rejudge)
+            shape = p.rain.enabled and p.rain.elongated and ramp(noise, *p.rain.noise_sigmas) < 1.0
+        return Blend(scale, keep, noise, check, first, params=p, haze=haze, rain=rain, rejudge=rejudge, shape=shape)
 
     def finish(self, blend: Blend, source: Crop, out: torch.Tensor, restore: Callable[[Crop], torch.Tensor],
                tile: int, judge: Callable[[torch.Tensor], Inspection | None] | None = None
@@ -246,10 +259,12 @@ class PostFilter:
         The check's sums are taken band by band over the whole image; the noise model's estimate is computed in
         crops of ``tile`` pixels a side with ``params.context`` pixels around them (``noise_estimate_crops``), so
         it equals the whole image's; where the settled blend says ``first``, ``restore`` (the network over a whole image given by
-        its crops) restores that estimate in place of the input. Where the blend has a rain band, the mixed output
+        its crops) restores that estimate in place of the input. Where the blend is to judge the shape of what the
+        network removed (``Blend.shape``), the elongation of its first output's thin bright part sets the rain
+        band's confidence anew (``rain.shape_confidence``). Where the blend has a rain band, the mixed output
         loses its thin bright streaks (``rain.remove_streaks``, each band of rows with the rows around it that the
         band's window sees); where it is to judge the noise model's estimate (``Blend.rejudge``), ``judge`` (the
-        detectors) does so, and the settled blend carries the band's confidence from both judgements. Where it has
+        detectors) does so, and the settled blend carries the band's confidence from every judgement. Where it has
         a haze band, the whole mixed output is dehazed (``haze.dehaze_tensor``, the whole input as the check's
         reference) and the settled blend carries the confidence its check left."""
         height, width = out.shape[-2:]
@@ -257,6 +272,10 @@ class PostFilter:
         estimate = None
         if settled.anchor > 0.0 and settled.sigma > 0.0:
             estimate = noise_estimate_crops(source, out, settled.sigma, settled.params, tile)
+        if settled.shape:
+            rain = shape_confidence(settled.rain, elongation(source, out, settled.params.rain), settled.noise,
+                                    settled.params.rain)
+            settled = replace(settled, rain=rain)
         if settled.first and estimate is not None:
             whole = estimate
 

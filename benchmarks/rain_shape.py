@@ -23,6 +23,7 @@ import argparse
 import dataclasses
 import json
 import statistics
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,11 @@ def pair(text: str) -> tuple[float, float] | None:
         return None
     low, high = (float(v) for v in text.split(":"))
     return low, high
+
+
+def source_of(image: torch.Tensor) -> Callable[[int, int, int, int], torch.Tensor]:
+    """(y, x, height, width) -> that crop of (1,3,H,W) ``image``: the whole image as the stage's ``source``."""
+    return lambda y, x, height, width: image[:, :, y : y + height, x : x + width]
 
 
 def score(out: torch.Tensor, clean: torch.Tensor) -> float:
@@ -87,8 +93,7 @@ def main() -> None:
             network = restore_tensor(desc, x, postfilter="none")[None]
             mixed = restore_tensor(bandless, x)[None]
             full = remove_streaks(mixed, network, 1.0, base)
-            image = x[None]
-            longish = elongation(lambda y, x0, h, w: image[:, :, y : y + h, x0 : x0 + w], network, base)  # noqa: B023 (used at once)
+            longish = elongation(source_of(x[None]), network, base)
             row: dict[str, Any] = {"condition": condition, "photo": task.names[i], "elongation": longish,
                                    "presence": None if found is None else found.presence,
                                    "sigma": None if found is None else found.sigma,

@@ -280,7 +280,7 @@ def test_the_stage_judges_the_shape_of_what_the_network_removed():
         return settled, torch.cat([band for _, band in bands], 2)
 
     rainy = rain_streaks(scene)
-    settled, got = run(replace_strength(blend, 0.05), rainy)  # called clean: the blend keeps almost all the input
+    settled, got = run(dataclasses.replace(blend, strength=0.05), rainy)  # called clean: the blend keeps almost all the input
     assert settled.rain == 1.0
     kept = settled.mix(rainy, scene, rainy)  # no noise: the noise model's estimate is the input
     torch.testing.assert_close(got, remove_streaks(kept, scene, 1.0, params.rain), atol=1e-6, rtol=0)
@@ -289,7 +289,3 @@ def test_the_stage_judges_the_shape_of_what_the_network_removed():
     settled, got = run(stage.plan(rain_call), textured)  # called rainy: most of the correction, but no band
     assert stage.plan(rain_call).rain == 1.0 and settled.rain == 0.0
     torch.testing.assert_close(got, settled.mix(textured, scene, textured))
-
-
-def replace_strength(blend: Blend, strength: float) -> Blend:
-    return dataclasses.replace(blend, strength=strength)

@@ -20,6 +20,11 @@ TrainPrecision = Literal["fp32", "fp16", "bf16"]
 # The registered variant used when none is named (see ``airnet_restore.variants``).
 DEFAULT_VARIANT = "airnet-general-v8"
 
+# The bundled haze maps (``models/hazemap.py``; ``assets/<name>.safetensors``, float16) and the sha256 of their bytes.
+HAZE_MAPS = {
+    "hazemap-v1": "7a17e694f742b037aa718ae98967aff7c1efb4ae9022a4bdfc511566cdb2d029",
+}
+
 # Image files read and written (see ``airnet_restore.image_io``).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 # Pillow refuses images over 2 x Image.MAX_IMAGE_PIXELS (about 179 MP) as decompression bombs;

@@ -12,9 +12,11 @@ subset. ``score`` applies haze-band settings to the cached default outputs exact
 (``postfilter.haze.dehaze`` on the finished output, here rounded to 8 bits: a full restore with the band
 agreed with this within 50 dB PSNR on the photos checked) and prints per condition the mean, median,
 worst and harm count (clean photos: below 40 dB; degraded ones: more than 0.5 dB below their input) against
-the input, the dark channel prior (``baselines.dehaze_dcp``) and the default without the band. ``order``
-compares the band (the prior after the network) with the network run on the prior's output. Choose on
-training or validation photos only. Results: reports/haze-prior/README.md.
+the input, the dark channel prior (``baselines.dehaze_dcp``), the haze map on every photo and the default
+without the band. ``order``
+compares the band (the prior after the network) with the network run on the prior's output. The variants
+named "map" dehaze with the bundled haze map (``HazeSettings.map``) instead of the prior. Choose on
+training or validation photos only. Results: reports/haze-prior/README.md, reports/haze-map/README.md.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import torch
 from airnet_restore.baselines.dcp import dehaze_dcp
 from airnet_restore.evaluate import build_tasks
 from airnet_restore.metrics import get_protocol
-from airnet_restore.postfilter.haze import dehaze, haze_confidence, haziness
+from airnet_restore.postfilter.haze import dehaze, haze_confidence, haziness, map_output
 from airnet_restore.postfilter.params import HazeSettings
 
 HAZE_CONDITIONS = ("clean", "haze", "haze_any", "ho_haze", "haze_any+noise_any", "ho_haze_noise")
@@ -106,8 +108,10 @@ def load(cache_dir: Path, weights: str, condition: str, names: list[str]) -> lis
 
 
 def variants() -> dict[str, tuple[str, HazeSettings]]:
-    """The haze-band settings measured: name -> (what is dehazed: "output" or "input", settings)."""
+    """The haze-band settings measured: name -> (what is dehazed: "output" or "input", settings). A haze map
+    always sees the input; "output" moves the output towards the map's result, "input" the input."""
     on = HazeSettings(enabled=True)
+    mapped = replace(on, map="hazemap-v1", max_clipped=1.0)
     return {
         "band": ("output", on),
         "band, no clip check": ("output", replace(on, max_clipped=1.0)),
@@ -118,6 +122,14 @@ def variants() -> dict[str, tuple[str, HazeSettings]]:
         "band, no rain gate": ("output", replace(on, others=0.0)),
         "band, noise 16-32": ("output", replace(on, noise_sigmas=(16.0, 32.0))),
         "band on the input": ("input", on),
+        "map": ("output", mapped),
+        "map on the input alone": ("input", mapped),
+        "map, clip check": ("output", replace(mapped, max_clipped=on.max_clipped)),
+        "map, no dark-channel check": ("output", replace(mapped, hazy_dark=(0.0, 1e-6))),
+        "map, dark 0.2-0.35": ("output", replace(mapped, hazy_dark=(0.2, 0.35))),
+        "map, sure 0.05-0.3": ("output", replace(mapped, sure=(0.05, 0.3))),
+        "map, sure 0.3-0.7": ("output", replace(mapped, sure=(0.3, 0.7))),
+        "map, noise 16-32": ("output", replace(mapped, noise_sigmas=(16.0, 32.0))),
     }
 
 
@@ -128,8 +140,8 @@ def apply(row: dict, mode: str, settings: HazeSettings) -> tuple[np.ndarray, flo
         return row["default"], 0.0
     c = haze_confidence(found["presence"], found["sigma"], settings)
     x = row["degraded"].astype(np.float64) / 255
-    image = x if mode == "input" else row["default"].astype(np.float64) / 255
-    out, used = dehaze(image, x, c, settings)
+    default = row["default"].astype(np.float64) / 255
+    out, used = dehaze(default if mode == "output" else x, x, c, settings)
     if used == 0.0:
         return row["default"], 0.0
     return np.clip(np.rint(out * 255), 0, 255), used
@@ -162,6 +174,8 @@ def score(args: argparse.Namespace) -> None:
             columns["dark channel prior"] = [
                 db(np.clip(np.rint(dehaze_dcp(r["degraded"].astype(np.float32) / 255) * 255), 0, 255), r["clean"])
                 for r in rows]
+            columns["haze map alone"] = [
+                db(np.clip(np.rint(map_output(r["degraded"] / 255.0, "hazemap-v1") * 255), 0, 255), r["clean"]) for r in rows]
             columns["default"] = [db(r["default"], r["clean"]) for r in rows]
             used: dict[str, list[float]] = {}
             for label, (mode, settings) in chosen.items():

@@ -9,14 +9,17 @@ import numpy as np
 import pytest
 import torch
 
+from airnet_restore.constants import HAZE_MAPS
+from airnet_restore.degradations import haze_any
 from airnet_restore.errors import AirNetError
 from airnet_restore.inspection import Inspection
 from airnet_restore.postfilter import PostFilter, PostFilterParams
-from airnet_restore.postfilter.haze import dehaze, haze_confidence, haziness
+from airnet_restore.postfilter.haze import dehaze, haze_confidence, haze_map, haziness, map_output
 from airnet_restore.postfilter.params import HazeSettings
 from airnet_restore.postfilter.stage import Blend
 
 ON = HazeSettings(enabled=True, radius=8)  # a guided filter sized for 64-px test images
+MAPPED = HazeSettings(enabled=True, map="hazemap-v1", max_clipped=1.0, hazy_dark=(0.0, 1e-6))
 LIGHT = np.array([0.9, 0.88, 0.86])
 
 
@@ -116,3 +119,49 @@ def test_the_settings_are_stored_with_the_record_and_default_where_absent():
     for bad in ({"floor": 0.0}, {"enabled": 1}, {"patch": 0}, {"max_clipped": 2.0}):
         with pytest.raises(AirNetError):
             HazeSettings(**bad)
+
+
+def photo_pair(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A 128-px crop of a real photo (scikit-image's coffee) and the same under the general family's haze."""
+    from skimage import data
+
+    clean = np.ascontiguousarray(data.coffee()[100:356:2, 150:406:2])
+    return clean.astype(np.float64) / 255, haze_any(clean, np.random.default_rng(seed)).astype(np.float64) / 255
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    return float(10 * np.log10(1.0 / np.mean((a - b) ** 2)))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_bundled_haze_map_dehazes_a_hazy_photo(seed):
+    clean, veiled = photo_pair(seed)
+    out, used = dehaze(veiled, veiled, 1.0, MAPPED)
+    assert used == 1.0 and out.shape == veiled.shape and 0.0 <= out.min() and out.max() <= 1.0
+    assert psnr(out, clean) > psnr(veiled, clean) + 3.0
+
+
+def test_the_haze_map_moves_the_output_towards_the_map_of_the_input_by_the_confidence():
+    clean, veiled = photo_pair(0)
+    output = 0.5 * (clean + veiled)  # what a network might leave
+    half, used = dehaze(output, veiled, 0.5, MAPPED)
+    assert used == 0.5
+    np.testing.assert_allclose(half, np.clip(output + 0.5 * (map_output(veiled, "hazemap-v1") - output), 0, 1), atol=1e-12)
+    same, _ = dehaze(veiled, veiled, 0.5, MAPPED)
+    assert not np.allclose(same, half)  # the map sees the input; the output is what moves
+
+
+def test_a_haze_map_is_a_bundled_name_whose_bytes_are_checked(monkeypatch):
+    assert HazeSettings(map="hazemap-v1").map == "hazemap-v1" and HazeSettings().map == ""
+    for bad in ("hazemap-v0", 5, ["hazemap-v1"]):
+        with pytest.raises(AirNetError, match="haze map must be"):
+            HazeSettings(map=bad)
+    own = PostFilterParams(haze=MAPPED)
+    assert PostFilterParams.from_json(own.to_json()) == own
+    haze_map.cache_clear()
+    monkeypatch.setitem(HAZE_MAPS, "hazemap-v1", "0" * 64)
+    try:
+        with pytest.raises(AirNetError, match="sha256 differs"):
+            haze_map("hazemap-v1")
+    finally:
+        haze_map.cache_clear()

@@ -1,4 +1,4 @@
-"""The post-filter's haze band: a physically based dehaze of the stage's output where the detectors find haze.
+"""The post-filter's haze band: a dehaze of the stage's output where the detectors find haze.
 
 The atmospheric scattering model ``I = J t + A (1 - t)`` with the dark channel prior's steps
 (``baselines/dcp.py``: the atmospheric light ``A``, the transmission ``t`` from the dark channel refined by the
@@ -16,15 +16,31 @@ amplifies noise), settled by the check once the whole image is known (``dehaze``
 ``HazeSettings`` (``postfilter/params.py``); the band is off in the default record (``enabled``), as measured
 in ``reports/haze-prior/README.md``. Cost where it works: about 0.8 s a megapixel on one CPU core (the dark
 channel, a box-filter guided filter, the recovery); nothing where it does not.
+
+Where the settings name a haze map (``HazeSettings.map``; ``models/hazemap.py``, bundled and sha256-checked), the
+map dehazes the input (it was trained on hazy photos, not on the network's partial dehazing) and the output moves
+towards that by ``c``, after the same dark-channel check; ``airnet-general-v14``'s record turns the clip check off
+(the map's clipping is that of the clean photos it was trained towards). Chosen on validation photos:
+``reports/haze-map/README.md``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
 import numpy as np
 import torch
+from safetensors.torch import load_file
 
 from airnet_restore.baselines.dcp import atmospheric_light, dark_channel, transmission
+from airnet_restore.constants import HAZE_MAPS
+from airnet_restore.errors import AirNetError
+from airnet_restore.models.hazemap import HazeMap
 from airnet_restore.postfilter.params import HazeSettings, ramp
+from airnet_restore.variants import file_sha256
 
 # Beyond this (0-1 scale) a recovered value counts as clipped.
 CLIP_MARGIN = 1.0 / 255.0
@@ -72,19 +88,56 @@ def newly_clipped(raw: np.ndarray) -> float:
     return float(np.mean(((raw < -CLIP_MARGIN) | (raw > 1.0 + CLIP_MARGIN)).any(axis=2)))
 
 
+@lru_cache(maxsize=2)
+def haze_map(name: str) -> HazeMap:
+    """The bundled haze map ``name`` (``HAZE_MAPS``), its sha256 checked, in float32 and eval mode."""
+    path = Path(str(resources.files("airnet_restore") / "assets" / f"{name}.safetensors"))
+    if name not in HAZE_MAPS or not path.is_file():
+        raise AirNetError(f"haze map {name!r} is not bundled with this airnet-restore (known: {', '.join(HAZE_MAPS)})")
+    if file_sha256(path) != HAZE_MAPS[name]:
+        raise AirNetError(f"{path}: sha256 differs from haze map {name!r}'s registered one: reinstall airnet-restore")
+    net = HazeMap()
+    net.load_state_dict({k: v.float() for k, v in load_file(str(path)).items()})
+    return net.eval()
+
+
+def map_output(image: np.ndarray, name: str) -> np.ndarray:
+    """HxWx3 float ``image`` as the haze map ``name`` dehazes it (float64, not clipped)."""
+    x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        return haze_map(name)(x)[0].permute(1, 2, 0).double().numpy()
+
+
+def recovery(image: np.ndarray, reference: np.ndarray, settings: HazeSettings) -> Callable[[float], tuple[np.ndarray, float]]:
+    """For float64 ``image`` (the output), the band's result at a confidence and the share of pixels it newly
+    clipped: the prior's on ``image`` (the light and transmission estimated once, the transmission bounded) or,
+    where the settings name a haze map, ``image`` moved towards the map of ``reference`` (the input; computed
+    once) by the confidence: the map was trained on hazy inputs, not on the network's partial dehazing."""
+    if settings.map:
+        target = map_output(reference, settings.map) - image
+
+        def mapped(confidence: float) -> tuple[np.ndarray, float]:
+            raw = image + confidence * target
+            return np.clip(raw, 0.0, 1.0), newly_clipped(raw)
+
+        return mapped
+    light, t = scattering(image, settings)
+    return lambda confidence: bounded_dehaze(image, light, t, confidence, settings)
+
+
 def dehaze(image: np.ndarray, reference: np.ndarray, confidence: float, settings: HazeSettings) -> tuple[np.ndarray, float]:
     """HxWx3 float ``image`` (the stage's output) dehazed with the band's ``confidence`` after the check of
-    ``reference`` (the input), and the confidence used (0: ``image`` itself is returned). The light and the
-    transmission are estimated once; the check's halvings only bound the transmission again."""
+    ``reference`` (the input), and the confidence used (0: ``image`` itself is returned). The recovery is
+    estimated once (``recovery``); the check's halvings only scale it again."""
     if confidence <= 0.0:
         return image, 0.0
-    confidence *= ramp(haziness(reference.astype(np.float64), settings), *settings.hazy_dark)
+    reference = reference.astype(np.float64)
+    confidence *= ramp(haziness(reference, settings), *settings.hazy_dark)
     if confidence <= 0.0:
         return image, 0.0
-    img = image.astype(np.float64)
-    light, t = scattering(img, settings)
+    recover = recovery(image.astype(np.float64), reference, settings)
     for _ in range(HALVINGS + 1):
-        result, clipped = bounded_dehaze(img, light, t, confidence, settings)
+        result, clipped = recover(confidence)
         if clipped <= settings.max_clipped:
             return result.astype(image.dtype), confidence
         confidence /= 2.0

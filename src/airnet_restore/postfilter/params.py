@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, TypeVar
 
+from airnet_restore.constants import HAZE_MAPS
 from airnet_restore.errors import AirNetError, first_line
 
 # The weights metadata key that holds the record as JSON.
@@ -65,6 +66,9 @@ class HazeSettings:
     channel is mostly black had no haze to remove) and halved until at most ``max_clipped`` of the pixels are
     newly clipped. ``others``: ``c`` is scaled by the probability that no other family but noise (rain) is
     present, to this power (0: not). ``noise_sigmas``: ``c`` falls from 1 to 0 between these detected noise sigmas (0-255).
+    ``map``: the name of a bundled haze map (``models/hazemap.py``, ``HAZE_MAPS``) to dehaze with in place of the
+    scattering model: the output moves towards the map's ``a I + b`` of the input by ``c`` (``omega``, ``radius``,
+    ``eps``, ``light_fraction`` and ``floor`` are the prior's and unused then); "" (the default): the prior.
     ``enabled``: False leaves the stage as it was without the band."""
 
     enabled: bool = False
@@ -79,10 +83,14 @@ class HazeSettings:
     max_clipped: float = 0.02
     others: float = 1.0
     noise_sigmas: tuple[float, float] = (8.0, 16.0)
+    map: str = ""
 
     def __post_init__(self) -> None:
         if not isinstance(self.enabled, bool):
             raise AirNetError(f"haze enabled must be true or false, got {self.enabled!r}")
+        if not isinstance(self.map, str) or (self.map and self.map not in HAZE_MAPS):
+            known = ", ".join(sorted(HAZE_MAPS)) or "none"
+            raise AirNetError(f"haze map must be \"\" (the dark channel prior) or a bundled haze map ({known}), got {self.map!r}")
         _check_pair("haze sure", self.sure, 0.0, 1.0)
         _check_pair("haze hazy_dark", self.hazy_dark, 0.0, 1.0)
         _check_pair("haze noise_sigmas", self.noise_sigmas, 0.0, 255.0)

@@ -35,7 +35,8 @@ lets the network "dehaze" them (on the training photos one lost 5 dB so).
 
 The haze band (``postfilter/haze.py``, settings ``params.haze``): where the detectors find haze (under
 ``strength`` and ``anchor`` "auto" only), the finished output is dehazed with the atmospheric scattering
-model, its transmission bounded below by the detectors' confidence and the result checked (``Blend.haze``:
+model, its transmission bounded below by the detectors' confidence, or moved by that confidence towards a
+haze map's dehazing of the input, and the result checked (``Blend.haze``:
 the band's confidence; 0, the default where no haze is found, costs nothing). The rain band
 (``postfilter/rain.py``, settings ``params.rain``): where the detectors find rain (under the same condition), the
 thin bright structures that the network removed and the blend kept are removed from the mixed output too

@@ -173,23 +173,27 @@ def test_v10_carries_v9s_detectors_and_its_post_filter_record_but_for_the_check(
     assert v10.postfilter.params != v9.postfilter.params
 
 
-@pytest.mark.parametrize(("base", "name", "rain"), [
-    ("airnet-general-v10", "airnet-general-v11", {"enabled": True}),  # the rain band on, its chosen settings
-    ("airnet-general-v11", "airnet-general-v12", {"enabled": True, "denoised": True}),  # judging the denoised image too
-    ("airnet-general-v12", "airnet-general-v13", {"enabled": True, "denoised": True, "elongated": True}),  # and the shape
+@pytest.mark.parametrize(("base", "name", "band", "settings"), [
+    ("airnet-general-v10", "airnet-general-v11", "rain", {"enabled": True}),  # the rain band on, its chosen settings
+    ("airnet-general-v11", "airnet-general-v12", "rain", {"enabled": True, "denoised": True}),  # judging the denoised image too
+    ("airnet-general-v12", "airnet-general-v13", "rain", {"enabled": True, "denoised": True, "elongated": True}),  # and the shape
+    ("airnet-general-v8", "airnet-general-v14", "haze",  # the haze map
+     {"enabled": True, "map": "hazemap-v1", "max_clipped": 1.0, "sure": (0.3, 0.7)}),
 ])
-def test_a_post_filter_release_is_its_base_with_the_rain_band_changed(base, name, rain):
-    """airnet-general-v11, -v12 and -v13 (reports/rain/README.md): their base's tensors, probe and post-filter record, the
-    rain band's settings changed as listed (the rest the ``RainSettings`` defaults), which the base did not have."""
+def test_a_post_filter_release_is_its_base_with_one_band_changed(base, name, band, settings):
+    """airnet-general-v11 to -v13 (reports/rain/README.md) and -v14 (reports/haze-map/README.md): their base's tensors,
+    probe and post-filter record, one band's settings changed as listed (the rest that band's defaults), which the base
+    did not have."""
     import dataclasses
 
-    from airnet_restore.postfilter.params import RainSettings
+    from airnet_restore.postfilter.params import HazeSettings, RainSettings
     from airnet_restore.weights import load_state_dict
 
+    kind = {"rain": RainSettings, "haze": HazeSettings}[band]
     old, new = load_model(base, device="cpu"), load_model(name, device="cpu")
     assert new.probe is not None and new.probe.to_json() == old.probe.to_json()
-    assert new.postfilter.params == dataclasses.replace(old.postfilter.params, rain=RainSettings(**rain))
-    assert old.postfilter.params.rain != new.postfilter.params.rain
+    assert new.postfilter.params == dataclasses.replace(old.postfilter.params, **{band: kind(**settings)})
+    assert getattr(old.postfilter.params, band) != getattr(new.postfilter.params, band)
     mine, _ = load_state_dict(get_variant(base).weights_path())
     theirs, _ = load_state_dict(get_variant(name).weights_path())
     assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)

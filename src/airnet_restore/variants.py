@@ -52,6 +52,11 @@ def weights_dir() -> Path:
     return Path(os.environ.get("AIRNET_WEIGHTS_DIR") or Path.home() / ".cache" / "airnet-restore")
 
 
+def assets_dir() -> Path:
+    """Where the files bundled with the package live (weights, haze maps, the sample)."""
+    return Path(str(resources.files("airnet_restore") / "assets"))
+
+
 def file_sha256(path: Path) -> str:
     """The sha256 of a file's bytes."""
     h = hashlib.sha256()
@@ -94,7 +99,7 @@ class Variant:
         """The weight file if it is here (bundled, or put in ``weights_dir()``), else None."""
         if self.weights is None:
             return None
-        folder = Path(str(resources.files("airnet_restore") / "assets")) if self.weights.bundled else weights_dir()
+        folder = assets_dir() if self.weights.bundled else weights_dir()
         path = folder / self.weights.file
         return path if path.is_file() else None
 
@@ -337,7 +342,7 @@ VARIANTS: dict[str, Variant] = {
 
 def sample_image() -> Path:
     """The bundled sample: a noisy (sigma 25) crop of scikit-image's CC0 'coffee' photograph."""
-    return Path(str(resources.files("airnet_restore") / "assets" / "sample_noisy.png"))
+    return assets_dir() / "sample_noisy.png"
 
 
 def list_variants() -> list[Variant]:

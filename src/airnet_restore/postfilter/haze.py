@@ -28,8 +28,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import lru_cache
-from importlib import resources
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -40,7 +38,7 @@ from airnet_restore.constants import HAZE_MAPS
 from airnet_restore.errors import AirNetError
 from airnet_restore.models.hazemap import HazeMap
 from airnet_restore.postfilter.params import HazeSettings, ramp
-from airnet_restore.variants import file_sha256
+from airnet_restore.variants import assets_dir, file_sha256
 
 # Beyond this (0-1 scale) a recovered value counts as clipped.
 CLIP_MARGIN = 1.0 / 255.0
@@ -91,7 +89,7 @@ def newly_clipped(raw: np.ndarray) -> float:
 @lru_cache(maxsize=2)
 def haze_map(name: str) -> HazeMap:
     """The bundled haze map ``name`` (``HAZE_MAPS``), its sha256 checked, in float32 and eval mode."""
-    path = Path(str(resources.files("airnet_restore") / "assets" / f"{name}.safetensors"))
+    path = assets_dir() / f"{name}.safetensors"
     if name not in HAZE_MAPS or not path.is_file():
         raise AirNetError(f"haze map {name!r} is not bundled with this airnet-restore (known: {', '.join(HAZE_MAPS)})")
     if file_sha256(path) != HAZE_MAPS[name]:

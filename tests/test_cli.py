@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 from collections import OrderedDict
@@ -55,9 +56,29 @@ def test_convert_copies_detectors_to_weights_that_share_their_encoder(tmp_path, 
     assert "another encoder" in err and "\n" not in err and not (tmp_path / "t.safetensors").exists()
 
 
-def test_module_entry_point_runs():
-    result = subprocess.run([sys.executable, "-m", "airnet_restore", "info"], capture_output=True, text=True, timeout=120)
+def test_module_entry_point_runs_and_its_quick_exit_loses_no_output(capsys):
+    """The console script ends the process without tearing the interpreter down (``cli.run``): what the command
+    printed into a pipe (block-buffered, as in a user's shell) must still arrive whole."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    result = subprocess.run([sys.executable, "-m", "airnet_restore", "info"], capture_output=True, text=True, timeout=120,
+                            env=env)
+    assert main(["info"]) == 0
     assert result.returncode == 0 and "8,930,313" in result.stdout
+    assert result.stdout == capsys.readouterr().out
+
+
+def test_a_reader_that_leaves_early_ends_the_command_quietly_with_sigpipes_status():
+    proc = subprocess.Popen([sys.executable, "-m", "airnet_restore", "info"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()  # before the command has written anything (its start-up alone takes a tenth of a second)
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141 and "Traceback" not in err, err
+
+
+def test_the_console_script_keeps_argparses_status():
+    bad = subprocess.run([sys.executable, "-m", "airnet_restore", "info", "--bogus"], capture_output=True, text=True,
+                         timeout=120)
+    assert bad.returncode == 2 and "unrecognized arguments: --bogus" in bad.stderr
 
 
 def test_a_too_small_tile_is_refused_before_anything_runs(tmp_path, capsys):

@@ -1,3 +1,3 @@
-from airnet_restore.cli import main
+from airnet_restore.cli import run
 
-raise SystemExit(main())
+run()

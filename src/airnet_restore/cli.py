@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -492,5 +493,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def run() -> None:
+    """The console script: ``main()``, then the process ends at once, without tearing down the interpreter.
+
+    Every command has finished its work and written its files when ``main`` returns; what is left is Python
+    freeing torch's and numba's modules one by one, about a second after a megapixel restore on a 2-core CPU
+    (0.5-0.6 s after importing torch alone). A reader that leaves early (``airnet info | head -1``) ends the
+    command as SIGPIPE ends other tools (exit status 141), without a traceback. An error that ``main`` does
+    not catch ends as usual, with its traceback."""
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        code = 141
+    try:
+        sys.stderr.flush()
+    except OSError:
+        pass
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

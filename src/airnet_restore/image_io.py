@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from airnet_restore.atomic import atomic_write
-from airnet_restore.constants import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, JPEG_QUALITY
+from airnet_restore.constants import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, JPEG_QUALITY, PNG_COMPRESS_LEVEL
 from airnet_restore.errors import AirNetError, ImageTooLarge
 
 EXIF_ORIENTATION = 0x0112
@@ -520,7 +520,7 @@ def encode_png_grey_alpha_16(pixels: np.ndarray) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
     header = struct.pack(">IIBBBBB", w, h, 16, 4, 0, 0, 0)  # 16 bits, grey + alpha, deflate, no interlace
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows.tobytes(), 6)) + chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows.tobytes(), PNG_COMPRESS_LEVEL)) + chunk(b"IEND", b"")
 
 
 def write_image(path: str | os.PathLike, image: ImageData, rgb: np.ndarray, jpeg_quality: int = JPEG_QUALITY) -> Path:
@@ -560,6 +560,8 @@ def write_image(path: str | os.PathLike, image: ImageData, rgb: np.ndarray, jpeg
                 kwargs["exif"] = exif
             if suffix in (".jpg", ".jpeg"):
                 kwargs.update(quality=jpeg_quality, subsampling=0)
+            if suffix == ".png":
+                kwargs["compress_level"] = PNG_COMPRESS_LEVEL
             Image.fromarray(pixels).save(tmp, **kwargs)
         elif pixels.ndim == 3 and pixels.shape[2] == 2:
             tmp.write_bytes(encode_png_grey_alpha_16(pixels))
@@ -567,7 +569,8 @@ def write_image(path: str | os.PathLike, image: ImageData, rgb: np.ndarray, jpeg
             bgr = pixels
             if pixels.ndim == 3:
                 bgr = cv2.cvtColor(pixels, cv2.COLOR_RGBA2BGRA if pixels.shape[2] == 4 else cv2.COLOR_RGB2BGR)
-            ok, buf = cv2.imencode(suffix, bgr)
+            params = [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESS_LEVEL] if suffix == ".png" else []
+            ok, buf = cv2.imencode(suffix, bgr, params)
             if not ok:
                 raise AirNetError(f"{path}: OpenCV could not encode a {dtype} {suffix} image")
             tmp.write_bytes(buf.tobytes())  # a full disk is an OSError with its errno (numpy's tofile loses it)

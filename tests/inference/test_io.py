@@ -205,3 +205,24 @@ def test_a_tiff_opencv_would_read_with_less_depth_or_no_alpha_is_refused(tmp_pat
     rgb = np.random.default_rng(13).random((6, 7, 3), dtype=np.float32)
     tifffile.imwrite(tmp_path / "rgbf.tif", rgb, photometric="rgb")
     np.testing.assert_array_equal(read_image(tmp_path / "rgbf.tif").pixels, rgb)  # what OpenCV reads fully still passes
+
+
+def zlib_level_class(path: Path) -> int:
+    """FLEVEL of the first IDAT's zlib header: 0 for levels 0-1, 1 for 2-5, 2 for 6 (the usual default), 3 above."""
+    blob = path.read_bytes()
+    return blob[blob.index(b"IDAT") + 5] >> 6
+
+
+@pytest.mark.parametrize("dtype, channels", [(np.uint8, 3), (np.uint16, 3), (np.uint16, 2)])
+def test_png_outputs_use_the_projects_compression_level(tmp_path, dtype, channels):
+    """PNG_COMPRESS_LEVEL (4: twice as fast as 6 for a file 2-5 % larger) reaches every PNG encoder: Pillow's for
+    8 bits, OpenCV's for 16, ours for 16-bit grey + alpha."""
+    from airnet_restore.constants import PNG_COMPRESS_LEVEL
+
+    rng = np.random.default_rng(7)
+    top = 255 if dtype == np.uint8 else 65535
+    rgb = np.repeat(rng.integers(0, top + 1, (40, 48, 1)), 3, axis=2).astype(dtype)
+    alpha = rng.integers(0, top + 1, (40, 48)).astype(dtype) if channels == 2 else None
+    out = write_image(tmp_path / "o.png", ImageData(rgb, np.dtype(dtype), grey=channels == 2, alpha=alpha), rgb)
+    assert PNG_COMPRESS_LEVEL == 4 and zlib_level_class(out) == 1
+    assert png_header(out)[0] == (8 if dtype == np.uint8 else 16)

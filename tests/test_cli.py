@@ -3,6 +3,7 @@ import subprocess
 import sys
 from collections import OrderedDict
 
+import pytest
 import torch
 
 from airnet_restore.cli import main
@@ -73,6 +74,26 @@ def test_a_reader_that_leaves_early_ends_the_command_quietly_with_sigpipes_statu
     proc.stdout.close()  # before the command has written anything (its start-up alone takes a tenth of a second)
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 141 and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("argv, quick", [(["info"], True), (["train", "cfg.yaml"], False), (["serve"], False)])
+def test_the_console_script_lets_commands_with_workers_or_threads_exit_as_usual(monkeypatch, argv, quick):
+    """Training keeps its loader's worker processes and serving its threads until the interpreter exits: those
+    two end through ``sys.exit``; the others at once through ``os._exit``, with the command's status."""
+    from airnet_restore import cli
+
+    class Ended(Exception):
+        pass
+
+    def quick_exit(code):
+        raise Ended(code)
+
+    monkeypatch.setattr(cli, "_execute", lambda args: 3)
+    monkeypatch.setattr(cli.os, "_exit", quick_exit)
+    monkeypatch.setattr(sys, "argv", ["airnet", *argv])
+    with pytest.raises(Ended if quick else SystemExit) as ended:
+        cli.run()
+    assert ended.value.args[0] == 3 if quick else ended.value.code == 3
 
 
 def test_the_console_script_keeps_argparses_status():

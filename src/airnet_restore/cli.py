@@ -480,8 +480,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Commands that keep worker processes (the training loader's) or threads (the server's) until the interpreter
+# exits: the console script lets them end as usual.
+ENDS_AS_USUAL = frozenset({"train", "serve"})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    return _execute(build_parser().parse_args(argv))
+
+
+def _execute(args: argparse.Namespace) -> int:
     wait_passively()
     try:
         return args.func(args)
@@ -496,16 +504,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run() -> None:
     """The console script: ``main()``, then the process ends at once, without tearing down the interpreter.
 
-    Every command has finished its work and written its files when ``main`` returns; what is left is Python
-    freeing torch's and numba's modules one by one, about a second after a megapixel restore on a 2-core CPU
-    (0.5-0.6 s after importing torch alone). A reader that leaves early (``airnet info | head -1``) ends the
-    command as SIGPIPE ends other tools (exit status 141), without a traceback. An error that ``main`` does
-    not catch ends as usual, with its traceback."""
+    Every command has finished its work and written its files when it returns; what is left is Python freeing
+    torch's and numba's modules one by one, about a second after a megapixel restore on a 2-core CPU (0.5-0.6 s
+    after importing torch alone). ``ENDS_AS_USUAL`` commands exit as usual. A reader that leaves early
+    (``airnet info | head -1``) ends the command as SIGPIPE ends other tools (exit status 141), without a
+    traceback. An error that the command does not catch ends as usual, with its traceback."""
+    args = build_parser().parse_args()
     try:
-        code = main()
+        code = _execute(args)
         sys.stdout.flush()
     except BrokenPipeError:
-        code = 141
+        os._exit(141)  # the unflushed rest cannot reach anyone, and flushing it again at exit would print an error
+    if args.command in ENDS_AS_USUAL:
+        sys.exit(code)
     try:
         sys.stderr.flush()
     except OSError:

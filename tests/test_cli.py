@@ -93,7 +93,7 @@ def test_the_console_script_lets_commands_with_workers_or_threads_exit_as_usual(
     monkeypatch.setattr(sys, "argv", ["airnet", *argv])
     with pytest.raises(Ended if quick else SystemExit) as ended:
         cli.run()
-    assert ended.value.args[0] == 3 if quick else ended.value.code == 3
+    assert (ended.value.args[0] if quick else ended.value.code) == 3
 
 
 def test_the_console_script_keeps_argparses_status():
